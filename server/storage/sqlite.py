@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import astuple
 from pathlib import Path
 
 import aiosqlite
 
 from rooms.model import QueueOrder
-from server.storage.base import PinTaken, RoomRecord
+from server.storage.base import CheckinRecord, PinTaken, RoomRecord
 from server.storage.migrate import CREATE_TABLE, all_migrations
 
+_CHECKIN_COLUMNS = (
+    "id, room_id, call_id, status, caller_masked, caller_full, created_at, resolved_at, resolved_by"
+)
 _ROOM_COLUMNS = (
     "id, title, phone_pin, waiting_room, transcripts_allowed, chat_enabled, queue_order, created_at"
 )
@@ -93,6 +97,36 @@ class SqliteStorage:
             queue_order=QueueOrder(row[6]),
             created_at=row[7],
         )
+
+    async def create_checkin(self, checkin: CheckinRecord) -> CheckinRecord:
+        await self._db.execute(
+            f"INSERT INTO checkins ({_CHECKIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+            "ON CONFLICT (call_id, status) DO NOTHING",
+            astuple(checkin),
+        )
+        sql = f"SELECT {_CHECKIN_COLUMNS} FROM checkins WHERE call_id = ? AND status = ?"  # noqa: S608
+        async with self._db.execute(sql, (checkin.call_id, checkin.status)) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return CheckinRecord(*row)
+
+    async def list_checkins(
+        self, *, include_resolved: bool = False, limit: int = 200
+    ) -> list[CheckinRecord]:
+        where = "" if include_resolved else "WHERE resolved_at IS NULL"
+        sql = (
+            f"SELECT {_CHECKIN_COLUMNS} FROM checkins {where} "  # noqa: S608
+            "ORDER BY created_at DESC LIMIT ?"
+        )
+        async with self._db.execute(sql, (limit,)) as cur:
+            return [CheckinRecord(*row) for row in await cur.fetchall()]
+
+    async def resolve_checkin(self, checkin_id: str, *, by: str, at: float) -> bool:
+        cur = await self._db.execute(
+            "UPDATE checkins SET resolved_at = ?, resolved_by = ? WHERE id = ?",
+            (at, by, checkin_id),
+        )
+        return cur.rowcount > 0
 
     async def healthy(self) -> bool:
         try:
