@@ -12,16 +12,26 @@ The contract of a :class:`LiveStore`:
 
 The in-memory store does this with one asyncio lock per room. A Redis store does it
 with an optimistic transaction per transition and publishes outcomes to the room's
-channel inside that transaction, so every node sees them in commit order.
+channel inside that transaction, so every node sees them in commit order
+(:mod:`server.redis_live`).
+
+``fn`` is pure and may run more than once (an optimistic store retries it on a conflict).
+
+Connections are named ``"<node id>/<transport handle>"`` (:func:`conn_handle`), so the
+state says which node holds each connection and the participants of a node that died
+can be found (:meth:`LiveStore.lost_conns`). The clock asks :meth:`LiveStore.due_rooms`
+which rooms a Tick would change; with many nodes each due room goes to one node.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
-from rooms.machine import Outcome
+from rooms.errors import ErrorCode, RoomError
+from rooms.machine import Outcome, Rules, due
 from rooms.model import RoomState
 
 Transition = Callable[[RoomState | None], Outcome]
@@ -29,7 +39,38 @@ Deliver = Callable[[str, Outcome], Awaitable[None]]
 Attach = Callable[[RoomState | None], Awaitable[None]]
 
 
+class LiveUnavailable(RoomError):
+    """The shared live state cannot be reached right now; nothing was changed."""
+
+    def __init__(self, message: str = "The server is reconnecting: try again in a moment.") -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, message)
+
+
+def conn_handle(node_id: str, handle: str) -> str:
+    """The ``Participant.conn`` of transport handle ``handle`` on node ``node_id``."""
+    return f"{node_id}/{handle}"
+
+
+def conn_node(conn: str | None) -> str | None:
+    """The node holding ``conn``, or None if it does not name one."""
+    if conn is None or "/" not in conn:
+        return None
+    return conn.split("/", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class LostConn:
+    """A connection the state still counts as connected, held by a node that is gone."""
+
+    room_id: str
+    participant_id: str
+    conn: str
+
+
 class LiveStore(Protocol):
+    @property
+    def node_id(self) -> str: ...
+
     def set_deliver(self, deliver: Deliver) -> None: ...
 
     async def start(self) -> None: ...
@@ -42,7 +83,14 @@ class LiveStore(Protocol):
 
     async def get(self, room_id: str) -> RoomState | None: ...
 
-    async def room_ids(self) -> list[str]: ...
+    async def room_ids(self) -> list[str]:
+        """Live rooms this node holds (all of them, for a single node)."""
+
+    async def due_rooms(self, now: float, rules: Rules) -> list[str]:
+        """Rooms a Tick would change now, each handed to one node only."""
+
+    async def lost_conns(self) -> list[LostConn]:
+        """Connections of nodes that stopped heartbeating: the caller Drops them."""
 
     async def healthy(self) -> bool: ...
 
@@ -53,6 +101,8 @@ async def _no_delivery(room_id: str, outcome: Outcome) -> None:
 
 class MemoryStore:
     """Live state in this process: the embedded default, for one node."""
+
+    node_id = "local"
 
     def __init__(self) -> None:
         self._rooms: dict[str, RoomState] = {}
@@ -105,6 +155,12 @@ class MemoryStore:
 
     async def room_ids(self) -> list[str]:
         return list(self._rooms)
+
+    async def due_rooms(self, now: float, rules: Rules) -> list[str]:
+        return [r for r, state in self._rooms.items() if due(state, now, rules)]
+
+    async def lost_conns(self) -> list[LostConn]:
+        return []  # one node: its connections die with it
 
     async def healthy(self) -> bool:
         return True

@@ -8,6 +8,12 @@ deployments differ only in the store plugged in.
 
 Socket.IO rooms used: ``room:<room_id>`` (everyone admitted to the live session on this
 node) and ``p:<participant_id>`` (one participant's connection, also while waiting).
+
+With many nodes, every node that holds connections of a room receives every outcome of
+that room in commit order and delivers it to its *own* connections only: a Socket.IO
+emit reaches local members, and Welcome and Disconnect act only on a ``conn`` of this
+node (``"<node id>/<sid>"``). Durable events (transcripts, audit) are acted on once, by
+the node that committed the transition.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from presence.resume import ResumeClaim, ResumeTokens
 from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Disconnect, Emit, Event, Welcome
-from rooms.machine import Outcome, Rules, apply, due
+from rooms.machine import Outcome, Rules, apply
 from rooms.model import Role, RoomState, Via
-from server.live import LiveStore
+from server.live import LiveStore, LiveUnavailable, conn_handle
 from server.metrics import Metrics
 from server.payloads import DECODERS, decode, validate_name
 from server.ratelimit import Bucket
@@ -89,7 +95,9 @@ class RoomService:
         self.clock = clock
         self.rules = Rules(grace_secs=settings.grace_secs, max_participants=settings.max_room_size)
         self.conns: dict[str, Conn] = {}
+        self.node_prefix = conn_handle(store.node_id, "")
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unsent_drops: list[tuple[str, c.Drop]] = []  # live store was down at the time
         store.set_deliver(self.deliver)
 
     # the one path for every change ------------------------------------------------------
@@ -101,6 +109,16 @@ class RoomService:
         )
 
     # connections -----------------------------------------------------------------------
+
+    def conn_of(self, sid: str) -> str:
+        """The ``Participant.conn`` of a Socket.IO connection on this node."""
+        return self.node_prefix + sid
+
+    def sid_of(self, conn: str | None) -> str | None:
+        """The Socket.IO sid of ``conn`` if this node holds it, else None."""
+        if conn is None or not conn.startswith(self.node_prefix):
+            return None
+        return conn[len(self.node_prefix) :]
 
     async def connect(self, sid: str, auth: object) -> None:
         """Join (or wait, or resume). Raises RoomError with a connect-refusal code."""
@@ -124,7 +142,7 @@ class RoomService:
             name=name,
             role=Role.FACILITATOR if token.kind is TokenKind.FACILITATOR else Role.PEER,
             via=Via.WEB,
-            conn=sid,
+            conn=self.conn_of(sid),
             ban_keys=frozenset(ban_keys),
             resume_id=claim.participant_id if claim and claim.room_id == room.id else None,
         )
@@ -159,11 +177,11 @@ class RoomService:
                 return
             await self.sio.enter_room(sid, participant_channel(pid))
             p = state.get(pid)
-            if p is not None and p.conn == sid:
+            if p is not None and p.conn == self.conn_of(sid):
                 await self._welcome(state, pid, sid)
                 return
             w = state.get_waiting(pid)
-            if w is not None and w.conn == sid:
+            if w is not None and w.conn == self.conn_of(sid):
                 position = [x.id for x in state.waiting].index(pid) + 1
                 await self.sio.emit("waiting", {"position": position}, to=sid)
 
@@ -186,8 +204,13 @@ class RoomService:
         if conn is None:
             return  # closed by us (removed, left, ended): the room already knows
         self.metrics.connections.dec()
-        with contextlib.suppress(RoomError):  # the session may have ended meanwhile
-            await self.execute(conn.room_id, None, c.Drop(conn.participant_id, sid))
+        drop = c.Drop(conn.participant_id, self.conn_of(sid))
+        try:
+            await self.execute(conn.room_id, None, drop)
+        except LiveUnavailable:
+            self._unsent_drops.append((conn.room_id, drop))  # the clock retries it
+        except RoomError:
+            pass  # the session may have ended meanwhile
 
     # client events ---------------------------------------------------------------------
 
@@ -227,18 +250,17 @@ class RoomService:
                 )
         elif isinstance(ev, Welcome):
             p = state.get(ev.participant_id) if state else None
+            sid = self.sid_of(p.conn) if p else None
             # A connection still in its handshake is greeted by _greet_when_connected.
-            if state and p and p.conn and self.sio.manager.is_connected(p.conn, "/"):
-                await self._welcome(state, p.id, p.conn)
-        elif (
-            isinstance(ev, Disconnect)
-            and ev.conn is not None
-            and self.conns.pop(ev.conn, None) is not None
-        ):
-            self.metrics.connections.dec()
-            # After this transition's emits (and the ack of the command that caused it)
-            # are queued, so the client hears why before the line closes.
-            self.spawn(self.sio.disconnect(ev.conn))
+            if state and p and sid and self.sio.manager.is_connected(sid, "/"):
+                await self._welcome(state, p.id, sid)
+        elif isinstance(ev, Disconnect):
+            sid = self.sid_of(ev.conn)
+            if sid is not None and self.conns.pop(sid, None) is not None:
+                self.metrics.connections.dec()
+                # After this transition's emits (and the ack of the command that caused
+                # it) are queued, so the client hears why before the line closes.
+                self.spawn(self.sio.disconnect(sid))
         # Transcribe, Unstore, Consent, Audit, SessionClosed: durable storage of these is
         # the transcripts issue; nothing is written for them yet.
 
@@ -253,12 +275,21 @@ class RoomService:
                 log.exception("clock tick failed")
 
     async def tick(self) -> None:
-        now = self.clock()
-        for room_id in await self.store.room_ids():
-            state = await self.store.get(room_id)
-            if state is not None and due(state, now, self.rules):
-                with contextlib.suppress(RoomError):
-                    await self.execute(room_id, None, c.Tick())
+        """Expire what is due, drop connections of dead nodes, retry drops that failed."""
+        unsent, self._unsent_drops = self._unsent_drops, []
+        lost = [
+            (x.room_id, c.Drop(x.participant_id, x.conn)) for x in await self.store.lost_conns()
+        ]
+        for room_id, drop in unsent + lost:
+            try:
+                await self.execute(room_id, None, drop)
+            except LiveUnavailable:
+                self._unsent_drops.append((room_id, drop))
+            except RoomError:
+                pass  # the session ended meanwhile
+        for room_id in await self.store.due_rooms(self.clock(), self.rules):
+            with contextlib.suppress(RoomError):
+                await self.execute(room_id, None, c.Tick())
 
     # tasks -----------------------------------------------------------------------------
 
