@@ -21,6 +21,7 @@ from server.http import routes, security_headers
 from server.keys import LIVE, METRICS, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
 from server.live import LiveStore, MemoryStore
 from server.metrics import Metrics
+from server.redis_live import RedisStore
 from server.service import RoomService
 from server.settings import MAX_PAYLOAD_BYTES, Settings
 from server.storage.base import Storage
@@ -59,7 +60,9 @@ async def open_storage(settings: Settings) -> Storage:
 
 def open_live_store(settings: Settings) -> LiveStore:
     if settings.redis_url:
-        raise SystemExit("--redis-url (many nodes) is not supported by this build yet.")
+        return RedisStore(
+            settings.redis_url, prefix=settings.redis_prefix, grace_secs=settings.grace_secs
+        )
     return MemoryStore()
 
 

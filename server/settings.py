@@ -32,6 +32,7 @@ class Settings:
     data_dir: Path = Path("data")
     grace_secs: float = DEFAULT_GRACE_SECS
     redis_url: str | None = None
+    redis_prefix: str = "peerroom:"  # every key and channel; one per deployment (or test)
     database_url: str | None = None
     wire: str = "json"  # json | msgpack
     public_url: str | None = None  # how links are printed; default http://host:port
@@ -67,6 +68,7 @@ _OPTIONS: Final[dict[str, tuple[str, type | object]]] = {
     "data_dir": ("PEERROOM_DATA_DIR", Path),
     "grace_secs": ("PEERROOM_GRACE", float),
     "redis_url": ("PEERROOM_REDIS_URL", str),
+    "redis_prefix": ("PEERROOM_REDIS_PREFIX", str),
     "database_url": ("PEERROOM_DATABASE_URL", str),
     "wire": ("PEERROOM_WIRE", str),
     "public_url": ("PEERROOM_PUBLIC_URL", str),
@@ -92,6 +94,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         help=f"seconds a dropped connection keeps its place (default {DEFAULT_GRACE_SECS:g})",
     )
     p.add_argument("--redis-url", help="share live state with other nodes through Redis")
+    p.add_argument("--redis-prefix", help="prefix of every Redis key (default peerroom:)")
     p.add_argument("--database-url", help="postgresql://... instead of SQLite")
     p.add_argument("--wire", choices=("json", "msgpack"), help="Socket.IO serializer")
     p.add_argument("--public-url", help="base URL used in printed links")

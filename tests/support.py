@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +20,32 @@ from server.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token"
 WAIT_SECS = 5.0
+REDIS_URL = os.environ.get("PEERROOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def test_redis_overrides() -> dict[str, Any]:
+    """With ``PEERROOM_TEST_REDIS=1`` every test server keeps live state in Redis,
+    under a key prefix of its own."""
+    if os.environ.get("PEERROOM_TEST_REDIS") != "1":
+        return {}
+    return {"redis_url": REDIS_URL, "redis_prefix": fresh_redis_prefix()}
+
+
+def fresh_redis_prefix() -> str:
+    return f"peerroom-test:{secrets.token_hex(6)}:"
+
+
+async def delete_redis_prefix(url: str, prefix: str) -> None:
+    """Remove every key a test left under ``prefix``."""
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(url)
+    try:
+        keys = [k async for k in r.scan_iter(match=f"{prefix}*", count=500)]
+        if keys:
+            await r.delete(*keys)
+    finally:
+        await r.aclose()
 
 
 @dataclass
@@ -43,11 +71,17 @@ class LiveServer:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+        if self.settings.redis_url:
+            await delete_redis_prefix(self.settings.redis_url, self.settings.redis_prefix)
 
 
 async def start_server(data_dir: Path, **overrides: Any) -> LiveServer:
     settings = Settings(
-        host="127.0.0.1", port=0, data_dir=data_dir, admin_token=ADMIN_TOKEN, **overrides
+        host="127.0.0.1",
+        port=0,
+        data_dir=data_dir,
+        admin_token=ADMIN_TOKEN,
+        **{**test_redis_overrides(), **overrides},
     )
     app = create_app(settings)
     runner = web.AppRunner(app)

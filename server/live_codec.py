@@ -1,0 +1,222 @@
+"""Room state and room events <-> bytes, for live state shared through Redis.
+
+msgpack, positional: a state is an array whose first element is :data:`CODEC_VERSION`,
+then the fields in declaration order; participants and waiting entries are nested arrays.
+Sets are written sorted, so equal states encode to equal bytes. Enums travel as their
+string values. A state written by another version of the codec is refused
+(:class:`CodecError`), never guessed at.
+
+A fan-out message is ``header`` followed by the state's bytes (two msgpack values back to
+back), so the state is encoded once and Redis can glue the two together in the commit
+script: ``header = [version, origin_node, events]``. An ended session has no state part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+import msgpack
+
+from rooms.events import (
+    Audit,
+    Consent,
+    Disconnect,
+    Emit,
+    Event,
+    SessionClosed,
+    Transcribe,
+    Unstore,
+    Welcome,
+)
+from rooms.model import Participant, QueueOrder, Role, RoomState, Settings, Via, Waiting
+
+CODEC_VERSION: Final = 1
+
+
+class CodecError(ValueError):
+    """Bytes that are not a state or message this codec wrote."""
+
+
+# state ------------------------------------------------------------------------------
+
+
+def _settings(s: Settings) -> list[Any]:
+    return [s.locked, s.waiting_room, s.transcripts_allowed, s.chat_enabled, s.queue_order.value]
+
+
+def _participant(p: Participant) -> list[Any]:
+    return [
+        p.id,
+        p.name,
+        p.role.value,
+        p.via.value,
+        p.conn,
+        p.camera,
+        p.mic,
+        p.away,
+        p.connected,
+        p.consent,
+        p.hand_ticket,
+        p.turns,
+        p.dropped_at,
+        sorted(p.ban_keys),
+    ]
+
+
+def _waiting(w: Waiting) -> list[Any]:
+    return [w.id, w.name, w.role.value, w.via.value, w.conn, sorted(w.ban_keys)]
+
+
+def state_to_list(s: RoomState) -> list[Any]:
+    return [
+        CODEC_VERSION,
+        s.room_id,
+        s.title,
+        s.session_id,
+        s.started_at,
+        _settings(s.settings),
+        s.seq,
+        [_participant(p) for p in s.participants],
+        [_waiting(w) for w in s.waiting],
+        s.floor,
+        s.next_ticket,
+        sorted(s.banned),
+        list(s.recent_messages),
+        s.empty_since,
+    ]
+
+
+def state_from_list(v: Any) -> RoomState:
+    try:
+        (version, room_id, title, session_id, started_at, st, seq, ps, ws, floor, nt, banned,
+         recent, empty_since) = v  # fmt: skip
+        if version != CODEC_VERSION:
+            raise CodecError(f"state codec version {version!r}, expected {CODEC_VERSION}")
+        return RoomState(
+            room_id=room_id,
+            title=title,
+            session_id=session_id,
+            started_at=started_at,
+            settings=Settings(st[0], st[1], st[2], st[3], QueueOrder(st[4])),
+            seq=seq,
+            participants=tuple(
+                Participant(
+                    id=p[0],
+                    name=p[1],
+                    role=Role(p[2]),
+                    via=Via(p[3]),
+                    conn=p[4],
+                    camera=p[5],
+                    mic=p[6],
+                    away=p[7],
+                    connected=p[8],
+                    consent=p[9],
+                    hand_ticket=p[10],
+                    turns=p[11],
+                    dropped_at=p[12],
+                    ban_keys=frozenset(p[13]),
+                )
+                for p in ps
+            ),
+            waiting=tuple(
+                Waiting(w[0], w[1], Role(w[2]), Via(w[3]), w[4], frozenset(w[5])) for w in ws
+            ),
+            floor=floor,
+            next_ticket=nt,
+            banned=frozenset(banned),
+            recent_messages=tuple(recent),
+            empty_since=empty_since,
+        )
+    except CodecError:
+        raise
+    except (TypeError, ValueError, IndexError, KeyError) as e:
+        raise CodecError(f"not a room state: {e}") from None
+
+
+def encode_state(s: RoomState) -> bytes:
+    out: bytes = msgpack.packb(state_to_list(s), use_bin_type=True)
+    return out
+
+
+def decode_state(data: bytes) -> RoomState:
+    try:
+        v = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+    except (ValueError, msgpack.ExtraData) as e:
+        raise CodecError(f"not msgpack: {e}") from None
+    return state_from_list(v)
+
+
+# events -----------------------------------------------------------------------------
+# Tag, then the dataclass fields in order. Payloads of Emit are JSON-shaped already.
+
+_TAGS: Final[dict[type, str]] = {
+    Emit: "e",
+    Welcome: "w",
+    Disconnect: "d",
+    Transcribe: "t",
+    Unstore: "u",
+    Consent: "c",
+    Audit: "a",
+    SessionClosed: "s",
+}
+_TYPES: Final = {tag: t for t, tag in _TAGS.items()}
+TRANSPORT_EVENTS: Final = (Emit, Welcome, Disconnect)  # acted on by every node
+
+
+def event_to_list(ev: Event) -> list[Any]:
+    if isinstance(ev, Emit):
+        return ["e", ev.name, ev.payload, None if ev.to is None else list(ev.to)]
+    return [_TAGS[type(ev)], *(getattr(ev, f.name) for f in fields(ev))]
+
+
+def event_from_list(v: list[Any]) -> Event:
+    tag, *values = v
+    if tag == "e":
+        name, payload, to = values
+        return Emit(name, payload, None if to is None else tuple(to))
+    t = _TYPES.get(tag)
+    if t is None:
+        raise CodecError(f"unknown event tag {tag!r}")
+    ev: Event = t(*values)
+    return ev
+
+
+# fan-out messages -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One committed transition as every node receives it."""
+
+    version: int  # the room's store version after this transition
+    origin: str  # node that committed it: the only one that acts on durable events
+    events: tuple[Event, ...]
+    state: RoomState | None
+
+
+def encode_header(version: int, origin: str, events: tuple[Event, ...]) -> bytes:
+    out: bytes = msgpack.packb(
+        [CODEC_VERSION, version, origin, [event_to_list(e) for e in events]], use_bin_type=True
+    )
+    return out
+
+
+def decode_message(data: bytes) -> Message:
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(data)
+    try:
+        codec, version, origin, events = next(unpacker)
+        if codec != CODEC_VERSION:
+            raise CodecError(f"message codec version {codec!r}, expected {CODEC_VERSION}")
+        state_part = next(unpacker, None)
+        return Message(
+            version=version,
+            origin=origin,
+            events=tuple(event_from_list(e) for e in events),
+            state=None if state_part is None else state_from_list(state_part),
+        )
+    except CodecError:
+        raise
+    except (TypeError, ValueError, StopIteration) as e:
+        raise CodecError(f"not a fan-out message: {e}") from None

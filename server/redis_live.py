@@ -1,0 +1,716 @@
+"""Live state on Redis: many nodes, one state per room, fan-out in commit order.
+
+Keys and channels, all under the deployment's prefix ``P`` (``--redis-prefix``)::
+
+    P room:<id>           hash {v: version, s: state bytes}; no ``s``: the session ended
+    P due                 zset room -> when a Tick would next change it (epoch ms)
+    P nodes               zset node -> last heartbeat (Redis TIME, ms)
+    P node:<id>:rooms     set of rooms a node holds connections in (to reap it if it dies)
+    P reap:<id>           short lock: one node at a time reaps a dead node
+    channel P room:<id>   every committed transition of the room, in commit order
+    channel P node:<id>   the node's own liveness probe
+
+A transition is optimistic: read the state (this node's copy if it holds the room),
+run the pure function, then one Lua script checks the version is unchanged, stores the
+new state, updates the due time and PUBLISHes ``header + state`` on the room's channel,
+atomically. On a conflict the function runs again on the fresh state. ``seq`` lives in
+the state, so it is gapless and identical on every node.
+
+A node *holds* a room while it has connections in it: it is subscribed to the room's
+channel and keeps the latest ``(version, state)`` from it. Its listener delivers each
+message to the service in order; a transition committed here returns only after its own
+message has come back through the subscription, so every node, this one included,
+delivers in the same commit order. ``attach`` runs under the same per-room lock as
+delivery. A message at or below the held version is already known and skipped.
+
+Liveness: a node heartbeats every second; one silent for :data:`NODE_DEAD_SECS` is dead
+and a surviving node reports its connections in :meth:`RedisStore.lost_conns` (the
+service Drops them; they may resume anywhere within the grace period). Pub/sub loss is
+detected three ways: a read error, a probe the node publishes to itself every heartbeat
+not coming back, and the listener task ending. Then the node reconnects, resubscribes,
+writes back any state Redis lost (a restarted Redis keeps nothing: the nodes' copies are
+the recovery), and re-welcomes its local connections of rooms whose messages it missed.
+Meanwhile :meth:`healthy` is False and transitions raise :class:`LiveUnavailable`.
+
+Keys expire (:data:`ROOM_TTL_SECS`, refreshed while held), so nothing outlives a session
+whose nodes are all gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from rooms.events import Disconnect, Emit, Event, Welcome
+from rooms.machine import Outcome, Rules
+from rooms.model import RoomState
+from server.live import (
+    Attach,
+    Deliver,
+    LiveUnavailable,
+    LostConn,
+    Transition,
+    _no_delivery,
+    conn_handle,
+    conn_node,
+)
+from server.live_codec import (
+    TRANSPORT_EVENTS,
+    decode_message,
+    decode_state,
+    encode_header,
+    encode_state,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+HEARTBEAT_SECS: Final = 1.0  # node heartbeat, pub/sub probe, idle-room check
+NODE_DEAD_SECS: Final = 5.0  # a node silent this long is dead: 5 missed heartbeats
+REAP_LOCK_SECS: Final = 15.0  # one node reaps a dead node; another retries after this
+ROOM_TTL_SECS: Final = 15 * 60  # a room's key outlives its last writer or holder by this
+TTL_REFRESH_SECS: Final = 60.0  # holders refresh their rooms' keys this often
+RELEASE_AFTER_SECS: Final = 10.0  # a room with no local connections is let go after this
+PROBE_TIMEOUT_SECS: Final = 3.0  # own probe not back by then: the subscription is deaf
+DELIVERY_WAIT_SECS: Final = 5.0  # a commit's own message must come back within this
+HOLD_WAIT_SECS: Final = 5.0  # subscribing to a room and loading it
+CONNECTED_WAIT_SECS: Final = 2.0  # a transition waits this long for a reconnect
+COMMAND_TIMEOUT_SECS: Final = 2.0  # any Redis command on loopback/LAN
+RECONNECT_MIN_SECS: Final = 0.1
+RECONNECT_MAX_SECS: Final = 2.0
+MAX_ATTEMPTS: Final = 50  # optimistic retries of one transition under contention
+CLAIM_SECS: Final = 5.0  # a claimed due room goes to another node if not ticked by then
+CLAIM_BATCH: Final = 100  # due rooms one node takes per tick
+
+_COMMIT = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if cur ~= tonumber(ARGV[1]) then return 0 end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], 's')
+  redis.call('HSET', KEYS[1], 'v', ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3])
+end
+if ARGV[4] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[8])
+else
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[8])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ARGV[3])
+return 1
+"""
+
+_RESTORE = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if cur >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[3] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[5])
+else
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
+end
+return 1
+"""
+
+_CLAIM_DUE = """
+local rooms = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local out = {}
+for _, r in ipairs(rooms) do
+  if redis.call('HEXISTS', ARGV[4] .. r, 's') == 1 then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), r)
+    table.insert(out, r)
+  else
+    redis.call('ZREM', KEYS[1], r)
+  end
+end
+return out
+"""
+
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+"""
+
+
+def next_due(state: RoomState | None, grace_secs: float) -> float | None:
+    """When a Tick would next change ``state`` (see :func:`rooms.machine.due`)."""
+    if state is None:
+        return None
+    times = [p.dropped_at + grace_secs for p in state.participants if p.dropped_at is not None]
+    if state.empty_since is not None:
+        times.append(state.empty_since + grace_secs)
+    return min(times, default=None)
+
+
+def _ms(secs: float) -> int:
+    return int(secs * 1000)
+
+
+@dataclass
+class _Held:
+    """A room this node is subscribed to, and its latest state as the channel told it."""
+
+    ready: asyncio.Future[None]
+    version: int = 0
+    state: RoomState | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # delivery and attach
+    commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # this node's commits
+    waiters: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+    mine: dict[int, Outcome] = field(default_factory=dict)  # committed here, not yet back
+    idle_since: float | None = None
+
+
+class RedisStore:
+    """:class:`~server.live.LiveStore` shared by every node through one Redis."""
+
+    def __init__(self, url: str, *, prefix: str, grace_secs: float) -> None:
+        self.node_id = "n" + secrets.token_hex(5)
+        self._url = url
+        self._p = prefix
+        self._grace = grace_secs
+        self._deliver: Deliver = _no_delivery
+        self._r: Redis = self._client()
+        self._ps_client: Redis = self._client()
+        self._pubsub: PubSub | None = None
+        self._rooms: dict[str, _Held] = {}
+        self._sub_waiters: dict[str, asyncio.Future[None]] = {}
+        self._connected = asyncio.Event()  # subscribed and resynced
+        self._redis_ok = False
+        self._reconnect = False
+        self._probe_since: float | None = None
+        self._dead_nodes: list[str] = []
+        self._last_refresh = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._commit = self._r.register_script(_COMMIT)
+        self._restore = self._r.register_script(_RESTORE)
+        self._claim_due = self._r.register_script(_CLAIM_DUE)
+        self._heartbeat = self._r.register_script(_HEARTBEAT)
+
+    def _client(self) -> Redis:
+        # No silent retries: a retried commit could run twice, and a pub/sub connection
+        # that reconnects by itself hides the messages it missed. We reconnect ourselves.
+        return Redis.from_url(
+            self._url,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=COMMAND_TIMEOUT_SECS,
+            socket_timeout=COMMAND_TIMEOUT_SECS,
+        )
+
+    # names ------------------------------------------------------------------------------
+
+    def _room_key(self, room_id: str) -> str:
+        return f"{self._p}room:{room_id}"
+
+    def _room_channel(self, room_id: str) -> str:
+        return f"{self._p}room:{room_id}"
+
+    @property
+    def _probe_channel(self) -> str:
+        return f"{self._p}node:{self.node_id}"
+
+    def _node_rooms_key(self, node_id: str) -> str:
+        return f"{self._p}node:{node_id}:rooms"
+
+    def _is_local(self, state: RoomState | None) -> bool:
+        """Whether this node holds any connection of ``state``."""
+        if state is None:
+            return False
+        return any(conn_node(p.conn) == self.node_id for p in state.participants) or any(
+            conn_node(w.conn) == self.node_id for w in state.waiting
+        )
+
+    # life -------------------------------------------------------------------------------
+
+    def set_deliver(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def start(self) -> None:
+        try:
+            await asyncio.wait_for(self._r.ping(), COMMAND_TIMEOUT_SECS)
+        except (RedisError, OSError, TimeoutError) as e:
+            raise SystemExit(f"Cannot reach Redis at {self._url}: {e}") from None
+        await self._beat()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._listen()), loop.create_task(self._run_heartbeat())]
+        try:
+            await asyncio.wait_for(self._connected.wait(), HOLD_WAIT_SECS)
+        except TimeoutError:
+            raise SystemExit(f"Cannot subscribe on Redis at {self._url}") from None
+        log.info("live state on Redis as node %s (prefix %r)", self.node_id, self._p)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            # Leaving: score 0 makes the others reap what is left of us at once.
+            await asyncio.wait_for(
+                self._r.zadd(f"{self._p}nodes", {self.node_id: 0}), COMMAND_TIMEOUT_SECS
+            )
+        await self._drop_pubsub()
+        await self._r.aclose()
+        await self._ps_client.aclose()
+
+    async def healthy(self) -> bool:
+        if not (self._connected.is_set() and self._redis_ok):
+            return False
+        try:
+            return bool(await asyncio.wait_for(self._r.ping(), COMMAND_TIMEOUT_SECS))
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    # reads ------------------------------------------------------------------------------
+
+    async def _read(self, room_id: str) -> tuple[int, RoomState | None]:
+        v, s = await self._r.hmget(self._room_key(room_id), ["v", "s"])
+        return int(v or 0), (decode_state(_raw(s)) if s else None)
+
+    async def get(self, room_id: str) -> RoomState | None:
+        held = self._rooms.get(room_id)
+        if held is not None and held.ready.done() and not held.ready.exception():
+            return held.state
+        _, state = await self._guard(self._read(room_id))
+        return state
+
+    async def room_ids(self) -> list[str]:
+        return [r for r, h in self._rooms.items() if h.state is not None]
+
+    async def _guard(self, aw: Awaitable[T]) -> T:
+        """Redis trouble becomes :class:`LiveUnavailable`: a refusal with a code."""
+        try:
+            return await aw
+        except (RedisError, OSError, TimeoutError) as e:
+            log.warning("Redis unavailable: %s", e)
+            raise LiveUnavailable() from None
+
+    # transitions ------------------------------------------------------------------------
+
+    async def transact(self, room_id: str, fn: Transition) -> Outcome:
+        return await self._guard(self._transact(room_id, fn))
+
+    async def _transact(self, room_id: str, fn: Transition) -> Outcome:
+        await self._wait_connected()
+        for _ in range(2):
+            held = self._rooms.get(room_id)
+            if held is None:
+                outcome = await self._transact_unheld(room_id, fn)
+                if outcome is not None:
+                    return outcome
+                continue  # the transition touches a connection of ours: hold the room
+            await self._hold(room_id)
+            # One transition of a room at a time on this node, until its message is
+            # back: this node's copy is then current for the next one (no conflict).
+            async with held.commit_lock:
+                return await self._transact_held(room_id, held, fn)
+        raise LiveUnavailable()
+
+    async def _transact_unheld(self, room_id: str, fn: Transition) -> Outcome | None:
+        """A room with no connection of ours (a Tick, a reap): commit, deliver here."""
+        for attempt in range(MAX_ATTEMPTS):
+            version, state = await self._read(room_id)
+            outcome = fn(state)
+            if not outcome.events and outcome.state == state:
+                return outcome  # nothing to store or tell (an idle Tick, a repeated Drop)
+            if self._is_local(state) or self._is_local(outcome.state):
+                await self._hold(room_id)  # subscribe before committing: ours comes back
+                return None
+            if await self._commit_outcome(room_id, version, outcome):
+                await self._deliver(room_id, outcome)
+                return outcome
+            await _backoff(attempt)
+        raise LiveUnavailable("This room is very busy right now: try again.")
+
+    async def _transact_held(self, room_id: str, held: _Held, fn: Transition) -> Outcome:
+        fresh = False  # after a conflict another node got in first: read Redis
+        for attempt in range(MAX_ATTEMPTS):
+            if fresh:
+                version, state = await self._read(room_id)
+            else:
+                version, state = held.version, held.state
+            outcome = fn(state)
+            if not outcome.events and outcome.state == state:
+                return outcome
+            held.mine[version + 1] = outcome
+            if await self._commit_outcome(room_id, version, outcome):
+                await self._await_delivery(room_id, held, version + 1)
+                return outcome
+            if held.mine.get(version + 1) is outcome:
+                del held.mine[version + 1]
+            fresh = True
+            await _backoff(attempt)
+        raise LiveUnavailable("This room is very busy right now: try again.")
+
+    async def _commit_outcome(self, room_id: str, version: int, outcome: Outcome) -> bool:
+        transport = tuple(e for e in outcome.events if isinstance(e, TRANSPORT_EVENTS))
+        due = next_due(outcome.state, self._grace)
+        result = await self._commit(
+            keys=[self._room_key(room_id), f"{self._p}due"],
+            args=[
+                version,
+                version + 1,
+                b"" if outcome.state is None else encode_state(outcome.state),
+                "" if due is None else _ms(due),
+                self._room_channel(room_id),
+                encode_header(version + 1, self.node_id, transport),
+                _ms(ROOM_TTL_SECS),
+                room_id,
+            ],
+        )
+        return bool(result)
+
+    async def _await_delivery(self, room_id: str, held: _Held, version: int) -> None:
+        if held.version >= version:
+            return
+        fut = held.waiters.get(version)
+        if fut is None:
+            fut = held.waiters[version] = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), DELIVERY_WAIT_SECS)
+        except TimeoutError:
+            log.warning(
+                "room %s: own message v%d did not come back; resubscribing", room_id, version
+            )
+            self._reconnect = True
+
+    async def attach(self, room_id: str, fn: Attach) -> None:
+        held = await self._guard(self._hold(room_id))
+        async with held.lock:
+            await fn(held.state)
+
+    # holding rooms ----------------------------------------------------------------------
+
+    async def _hold(self, room_id: str) -> _Held:
+        """Subscribe to the room (once) and load its state; ordered with its messages."""
+        held = self._rooms.get(room_id)
+        if held is not None:
+            await asyncio.wait_for(asyncio.shield(held.ready), HOLD_WAIT_SECS)
+            held.idle_since = None
+            return held
+        await self._wait_connected()
+        held = self._rooms[room_id] = _Held(asyncio.get_running_loop().create_future())
+        try:
+            await self._subscribe(self._room_channel(room_id))
+            version, state = await self._read(room_id)
+            async with held.lock:
+                if version > held.version:
+                    held.version, held.state = version, state
+            key = self._node_rooms_key(self.node_id)
+            await self._r.sadd(key, room_id)
+            held.ready.set_result(None)
+        except BaseException as e:
+            if self._rooms.get(room_id) is held:
+                del self._rooms[room_id]
+            held.ready.set_exception(LiveUnavailable())
+            held.ready.exception()  # retrieved: waiters, if any, see it too
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                if self._pubsub is not None:
+                    await self._pubsub.unsubscribe(self._room_channel(room_id))
+            raise e
+        return held
+
+    async def _subscribe(self, channel: str) -> None:
+        if self._pubsub is None:
+            raise LiveUnavailable()
+        fut = asyncio.get_running_loop().create_future()
+        self._sub_waiters[channel] = fut
+        try:
+            await self._pubsub.subscribe(channel)
+            await asyncio.wait_for(fut, HOLD_WAIT_SECS)
+        finally:
+            self._sub_waiters.pop(channel, None)
+
+    async def _release_idle(self) -> None:
+        """Let go of rooms this node no longer has connections in."""
+        now = time.monotonic()
+        for room_id, held in list(self._rooms.items()):
+            busy = held.waiters or held.commit_lock.locked()
+            if not held.ready.done() or busy or self._is_local(held.state):
+                held.idle_since = None
+                continue
+            if held.idle_since is None:
+                held.idle_since = now
+            elif now - held.idle_since >= RELEASE_AFTER_SECS and not held.lock.locked():
+                del self._rooms[room_id]
+                if self._pubsub is not None:
+                    await self._pubsub.unsubscribe(self._room_channel(room_id))
+                await self._r.srem(self._node_rooms_key(self.node_id), room_id)
+
+    async def _wait_connected(self) -> None:
+        if self._connected.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._connected.wait(), CONNECTED_WAIT_SECS)
+        except TimeoutError:
+            raise LiveUnavailable() from None
+
+    # the listener -----------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Read pub/sub forever; on any trouble reconnect, resubscribe and resync."""
+        backoff = RECONNECT_MIN_SECS
+        while True:
+            try:
+                if self._pubsub is None:
+                    await self._connect_pubsub()
+                    backoff = RECONNECT_MIN_SECS
+                assert self._pubsub is not None
+                msg = await self._pubsub.get_message(timeout=HEARTBEAT_SECS)
+                if msg is not None:
+                    await self._on_pubsub(msg)
+                if self._reconnect:
+                    raise ConnectionError("pub/sub deaf (probe or own message missing)")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if self._connected.is_set():
+                    log.warning("Redis pub/sub lost (%s); reconnecting", e)
+                self._connected.clear()
+                self._reconnect = False
+                await self._drop_pubsub()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX_SECS)
+
+    async def _drop_pubsub(self) -> None:
+        ps, self._pubsub = self._pubsub, None
+        for fut in self._sub_waiters.values():
+            if not fut.done():
+                fut.set_exception(LiveUnavailable())
+        if ps is not None:
+            with contextlib.suppress(Exception):
+                await ps.aclose()  # type: ignore[no-untyped-call]
+
+    async def _connect_pubsub(self) -> None:
+        ps = self._ps_client.pubsub()
+        channels = {self._probe_channel, *(self._room_channel(r) for r in self._rooms)}
+        await ps.subscribe(*channels)
+        deadline = time.monotonic() + HOLD_WAIT_SECS
+        pending = set(channels)
+        while pending:  # messages before the resync below are covered by it
+            if time.monotonic() > deadline:
+                raise ConnectionError("no subscribe confirmation")
+            msg = await ps.get_message(timeout=0.5)
+            if msg is not None and msg["type"] == "subscribe":
+                pending.discard(_text(msg["channel"]))
+        self._pubsub = ps
+        self._probe_since = None
+        await self._resync()
+        self._connected.set()
+        log.info("Redis pub/sub connected (%d rooms)", len(self._rooms))
+
+    async def _on_pubsub(self, msg: dict[str, Any]) -> None:
+        channel = _text(msg["channel"])
+        if msg["type"] == "subscribe":
+            fut = self._sub_waiters.get(channel)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+        if msg["type"] != "message":
+            return
+        if channel == self._probe_channel:
+            self._probe_since = None
+            return
+        room_id = channel[len(self._p) + len("room:") :]
+        held = self._rooms.get(room_id)
+        if held is None:
+            return
+        m = decode_message(msg["data"])
+        async with held.lock:
+            if m.version <= held.version:
+                return  # known already (loaded after this was published)
+            if held.version and m.version > held.version + 1:
+                log.warning("room %s: v%d after v%d", room_id, m.version, held.version)
+            held.version, held.state = m.version, m.state
+            mine = held.mine.pop(m.version, None) if m.origin == self.node_id else None
+            outcome = mine if mine is not None else Outcome(m.state, m.events)
+            try:
+                await self._deliver(room_id, outcome)
+            except Exception:
+                log.exception("room %s: delivery failed", room_id)
+            self._wake(held)
+
+    def _wake(self, held: _Held) -> None:
+        for v in [v for v in held.waiters if v <= held.version]:
+            fut = held.waiters.pop(v)
+            if not fut.done():
+                fut.set_result(None)
+        for v in [v for v in held.mine if v <= held.version]:
+            del held.mine[v]  # superseded by a resync: its message will not come
+
+    async def _resync(self) -> None:
+        """After (re)subscribing: give Redis back what it lost, catch up on what we missed."""
+        node_rooms = self._node_rooms_key(self.node_id)
+        for room_id, held in list(self._rooms.items()):
+            if not held.ready.done():
+                continue  # still loading: _hold reads after its subscription
+            async with held.lock:
+                if held.state is not None:
+                    due = next_due(held.state, self._grace)
+                    await self._restore(
+                        keys=[self._room_key(room_id), f"{self._p}due"],
+                        args=[
+                            held.version,
+                            encode_state(held.state),
+                            "" if due is None else _ms(due),
+                            _ms(ROOM_TTL_SECS),
+                            room_id,
+                        ],
+                    )
+                    await self._r.sadd(node_rooms, room_id)
+                version, state = await self._read(room_id)
+                if version > held.version:
+                    log.warning("room %s: missed v%d..v%d", room_id, held.version + 1, version)
+                    before = held.state
+                    held.version, held.state = version, state
+                    await self._catch_up(room_id, before, state)
+                self._wake(held)
+
+    async def _catch_up(
+        self, room_id: str, before: RoomState | None, now: RoomState | None
+    ) -> None:
+        """Local connections missed messages: give them the room afresh."""
+        events: list[Event] = []
+        if now is None:
+            if before is not None:
+                local = [p for p in before.participants if conn_node(p.conn) == self.node_id]
+                events.append(
+                    Emit("session.ended", {"reason": "ended"}, tuple(p.id for p in local))
+                )
+                events.extend(Disconnect(p.id, p.conn) for p in local)
+        else:
+            events.extend(
+                Welcome(p.id)
+                for p in now.participants
+                if p.connected and conn_node(p.conn) == self.node_id
+            )
+        if events:
+            try:
+                await self._deliver(room_id, Outcome(now, tuple(events)))
+            except Exception:
+                log.exception("room %s: catch-up failed", room_id)
+
+    # heartbeat, dead nodes, the clock ---------------------------------------------------
+
+    async def _beat(self) -> None:
+        dead = await self._heartbeat(
+            keys=[f"{self._p}nodes", self._node_rooms_key(self.node_id)],
+            args=[self.node_id, _ms(ROOM_TTL_SECS), _ms(NODE_DEAD_SECS)],
+        )
+        self._dead_nodes = [n for n in map(_text, dead) if n != self.node_id]
+
+    async def _run_heartbeat(self) -> None:
+        while True:
+            try:
+                await self._beat()
+                if self._connected.is_set():
+                    now = time.monotonic()
+                    if (
+                        self._probe_since is not None
+                        and now - self._probe_since > PROBE_TIMEOUT_SECS
+                    ):
+                        log.warning("own probe did not come back: pub/sub is deaf")
+                        self._reconnect = True
+                    if self._probe_since is None:
+                        self._probe_since = now
+                    await self._r.publish(self._probe_channel, b"1")
+                    await self._release_idle()
+                    await self._refresh_ttls()
+                if any(t.done() for t in self._tasks[:1]):
+                    log.error("pub/sub listener ended; restarting it")
+                    self._tasks[0] = asyncio.get_running_loop().create_task(self._listen())
+                self._redis_ok = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if self._redis_ok:
+                    log.warning("Redis heartbeat failed: %s", e)
+                self._redis_ok = False
+            await asyncio.sleep(HEARTBEAT_SECS)
+
+    async def _refresh_ttls(self) -> None:
+        if time.monotonic() - self._last_refresh < TTL_REFRESH_SECS:
+            return
+        self._last_refresh = time.monotonic()
+        async with self._r.pipeline(transaction=False) as pipe:
+            for room_id in self._rooms:
+                pipe.pexpire(self._room_key(room_id), _ms(ROOM_TTL_SECS))
+            await pipe.execute()
+
+    async def due_rooms(self, now: float, rules: Rules) -> list[str]:
+        try:
+            rooms = await self._claim_due(
+                keys=[f"{self._p}due"],
+                args=[_ms(now), _ms(CLAIM_SECS), CLAIM_BATCH, f"{self._p}room:"],
+            )
+        except (RedisError, OSError, TimeoutError):
+            return []
+        return [_text(r) for r in rooms]
+
+    async def lost_conns(self) -> list[LostConn]:
+        lost: list[LostConn] = []
+        for node in self._dead_nodes:
+            try:
+                lost.extend(await self._reap(node))
+            except (RedisError, OSError, TimeoutError) as e:
+                log.warning("could not reap node %s: %s", node, e)
+        return lost
+
+    async def _reap(self, node: str) -> list[LostConn]:
+        if not await self._r.set(
+            f"{self._p}reap:{node}", self.node_id, nx=True, px=_ms(REAP_LOCK_SECS)
+        ):
+            return []  # another node is on it
+        prefix = conn_handle(node, "")
+        lost: list[LostConn] = []
+        for raw in await self._r.smembers(self._node_rooms_key(node)):
+            room_id = _text(raw)
+            _, state = await self._read(room_id)
+            if state is None:
+                continue
+            lost.extend(
+                LostConn(room_id, p.id, p.conn)
+                for p in state.participants
+                if p.connected and p.conn is not None and p.conn.startswith(prefix)
+            )
+            lost.extend(
+                LostConn(room_id, w.id, w.conn)
+                for w in state.waiting
+                if w.conn is not None and w.conn.startswith(prefix)
+            )
+        if not lost:  # all dropped (by us, last time round): forget the node
+            await self._r.zrem(f"{self._p}nodes", node)
+            await self._r.delete(self._node_rooms_key(node), f"{self._p}reap:{node}")
+        else:
+            log.info("node %s is gone: dropping %d of its connections", node, len(lost))
+        return lost
+
+
+async def _backoff(attempt: int) -> None:
+    if attempt >= 2:
+        await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _raw(v: bytes | str) -> bytes:
+    return v.encode() if isinstance(v, str) else v
