@@ -1,0 +1,96 @@
+"""One room across several node processes: one hand order, one gapless seq, and
+moderator actions that reach people on other nodes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from tests.redis.cluster import Cluster
+from tests.support import WAIT_SECS, Client
+
+
+async def wait_seq(client: Client, seq: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_SECS
+    while client.last_seq < seq:
+        assert loop.time() < deadline, f"stuck at seq {client.last_seq}, wanted {seq}"
+        await asyncio.sleep(0.02)
+
+
+def broadcasts(client: Client, after: int) -> list[tuple[int, str, Any]]:
+    """Room broadcasts this client received with seq > ``after``, in arrival order."""
+    out = []
+    for name, data in client.events:
+        if name == "welcome" or not isinstance(data, dict) or "seq" not in data:
+            continue
+        if data["seq"] > after:
+            out.append((data["seq"], name, data))
+    return out
+
+
+async def test_one_room_across_three_nodes(
+    cluster: Cluster, make_client: Callable[[str], Client]
+) -> None:
+    a, b, c = await cluster.start(3)
+    room = await cluster.create_room(a)
+    fac = make_client(a.url)
+    await fac.join(room["facilitator_token"], "Ann")
+    peers: list[tuple[Client, str]] = []
+    for i, node in enumerate([b, c, a, b, c]):
+        p = make_client(node.url)
+        w = await p.join(room["invite_token"], f"Peer{i}")
+        peers.append((p, w["you"]["id"]))
+    everyone = [fac, *(p for p, _ in peers)]
+    joined = 1 + len(peers)  # one participant.joined each
+    for cl in everyone:
+        await wait_seq(cl, joined)
+
+    # Everyone raises at once, from three nodes: one order, whatever it is.
+    await asyncio.gather(*(p.ok("hand.raise") for p, _ in peers))
+    raised = joined + len(peers)
+    for cl in everyone:
+        await wait_seq(cl, raised)
+    finals = [broadcasts(cl, joined)[-1] for cl in everyone]
+    assert all(f == finals[0] for f in finals)
+    order = finals[0][2]["hands"]
+    assert sorted(order) == sorted(pid for _, pid in peers)
+
+    # A moderator on node A acts on people on nodes B and C.
+    await fac.ok("mod.floor.next")
+    (on_c, on_c_id), (on_b, on_b_id) = peers[1], peers[0]
+    await fac.ok("mod.mute", {"id": on_c_id})
+    assert await on_c.wait_for("you.muted") is not None
+    await fac.ok("mod.remove", {"id": on_b_id})
+    await on_b.wait_for("you.removed")
+    await on_b.wait_disconnected()
+    # A peer on node C changes a setting-free thing everyone sees: a chat line.
+    await on_c.ok("chat.send", {"text": "hello from C"})
+    rest = [cl for cl in everyone if cl is not on_b]
+    last = (await on_c.wait_for("chat"))["seq"]
+    for cl in rest:
+        await wait_seq(cl, last)
+    seen = [broadcasts(cl, joined) for cl in rest]
+    assert all(s == seen[0] for s in seen), "nodes delivered different broadcasts"
+    assert [s for s, _, _ in seen[0]] == list(range(joined + 1, last + 1))
+    floor = next(d for s, n, d in seen[0] if n == "hands" and d["floor"])
+    assert floor["floor"] == order[0]
+    left = next(d for _, n, d in seen[0] if n == "participant.left")
+    assert left == {"seq": left["seq"], "id": on_b_id, "reason": "removed"}
+
+
+async def test_lock_on_one_node_holds_on_another(
+    cluster: Cluster, make_client: Callable[[str], Client]
+) -> None:
+    a, b = await cluster.start(2)
+    room = await cluster.create_room(a)
+    fac = make_client(a.url)
+    await fac.join(room["facilitator_token"], "Ann")
+    await fac.ok("mod.lock", {"locked": True})
+    refused = await make_client(b.url).refused(room["invite_token"], "Bo")
+    assert refused["data"]["code"] == "room_locked", refused
+    await fac.ok("mod.lock", {"locked": False})
+    w = await make_client(b.url).join(room["invite_token"], "Bo")
+    assert w["room"]["settings"]["locked"] is False
+    assert [p["name"] for p in w["room"]["participants"]] == ["Ann", "Bo"]
