@@ -1,0 +1,174 @@
+"""Faults: a node killed mid-session, and Redis restarted (empty) mid-session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.redis.cluster import Cluster, free_port, spawn, wait_health
+from tests.redis.test_nodes import wait_seq
+from tests.support import Client
+
+FAILOVER_SECS = 15.0  # node declared dead after 5 s, dropped on the next 1 s tick
+
+
+async def wait_event(client: Client, event: str, pred: Callable[[Any], bool], within: float) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        for name, data in client.events:
+            if name == event and pred(data):
+                return data
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no {event!r} within {within}s; got {[n for n, _ in client.events]}")
+
+
+def last_hands(client: Client) -> list[str]:
+    hands: list[str] = [d for n, d in client.events if n == "welcome"][-1]["room"]["hands"]
+    for name, data in client.events:
+        if name == "hands":
+            hands = data["hands"]
+    return hands
+
+
+async def test_killed_node_participants_resume_elsewhere(
+    cluster: Cluster, make_client: Callable[[str], Client]
+) -> None:
+    a, b, c = await cluster.start(3)
+    room = await cluster.create_room(a)
+    fac = make_client(a.url)
+    await fac.join(room["facilitator_token"], "Ann")
+    ids = []
+    for name, node in [("Peer1", a), ("Peer2", b), ("Peer3", c)]:
+        cl = make_client(node.url)
+        w = await cl.join(room["invite_token"], name)
+        await cl.ok("hand.raise")
+        ids.append((cl, w))
+    (p1, _), (_, w2), (p3, _) = ids
+    order = [w["you"]["id"] for _, w in ids]
+    victim = w2["you"]["id"]
+    for cl in (fac, p1, p3):
+        await wait_seq(cl, 7)  # 4 joins, 3 raises
+    assert last_hands(fac) == order
+
+    start = time.monotonic()
+    b.kill()
+    for cl in (fac, p3):
+        update = await wait_event(
+            cl,
+            "participant.updated",
+            lambda d: d["participant"]["id"] == victim and not d["participant"]["connected"],
+            FAILOVER_SECS,
+        )
+    failover = time.monotonic() - start
+    assert update["participant"]["hand"] is True
+    assert last_hands(fac) == order  # the place is kept through the grace period
+    print(f"\nfailover: node killed -> participant connected:false in {failover:.2f}s")
+
+    back = make_client(c.url)
+    w = await back.join(room["invite_token"], "Peer2", resume=w2["resume"])
+    assert w["you"] == {"id": victim, "name": "Peer2", "role": "peer"}
+    assert w["room"]["hands"] == order
+    me = next(p for p in w["room"]["participants"] if p["id"] == victim)
+    assert me["connected"] is True and me["hand"] is True
+    await wait_event(
+        fac,
+        "participant.updated",
+        lambda d: d["participant"]["id"] == victim and d["participant"]["connected"],
+        5,
+    )
+    # And the room goes on for everyone, on the surviving nodes.
+    await fac.ok("mod.floor.next")
+    for cl in (fac, p1, p3, back):
+        await wait_event(cl, "hands", lambda d: d["floor"] == order[0], 5)
+    assert last_hands(back) == order[1:]
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[Callable[[], subprocess.Popen[bytes]]]:
+    """A throwaway redis-server on a free port that a test may kill and restart."""
+    port = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        argv = [shutil.which("redis-server") or "/usr/bin/redis-server"]
+        argv += ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        proc = spawn(argv, {}, tmp_path / "redis.log")
+        procs.append(proc)
+        return proc
+
+    start.port = port  # type: ignore[attr-defined]
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+
+
+async def test_redis_restart_mid_session(
+    own_redis: Callable[[], subprocess.Popen[bytes]],
+    tmp_path: Path,
+    make_client: Callable[[str], Client],
+) -> None:
+    redis = own_redis()
+    port = own_redis.port  # type: ignore[attr-defined]
+    cluster = Cluster(f"redis://127.0.0.1:{port}/0", tmp_path)
+    try:
+        for _ in range(100):  # up within a second or two
+            if subprocess.run(  # noqa: ASYNC221
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
+            ).stdout.startswith(b"PONG"):
+                break
+            await asyncio.sleep(0.05)
+        a, b = await cluster.start(2)
+        room = await cluster.create_room(a)
+        fac = make_client(a.url)
+        await fac.join(room["facilitator_token"], "Ann")
+        on_b = make_client(b.url)
+        wb = await on_b.join(room["invite_token"], "Bo")
+        on_a = make_client(a.url)
+        wa = await on_a.join(room["invite_token"], "Cy")
+        await on_b.ok("hand.raise")
+        await on_a.ok("hand.raise")
+        for cl in (fac, on_a, on_b):
+            await wait_seq(cl, 5)
+        order = [wb["you"]["id"], wa["you"]["id"]]
+
+        start = time.monotonic()
+        redis.kill()
+        redis.wait(timeout=5)
+        down = [await wait_health(n.url, 503, 10) for n in (a, b)]
+        ack = await on_b.call("hand.lower")
+        assert ack["ok"] is False and ack["error"]["code"] == "unavailable", ack
+
+        restarted = time.monotonic()
+        own_redis()
+        up = [await wait_health(n.url, 200, 15) for n in (a, b)]
+        recovery = time.monotonic() - restarted
+        print(
+            f"\nRedis killed: 503 after {max(down):.2f}s; restarted: 200 on both after "
+            f"{recovery:.2f}s (outage {time.monotonic() - start:.2f}s)"
+        )
+        del up
+
+        # The room is back from the nodes' copies, and neither node is deaf.
+        await on_a.ok("hand.lower")
+        for cl in (fac, on_a, on_b):
+            await wait_event(cl, "hands", lambda d: d["hands"] == order[:1], 5)
+        await on_b.ok("chat.send", {"text": "still here"})
+        for cl in (fac, on_a, on_b):
+            await wait_event(cl, "chat", lambda d: d["message"]["text"] == "still here", 5)
+        assert on_b.last_seq == fac.last_seq == on_a.last_seq == 7  # gapless throughout
+    finally:
+        cluster.stop()
