@@ -73,6 +73,11 @@ class RedactingAccessLogger(AbstractAccessLogger):
         self.logger.info("%s %s %s %.1fms", request.method, path, response.status, time * 1000)
 
 
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The one way to run the app (CLI and tests): with the token-free access log."""
+    return web.AppRunner(app, access_log_class=RedactingAccessLogger)
+
+
 def create_app(settings: Settings) -> web.Application:
     settings = resolve_secrets(settings)
     assert settings.secret is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.app import RedactingAccessLogger, create_app, open_storage, resolve_secrets
+from server.app import create_app, make_runner, open_storage, resolve_secrets
 from server.http import create_room
 from server.keys import SETTINGS
 from server.settings import Settings, add_serve_arguments, from_sources
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _serve(settings: Settings) -> None:
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

@@ -8,7 +8,7 @@ from typing import Any
 
 import socketio
 
-from rooms.errors import RoomError
+from rooms.errors import ErrorCode, RoomError
 from server.payloads import DECODERS
 from server.service import RoomService
 
@@ -26,14 +26,19 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
     async def disconnect(sid: str, reason: object = None) -> None:
         await service.disconnected(sid)
 
+    async def unknown(event: str, sid: str, *args: object) -> dict[str, object]:
+        message = f"There is no event called {event[:40]!r}."
+        return RoomError(ErrorCode.BAD_REQUEST, message).ack()
+
     sio.on("connect", connect)
     sio.on("disconnect", disconnect)
     for event in DECODERS:
         sio.on(event, _handler(service, event))
+    sio.on("*", unknown)
 
 
-def _handler(service: RoomService, event: str) -> Callable[..., Awaitable[dict[str, Any]]]:
-    async def handle(sid: str, data: object = None, *extra: object) -> dict[str, Any]:
+def _handler(service: RoomService, event: str) -> Callable[..., Awaitable[dict[str, object]]]:
+    async def handle(sid: str, data: object = None, *extra: object) -> dict[str, object]:
         return await service.handle(sid, event, data)
 
     handle.__name__ = f"on_{event}"

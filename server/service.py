@@ -191,7 +191,7 @@ class RoomService:
 
     # client events ---------------------------------------------------------------------
 
-    async def handle(self, sid: str, event: str, data: object) -> dict[str, Any]:
+    async def handle(self, sid: str, event: str, data: object) -> dict[str, object]:
         """Validate, rate-limit and execute one client event; returns the ack."""
         self.metrics.events.labels(event).inc()
         try:
@@ -205,7 +205,7 @@ class RoomService:
             outcome = await self.execute(conn.room_id, conn.participant_id, command)
         except RoomError as e:
             self.metrics.errors.labels(e.code.value).inc()
-            return {"ok": False, "error": e.as_dict()}
+            return e.ack()
         return {"ok": True, **outcome.reply}
 
     # delivery: the one function that turns room events into effects -----------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from dataclasses import astuple
 from pathlib import Path
@@ -11,6 +12,9 @@ import aiosqlite
 from rooms.model import QueueOrder
 from server.storage.base import CheckinRecord, PinTaken, RoomRecord
 from server.storage.migrate import CREATE_TABLE, all_migrations
+
+# aiosqlite's DEBUG lines carry query parameters (chat text, names, numbers): never emit them.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 _CHECKIN_COLUMNS = (
     "id, room_id, call_id, status, caller_masked, caller_full, created_at, resolved_at, resolved_by"
