@@ -214,7 +214,6 @@ class RoomService:
         state = outcome.state
         for ev in outcome.events:
             await self._deliver_one(room_id, state, ev)
-        self.metrics.live_sessions.set(len(await self.store.room_ids()))
 
     async def _deliver_one(self, room_id: str, state: RoomState | None, ev: Event) -> None:
         if isinstance(ev, Emit):
@@ -254,7 +253,9 @@ class RoomService:
 
     async def tick(self) -> None:
         now = self.clock()
-        for room_id in await self.store.room_ids():
+        room_ids = await self.store.room_ids()
+        self.metrics.live_sessions.set(len(room_ids))
+        for room_id in room_ids:
             state = await self.store.get(room_id)
             if state is not None and due(state, now, self.rules):
                 with contextlib.suppress(RoomError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from dataclasses import astuple
@@ -24,13 +25,19 @@ _ROOM_COLUMNS = (
 )
 
 
+def _prepare_file(path: Path) -> None:
+    # Transcripts live here: readable by the server's user only.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+
+
 class SqliteStorage:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStorage:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(_prepare_file, path)
         db = await aiosqlite.connect(path, isolation_level=None)  # explicit transactions
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA foreign_keys=ON")
