@@ -33,7 +33,7 @@ from server.live import LiveStore
 from server.metrics import Metrics
 from server.payloads import DECODERS, decode, validate_name
 from server.ratelimit import Bucket
-from server.settings import Settings
+from server.settings import MAX_PAYLOAD_BYTES, Settings
 from server.storage.base import Storage
 from server.tokens import RoomTokens, TokenKind
 
@@ -201,7 +201,7 @@ class RoomService:
             bucket = conn.chat if event == "chat.send" else conn.other
             if not bucket.take(self.clock()):
                 raise RoomError(ErrorCode.RATE_LIMITED, "Too many requests: wait a moment.")
-            command = decode(event, data, new_id())
+            command = decode(event, data, new_id(), MAX_PAYLOAD_BYTES)
             outcome = await self.execute(conn.room_id, conn.participant_id, command)
         except RoomError as e:
             self.metrics.errors.labels(e.code.value).inc()

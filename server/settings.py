@@ -18,7 +18,9 @@ DEFAULT_PORT: Final = 8080
 DEFAULT_GRACE_SECS: Final = 60.0  # a phone dropping in a tunnel comes back within a minute
 DEFAULT_MAX_ROOM_SIZE: Final = 100  # peer groups are 5-20; the cap guards memory
 DEFAULT_RETENTION_DAYS: Final = 30
-MAX_PAYLOAD_BYTES: Final = 16 * 1024  # the largest event is a 2,000-character chat line
+MAX_PAYLOAD_BYTES: Final = 16 * 1024  # per event: the largest is a 2,000-character chat line
+MAX_MESSAGE_BYTES: Final = 1_000_000  # per transport message: past this it is abuse, and the
+# connection is closed before the message is read (python-engineio's default)
 CHAT_BURST: Final = 5  # chat lines a participant may send at once...
 CHAT_PER_SEC: Final = 1.0  # ...refilled at this rate: a fast typist, not a flood
 EVENT_BURST: Final = 20  # any other event: clicking around is fine, a script is not
