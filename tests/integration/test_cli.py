@@ -15,14 +15,13 @@ import pytest
 from tests.support import free_port
 
 
-async def read_until(stream: asyncio.StreamReader, pattern: str, timeout: float = 15) -> str:
+async def read_until(stream: asyncio.StreamReader, pattern: str) -> str:
     seen = ""
-    async with asyncio.timeout(timeout):
-        while not re.search(pattern, seen):
-            line = await stream.readline()
-            if not line:
-                break
-            seen += line.decode()
+    while not re.search(pattern, seen):
+        line = await stream.readline()
+        if not line:
+            break
+        seen += line.decode()
     return seen
 
 
@@ -37,7 +36,8 @@ async def test_serve_on_a_fresh_data_dir_prints_a_room_that_works(tmp_path: Path
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        out = await read_until(proc.stdout, r"Phone PIN")
+        async with asyncio.timeout(15):
+            out = await read_until(proc.stdout, r"Phone PIN")
         assert f"http://127.0.0.1:{port}/" in out
         assert "Admin token" in out
         invite = re.search(r"Invite link for peers:\s+(\S+)", out)
