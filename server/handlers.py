@@ -22,6 +22,11 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
         except RoomError as e:
             service.metrics.refusals.labels(e.code.value).inc()
             raise socketio.exceptions.ConnectionRefusedError(e.message, e.as_dict()) from None
+        except Exception:
+            log.exception("join failed")  # the traceback; never the auth (it holds tokens)
+            e = UNAVAILABLE
+            service.metrics.refusals.labels(e.code.value).inc()
+            raise socketio.exceptions.ConnectionRefusedError(e.message, e.as_dict()) from None
 
     async def disconnect(sid: str, reason: object = None) -> None:
         await service.disconnected(sid)
@@ -37,9 +42,18 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
     sio.on("*", unknown)
 
 
+UNAVAILABLE = RoomError(
+    ErrorCode.UNAVAILABLE, "Something went wrong on the server; try again in a minute."
+)
+
+
 def _handler(service: RoomService, event: str) -> Callable[..., Awaitable[dict[str, object]]]:
     async def handle(sid: str, data: object = None, *extra: object) -> dict[str, object]:
-        return await service.handle(sid, event, data)
+        try:
+            return await service.handle(sid, event, data)
+        except Exception:
+            log.exception("%s failed", event)  # the event's name only, never its payload
+            return UNAVAILABLE.ack()
 
     handle.__name__ = f"on_{event}"
     return handle
