@@ -19,14 +19,14 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
     async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
         try:
             await service.connect(sid, auth)
+            return
         except RoomError as e:
-            service.metrics.refusals.labels(e.code.value).inc()
-            raise socketio.exceptions.ConnectionRefusedError(e.message, e.as_dict()) from None
+            refusal = e
         except Exception:
             log.exception("join failed")  # the traceback; never the auth (it holds tokens)
-            e = UNAVAILABLE
-            service.metrics.refusals.labels(e.code.value).inc()
-            raise socketio.exceptions.ConnectionRefusedError(e.message, e.as_dict()) from None
+            refusal = UNAVAILABLE
+        service.metrics.refusals.labels(refusal.code.value).inc()
+        raise socketio.exceptions.ConnectionRefusedError(refusal.message, refusal.as_dict())
 
     async def disconnect(sid: str, reason: object = None) -> None:
         await service.disconnected(sid)
