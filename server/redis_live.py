@@ -166,6 +166,21 @@ def _ms(secs: float) -> int:
 
 
 @dataclass
+class _Mine:
+    """A transition committed on this node, waiting for its turn in commit order.
+
+    The listener does not deliver it: when the message comes back it tells the task that
+    committed (``turn``), which delivers and then returns to its caller, exactly as with
+    the in-memory store; the listener goes on once that is ``done``. So a Disconnect
+    spawned by the delivery runs after the ack of the command that caused it.
+    """
+
+    outcome: Outcome
+    turn: asyncio.Future[None]
+    done: asyncio.Future[None]
+
+
+@dataclass
 class _Held:
     """A room this node is subscribed to, and its latest state as the channel told it."""
 
@@ -174,8 +189,7 @@ class _Held:
     state: RoomState | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # delivery and attach
     commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # this node's commits
-    waiters: dict[int, asyncio.Future[None]] = field(default_factory=dict)
-    mine: dict[int, Outcome] = field(default_factory=dict)  # committed here, not yet back
+    mine: dict[int, _Mine] = field(default_factory=dict)  # committed here, not yet back
     idle_since: float | None = None
 
 
@@ -349,12 +363,18 @@ class RedisStore:
             outcome = fn(state)
             if not outcome.events and outcome.state == state:
                 return outcome
-            held.mine[version + 1] = outcome
-            if await self._commit_outcome(room_id, version, outcome):
-                await self._await_delivery(room_id, held, version + 1)
+            loop = asyncio.get_running_loop()
+            mine = _Mine(outcome, loop.create_future(), loop.create_future())
+            held.mine[version + 1] = mine
+            committed = False
+            try:
+                committed = await self._commit_outcome(room_id, version, outcome)
+            finally:
+                if held.mine.get(version + 1) is mine and not committed:
+                    del held.mine[version + 1]
+            if committed:
+                await self._deliver_mine(room_id, held, version + 1, mine)
                 return outcome
-            if held.mine.get(version + 1) is outcome:
-                del held.mine[version + 1]
             fresh = True
             await _backoff(attempt)
         raise LiveUnavailable("This room is very busy right now: try again.")
@@ -377,19 +397,19 @@ class RedisStore:
         )
         return bool(result)
 
-    async def _await_delivery(self, room_id: str, held: _Held, version: int) -> None:
-        if held.version >= version:
-            return
-        fut = held.waiters.get(version)
-        if fut is None:
-            fut = held.waiters[version] = asyncio.get_running_loop().create_future()
+    async def _deliver_mine(self, room_id: str, held: _Held, version: int, mine: _Mine) -> None:
         try:
-            await asyncio.wait_for(asyncio.shield(fut), DELIVERY_WAIT_SECS)
+            await asyncio.wait_for(asyncio.shield(mine.turn), DELIVERY_WAIT_SECS)
         except TimeoutError:
-            log.warning(
-                "room %s: own message v%d did not come back; resubscribing", room_id, version
-            )
+            if held.mine.get(version) is mine:
+                del held.mine[version]  # if it comes after all, it is delivered as anyone's
+            log.warning("room %s: own v%d did not come back; resubscribing", room_id, version)
             self._reconnect = True
+            return
+        try:
+            await self._deliver(room_id, mine.outcome)
+        finally:
+            mine.done.set_result(None)
 
     async def attach(self, room_id: str, fn: Attach) -> None:
         held = await self._guard(self._hold(room_id))
@@ -442,7 +462,7 @@ class RedisStore:
         """Let go of rooms this node no longer has connections in."""
         now = time.monotonic()
         for room_id, held in list(self._rooms.items()):
-            busy = held.waiters or held.commit_lock.locked()
+            busy = held.mine or held.commit_lock.locked()
             if not held.ready.done() or busy or self._is_local(held.state):
                 held.idle_since = None
                 continue
@@ -540,20 +560,26 @@ class RedisStore:
                 log.warning("room %s: v%d after v%d", room_id, m.version, held.version)
             held.version, held.state = m.version, m.state
             mine = held.mine.pop(m.version, None) if m.origin == self.node_id else None
-            outcome = mine if mine is not None else Outcome(m.state, m.events)
+            if mine is not None:
+                mine.turn.set_result(None)  # the committing task delivers it now
+                try:
+                    await asyncio.wait_for(asyncio.shield(mine.done), DELIVERY_WAIT_SECS)
+                except TimeoutError:
+                    log.warning("room %s: delivery of v%d is slow", room_id, m.version)
+                self._wake(held)
+                return
             try:
-                await self._deliver(room_id, outcome)
+                await self._deliver(room_id, Outcome(m.state, m.events))
             except Exception:
                 log.exception("room %s: delivery failed", room_id)
             self._wake(held)
 
     def _wake(self, held: _Held) -> None:
-        for v in [v for v in held.waiters if v <= held.version]:
-            fut = held.waiters.pop(v)
-            if not fut.done():
-                fut.set_result(None)
+        """Own transitions at or below the held version will not come back: deliver."""
         for v in [v for v in held.mine if v <= held.version]:
-            del held.mine[v]  # superseded by a resync: its message will not come
+            mine = held.mine.pop(v)
+            if not mine.turn.done():
+                mine.turn.set_result(None)
 
     async def _resync(self) -> None:
         """After (re)subscribing: give Redis back what it lost, catch up on what we missed."""
