@@ -32,8 +32,9 @@ writes back any state Redis lost (a restarted Redis keeps nothing: the nodes' co
 the recovery), and re-welcomes its local connections of rooms whose messages it missed.
 Meanwhile :meth:`healthy` is False and transitions raise :class:`LiveUnavailable`.
 
-Keys expire (:data:`ROOM_TTL_SECS`, refreshed while held), so nothing outlives a session
-whose nodes are all gone.
+Every key expires (:data:`ROOM_TTL_SECS` after its last write or refresh: rooms are
+refreshed while held, ``nodes`` by heartbeats, ``due`` by commits), so nothing outlives
+the nodes that used it.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ if ARGV[4] == '' then
   redis.call('ZREM', KEYS[2], ARGV[8])
 else
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[8])
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. ARGV[3])
@@ -124,6 +126,7 @@ if ARGV[3] == '' then
   redis.call('ZREM', KEYS[2], ARGV[5])
 else
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
 return 1
 """
@@ -146,6 +149,7 @@ _HEARTBEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
 """
@@ -433,8 +437,7 @@ class RedisStore:
             async with held.lock:
                 if version > held.version:
                     held.version, held.state = version, state
-            key = self._node_rooms_key(self.node_id)
-            await self._r.sadd(key, room_id)
+            await self._note_room(room_id)
             held.ready.set_result(None)
         except BaseException as e:
             if self._rooms.get(room_id) is held:
@@ -446,6 +449,14 @@ class RedisStore:
                     await self._pubsub.unsubscribe(self._room_channel(room_id))
             raise e
         return held
+
+    async def _note_room(self, room_id: str) -> None:
+        """Record that this node holds ``room_id``: where to look if it dies."""
+        key = self._node_rooms_key(self.node_id)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.sadd(key, room_id)
+            pipe.pexpire(key, _ms(ROOM_TTL_SECS))
+            await pipe.execute()
 
     async def _subscribe(self, channel: str) -> None:
         if self._pubsub is None:
@@ -583,7 +594,6 @@ class RedisStore:
 
     async def _resync(self) -> None:
         """After (re)subscribing: give Redis back what it lost, catch up on what we missed."""
-        node_rooms = self._node_rooms_key(self.node_id)
         for room_id, held in list(self._rooms.items()):
             if not held.ready.done():
                 continue  # still loading: _hold reads after its subscription
@@ -600,7 +610,7 @@ class RedisStore:
                             room_id,
                         ],
                     )
-                    await self._r.sadd(node_rooms, room_id)
+                    await self._note_room(room_id)
                 version, state = await self._read(room_id)
                 if version > held.version:
                     log.warning("room %s: missed v%d..v%d", room_id, held.version + 1, version)

@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from redis.asyncio import Redis
 
 from tests.redis.cluster import Cluster, free_port, spawn, wait_health
 from tests.redis.test_nodes import wait_seq
-from tests.support import Client
+from tests.support import ADMIN_TOKEN, Client
 
 FAILOVER_SECS = 15.0  # node declared dead after 5 s, dropped on the next 1 s tick
 
@@ -172,3 +174,34 @@ async def test_redis_restart_mid_session(
         assert on_b.last_seq == fac.last_seq == on_a.last_seq == 7  # gapless throughout
     finally:
         cluster.stop()
+
+
+async def test_room_of_a_dead_node_ends_and_leaves_nothing_behind(
+    cluster: Cluster, make_client: Callable[[str], Client], redis_url: str
+) -> None:
+    """Nobody else holds the room: the due index still gets it ticked to its end."""
+    cluster.grace_secs = 1.0
+    a, b = await cluster.start(2)
+    room = await cluster.create_room(a)
+    await make_client(b.url).join(room["invite_token"], "Bo")
+    b.kill()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FAILOVER_SECS
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        while True:
+            async with http.get(f"{a.url}/api/rooms/{room['room_id']}") as r:
+                if not (await r.json())["live"]:
+                    break
+            assert loop.time() < deadline, "the dead node's session never ended"
+            await asyncio.sleep(0.1)
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in redis.scan_iter(match=f"{cluster.prefix}*")]
+        assert keys
+        ttls = {k: await redis.pttl(k) for k in keys}
+        assert all(t > 0 for t in ttls.values()), f"a key without a TTL: {ttls}"
+        assert await redis.zscore(f"{cluster.prefix}due", room["room_id"]) is None
+        assert await redis.hget(f"{cluster.prefix}room:{room['room_id']}", "s") is None
+    finally:
+        await redis.aclose()

@@ -1,0 +1,123 @@
+"""Two RedisStores in this process stand for two nodes: atomic transitions under
+contention, one delivery order everywhere, and a deaf subscription that heals itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from rooms import commands as c
+from rooms.events import Emit
+from rooms.machine import Outcome, apply
+from rooms.model import Role, Settings, Via
+from server.live import conn_handle
+from server.redis_live import RedisStore
+from tests.support import delete_redis_prefix, fresh_redis_prefix
+
+ROOM = "room-1"
+INFO = c.RoomInfo(ROOM, "Circle", Settings())
+
+
+class Node:
+    """A store and the room broadcasts it delivered, in order."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.store = RedisStore(url, prefix=prefix, grace_secs=60)
+        self.seqs: list[int] = []
+        self.store.set_deliver(self.deliver)
+
+    async def deliver(self, room_id: str, outcome: Outcome) -> None:
+        for ev in outcome.events:
+            if isinstance(ev, Emit) and ev.to is None:
+                self.seqs.append(ev.payload["seq"])
+
+    async def run(self, actor: str | None, command: c.Command) -> Outcome:
+        now = time.time()
+        return await self.store.transact(ROOM, lambda s: apply(s, actor, command, now=now))
+
+    async def join(self, pid: str) -> None:
+        conn = conn_handle(self.store.node_id, pid)
+        await self.run(None, c.Join(INFO, "s1", pid, pid, Role.PEER, Via.WEB, conn))
+
+
+@pytest.fixture
+async def nodes(redis_url: str) -> AsyncIterator[Callable[[], Node]]:
+    prefix = fresh_redis_prefix()
+    made: list[Node] = []
+
+    def make() -> Node:
+        n = Node(redis_url, prefix)
+        made.append(n)
+        return n
+
+    try:
+        yield make
+    finally:
+        for n in made:
+            await n.store.close()
+        await delete_redis_prefix(redis_url, prefix)
+
+
+async def wait_until(
+    cond: Callable[[], bool], within: float, extra: Callable[[], object] = lambda: ""
+) -> None:
+    deadline = time.monotonic() + within
+    while not cond():
+        assert time.monotonic() < deadline, f"condition not met in time ({extra()})"
+        await asyncio.sleep(0.02)
+
+
+async def test_contended_transitions_are_atomic_and_ordered_alike(
+    nodes: Callable[[], Node],
+) -> None:
+    a, b = nodes(), nodes()
+    await a.store.start()
+    await b.store.start()
+    await a.join("pa")
+    await b.join("pb")
+    await wait_until(lambda: a.seqs == [1, 2] and b.seqs == [2], 5, lambda: (a.seqs, b.seqs))
+
+    n = 150  # toggles per node, all at once
+    start = time.monotonic()
+    await asyncio.gather(
+        *(a.run("pa", c.ToggleHand()) for _ in range(n)),
+        *(b.run("pb", c.ToggleHand()) for _ in range(n)),
+    )
+    elapsed = time.monotonic() - start
+    state = await a.store.get(ROOM)
+    assert state is not None
+    total = 2 + 2 * n  # one broadcast (hands) per toggle
+    await wait_until(
+        lambda: len(a.seqs) == total and len(b.seqs) == total - 1,
+        5,
+        lambda: (len(a.seqs), len(b.seqs), total, state.seq),
+    )
+    assert state.seq == total
+    assert a.seqs == list(range(1, total + 1))
+    assert b.seqs == a.seqs[1:]
+    print(f"\n{2 * n} contended transitions from 2 nodes: {2 * n / elapsed:.0f}/s")
+
+
+async def test_a_deaf_subscription_is_noticed_and_healed(nodes: Callable[[], Node]) -> None:
+    a, b = nodes(), nodes()
+    await a.store.start()
+    await b.store.start()
+    await a.join("pa")
+    await b.join("pb")
+    await wait_until(lambda: len(a.seqs) == 2, 5)
+    # What python-socketio #1581 describes: the subscription stops delivering and
+    # nothing raises. Here Redis simply stops sending to node a.
+    ps = a.store._pubsub
+    assert ps is not None
+    await ps.unsubscribe()
+    start = time.monotonic()
+    await wait_until(lambda: not a.store._connected.is_set(), 10)
+    await wait_until(lambda: a.store._connected.is_set(), 10)
+    healed = time.monotonic() - start
+    await b.run("pb", c.RaiseHand())
+    await wait_until(lambda: a.seqs == [1, 2, 3] and b.seqs == [2, 3], 5)
+    assert await a.store.healthy()
+    print(f"\ndeaf subscription noticed and healed in {healed:.2f}s")
