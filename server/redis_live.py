@@ -561,7 +561,9 @@ class RedisStore:
             return
         room_id = channel[len(self._p) + len("room:") :]
         held = self._rooms.get(room_id)
-        if held is None:
+        if held is None:  # let go of meanwhile, or a hold that failed half-way
+            if self._pubsub is not None:
+                await self._pubsub.unsubscribe(channel)
             return
         m = decode_message(msg["data"])
         async with held.lock:
