@@ -624,21 +624,27 @@ class RedisStore:
     async def _catch_up(
         self, room_id: str, before: RoomState | None, now: RoomState | None
     ) -> None:
-        """Local connections missed messages: give them the room afresh."""
+        """Local connections missed messages: give them the room afresh.
+
+        Still in and connected: a fresh ``welcome`` (snapshot, seq). Gone meanwhile
+        (removed, timed out, the session ended): closed. Marked dropped while their
+        connection is in fact here (this node was taken for dead): closed too, so the
+        client resumes and is connected again, keeping its place.
+        """
+        mine = self.node_id
+        local = [p for p in before.participants if conn_node(p.conn) == mine] if before else []
         events: list[Event] = []
         if now is None:
-            if before is not None:
-                local = [p for p in before.participants if conn_node(p.conn) == self.node_id]
-                events.append(
-                    Emit("session.ended", {"reason": "ended"}, tuple(p.id for p in local))
-                )
-                events.extend(Disconnect(p.id, p.conn) for p in local)
+            events.append(Emit("session.ended", {"reason": "ended"}, tuple(p.id for p in local)))
+            events.extend(Disconnect(p.id, p.conn) for p in local)
         else:
-            events.extend(
-                Welcome(p.id)
-                for p in now.participants
-                if p.connected and conn_node(p.conn) == self.node_id
-            )
+            for p in local:
+                q = now.get(p.id)
+                if q is None or q.conn != p.conn:
+                    events.append(Disconnect(p.id, p.conn))
+            for q in now.participants:
+                if conn_node(q.conn) == mine:
+                    events.append(Welcome(q.id) if q.connected else Disconnect(q.id, q.conn))
         if events:
             try:
                 await self._deliver(room_id, Outcome(now, tuple(events)))

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from rooms import commands as c
-from rooms.events import Emit
+from rooms.events import Emit, Welcome
 from rooms.machine import Outcome, apply
 from rooms.model import Role, Settings, Via
 from server.live import conn_handle
@@ -27,12 +27,15 @@ class Node:
     def __init__(self, url: str, prefix: str) -> None:
         self.store = RedisStore(url, prefix=prefix, grace_secs=60)
         self.seqs: list[int] = []
+        self.welcomed: list[str] = []
         self.store.set_deliver(self.deliver)
 
     async def deliver(self, room_id: str, outcome: Outcome) -> None:
         for ev in outcome.events:
             if isinstance(ev, Emit) and ev.to is None:
                 self.seqs.append(ev.payload["seq"])
+            elif isinstance(ev, Welcome):
+                self.welcomed.append(ev.participant_id)
 
     async def run(self, actor: str | None, command: c.Command) -> Outcome:
         now = time.time()
@@ -114,10 +117,15 @@ async def test_a_deaf_subscription_is_noticed_and_healed(nodes: Callable[[], Nod
     assert ps is not None
     await ps.unsubscribe()
     start = time.monotonic()
+    await b.run("pb", c.RaiseHand())  # seq 3: node a does not hear of it
     await wait_until(lambda: not a.store._connected.is_set(), 10)
     await wait_until(lambda: a.store._connected.is_set(), 10)
     healed = time.monotonic() - start
-    await b.run("pb", c.RaiseHand())
-    await wait_until(lambda: a.seqs == [1, 2, 3] and b.seqs == [2, 3], 5)
+    # Caught up: a's own participant gets the room afresh (a new welcome at seq 3).
+    assert a.welcomed == ["pa", "pb", "pa"]  # pb: b's join, not for a's connections
+    state = await a.store.get(ROOM)
+    assert state is not None and state.seq == 3
+    await b.run("pb", c.LowerHand())
+    await wait_until(lambda: a.seqs == [1, 2, 4] and b.seqs == [2, 3, 4], 5)
     assert await a.store.healthy()
     print(f"\ndeaf subscription noticed and healed in {healed:.2f}s")
