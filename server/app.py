@@ -18,9 +18,11 @@ from aiohttp.web_response import StreamResponse
 from presence.resume import ResumeTokens
 from server import handlers
 from server.http import routes, security_headers
-from server.keys import LIVE, METRICS, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
+from server.keys import LIVE, METRICS, PHONE, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
 from server.live import LiveStore, MemoryStore
 from server.metrics import Metrics
+from server.phone import bridge
+from server.phone.lines import PhoneLines
 from server.service import RoomService
 from server.settings import MAX_PAYLOAD_BYTES, Settings
 from server.storage.base import Storage
@@ -123,9 +125,15 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[SERVICE] = service
     handlers.register(app[SIO], service)
+    phone = PhoneLines(service, secret=settings.secret)
+    service.set_phone(phone)
+    app[PHONE] = phone
+    phone.start()
+    bridge.register(app[SIO], phone, settings.bridge_token)
     clock = asyncio.get_running_loop().create_task(service.run_clock())
     yield
     clock.cancel()
     await asyncio.gather(clock, return_exceptions=True)
     await service.close()
+    await phone.close()
     await store.close()

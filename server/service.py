@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import socketio
 
@@ -66,6 +66,12 @@ class Conn:
     other: Bucket
 
 
+class PhoneDelivery(Protocol):
+    """Where room events reach phone calls (:class:`server.phone.lines.PhoneLines`)."""
+
+    async def deliver(self, room_id: str, state: RoomState | None, ev: Event) -> None: ...
+
+
 class RoomService:
     def __init__(
         self,
@@ -90,7 +96,12 @@ class RoomService:
         self.rules = Rules(grace_secs=settings.grace_secs, max_participants=settings.max_room_size)
         self.conns: dict[str, Conn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.phone: PhoneDelivery | None = None
         store.set_deliver(self.deliver)
+
+    def set_phone(self, phone: PhoneDelivery) -> None:
+        """Phone participants have no Socket.IO connection: their events go here."""
+        self.phone = phone
 
     # the one path for every change ------------------------------------------------------
 
@@ -241,6 +252,17 @@ class RoomService:
             self.spawn(self.sio.disconnect(ev.conn))
         # Transcribe, Unstore, Consent, Audit, SessionClosed: durable storage of these is
         # the transcripts issue; nothing is written for them yet.
+        if self.phone is not None:
+            await self.phone.deliver(room_id, state, ev)
+
+    async def notify_moderators(self, event: str, payload: dict[str, Any]) -> None:
+        """A server notice (not a room broadcast: no seq) to the moderators of every live
+        session, e.g. a new phone check-in."""
+        for room_id in await self.store.room_ids():
+            state = await self.store.get(room_id)
+            ids = state.moderator_ids() if state else ()
+            if ids:
+                await self.sio.emit(event, payload, to=[participant_channel(p) for p in ids])
 
     # the clock -------------------------------------------------------------------------
 

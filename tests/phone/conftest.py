@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tests.phone.bridge_client import Bridge
+from tests.support import Client, LiveServer
+
+BRIDGE_TOKEN = "test-bridge-token"
+
+
+@pytest.fixture
+async def live_server(server_factory: Callable[..., Awaitable[LiveServer]]) -> LiveServer:
+    """The phone tests' server: a bridge token, and a short grace to watch it expire."""
+    return await server_factory(bridge_token=BRIDGE_TOKEN, grace_secs=3.0)
+
+
+@pytest.fixture
+async def bridges(live_server: LiveServer) -> AsyncIterator[Callable[..., Any]]:
+    made: list[Bridge] = []
+
+    async def make(token: str | None = BRIDGE_TOKEN) -> Bridge:
+        b = Bridge(live_server.url)
+        made.append(b)
+        if token is not None:
+            await b.connect(token)
+        return b
+
+    yield make
+    for b in made:
+        await b.close()
+
+
+async def web_room(
+    live_server: LiveServer, clients: Callable[[], Client], **settings: Any
+) -> tuple[dict[str, Any], Client, dict[str, Any]]:
+    """A room with its facilitator on the web: (room, facilitator client, welcome)."""
+    room = await live_server.create_room(**settings)
+    fac = clients()
+    welcome = await fac.join(room["facilitator_token"], "Ann")
+    return room, fac, welcome
