@@ -16,7 +16,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from presence.resume import ResumeTokens
-from server import handlers
+from server import checkins_http, handlers
 from server.http import routes, security_headers
 from server.keys import LIVE, METRICS, PHONE, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
 from server.live import LiveStore, MemoryStore
@@ -32,6 +32,9 @@ from server.tokens import RoomTokens, load_or_create
 log = logging.getLogger(__name__)
 
 SIO = web.AppKey("sio", socketio.AsyncServer)
+# Loggers that write query parameters (phone numbers, chat text) at DEBUG: capped at
+# INFO, so even a server run with DEBUG logging never writes them.
+QUIET_LOGGERS = ("aiosqlite", "asyncpg")
 
 
 def resolve_secrets(settings: Settings) -> Settings:
@@ -78,6 +81,8 @@ class RedactingAccessLogger(AbstractAccessLogger):
 def create_app(settings: Settings) -> web.Application:
     settings = resolve_secrets(settings)
     assert settings.secret is not None
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
     app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
@@ -93,6 +98,7 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app[SIO] = sio
     app.add_routes(routes)
+    app.add_routes(checkins_http.routes)
     dist = settings.web_dir / "dist"
     if dist.is_dir():
         app.router.add_static("/static", dist, append_version=False)
