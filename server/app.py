@@ -21,7 +21,7 @@ from server.http import routes, security_headers
 from server.keys import LIVE, METRICS, PHONE, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
 from server.live import LiveStore, MemoryStore
 from server.metrics import Metrics
-from server.phone import bridge
+from server.phone import bridge, twilio_http
 from server.phone.lines import PhoneLines
 from server.service import RoomService
 from server.settings import MAX_PAYLOAD_BYTES, Settings
@@ -104,6 +104,7 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_static("/static", dist, append_version=False)
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_service_ctx)
+    twilio_http.add_routes(app)  # its context needs the service's: after it
     return app
 
 

@@ -78,6 +78,7 @@ class PhoneCall:
     caller_key: str | None  # keyed hash of the number: resumes a call back, never shown
     sink: CallSink
     waiting: bool = False
+    resumed: bool = False  # took back a dropped participant's place
     dropped: bool = False
     reason: str | None = None  # why the room let go of it: removed, banned, denied, ended
 
@@ -218,6 +219,7 @@ class PhoneLines:
             caller_key=key,
             sink=sink,
             waiting=bool(outcome.reply.get("waiting")),
+            resumed=bool(outcome.reply.get("resumed")),
         )
         self._add(call)
         log.info("call %s joined room %s as %s", call_id, room.id, pid)

@@ -6,15 +6,33 @@ from typing import Any
 import pytest
 
 from tests.phone.bridge_client import Bridge
+from tests.phone.twilio_sim import ACCOUNT_SID, AUTH_TOKEN, RestRecorder
 from tests.support import Client, LiveServer
 
 BRIDGE_TOKEN = "test-bridge-token"
 
 
 @pytest.fixture
-async def live_server(server_factory: Callable[..., Awaitable[LiveServer]]) -> LiveServer:
-    """The phone tests' server: a bridge token, and a short grace to watch it expire."""
-    return await server_factory(bridge_token=BRIDGE_TOKEN, grace_secs=3.0)
+async def twilio_rest() -> AsyncIterator[RestRecorder]:
+    recorder = RestRecorder()
+    await recorder.start()
+    yield recorder
+    await recorder.stop()
+
+
+@pytest.fixture
+async def live_server(
+    server_factory: Callable[..., Awaitable[LiveServer]], twilio_rest: RestRecorder
+) -> LiveServer:
+    """The phone tests' server: a bridge token, Twilio webhooks whose REST API is the
+    local recorder, and a short grace to watch it expire."""
+    return await server_factory(
+        bridge_token=BRIDGE_TOKEN,
+        grace_secs=3.0,
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_api_base=twilio_rest.url,
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,538 @@
+"""Twilio-style voice webhooks (TwiML), under ``/phone/twilio/``: the first phone adapter.
+
+SignalWire and Telnyx speak the same webhooks and TwiML. Every request must carry a
+valid ``X-Twilio-Signature`` (twilio's ``RequestValidator``, keyed by the auth token),
+or it gets 403. The flow, one webhook per step::
+
+    voice ──1──> pin (3 tries) ──> wait (waiting room: hold, check every few seconds)
+      │                  └────────> the room's conference, <Dial hangupOnStar>
+      └──2──> checkin                 │ star: room ──> menu: 9 hand, 6 mute,
+               1 ok / 2 call back /   │                # place in line, 0 back
+               3 talk now             └─ back into the conference, state intact
+
+``checkin`` is also the voice URL of a number of its own. Each TwiML response names its
+next steps with a step counter (``?s=N``); Twilio repeating a request for the same call
+and step gets the first answer again, so a retried webhook never toggles a hand twice.
+A caller's state lives in the room (:class:`~server.phone.lines.PhoneLines`); what is
+kept here is only the call's progress through the prompts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlencode
+
+from aiohttp import web
+from multidict import MultiDict
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import VoiceResponse
+
+from rooms.errors import ErrorCode, RoomError
+from server.errors import http_error
+from server.keys import PHONE, SETTINGS
+from server.phone import prompts
+from server.phone.lines import CheckinStatus, PhoneCall, PhoneLines, valid_call_id, valid_pin
+from server.phone.numbers import Caller
+from server.phone.twilio_rest import TwilioRest
+
+log = logging.getLogger(__name__)
+
+PREFIX: Final = "/phone/twilio"
+MAX_PIN_TRIES: Final = 3
+MAX_PROMPT_TRIES: Final = 3  # "sorry, I did not get that" this often, then goodbye
+MAX_NUMBER_TRIES: Final = 2
+MIN_CALLBACK_DIGITS: Final = 7  # shorter than any dialable number
+MENU_SECS: Final = 6  # the menu waits this long for a key, then puts the caller back
+PROMPT_SECS: Final = 8
+PIN_SECS: Final = 12  # keying in six digits on an unfamiliar phone takes a while
+HOLD_PAUSE_SECS: Final = 8  # a waiting caller hears silence this long between checks
+HOLD_SPEAK_EVERY: Final = 4  # ...and a reassuring word every fourth check (half a minute)
+REPLIES_KEPT: Final = 16  # answers kept per call for replayed webhooks
+CALL_KEPT_SECS: Final = 6 * 3600.0  # a call whose end we never heard is forgotten after this
+_DIGITS: Final = re.compile(r"^[0-9*#]{0,20}$")
+_ENDED_STATUSES: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+def conference_name(room_id: str) -> str:
+    return f"peerroom-{room_id}"
+
+
+@dataclass(slots=True, eq=False)
+class TwilioCall:
+    """One call's progress through the prompts. The room holds everything else."""
+
+    sid: str
+    caller: Caller
+    created_at: float
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    step: int = 0
+    replies: OrderedDict[tuple[str, str], str] = field(default_factory=OrderedDict)
+    pin_tries: int = 0
+    prompt_tries: int = 0
+    number_tries: int = 0
+    holds: int = 0
+    room_id: str | None = None
+    conference_sid: str | None = None
+    dialed: bool = False  # our last answer put the caller in the conference
+    ended: str | None = None  # the room let go of the call: removed, banned, denied, ended
+
+
+class TwilioAdapter:
+    """The Twilio calls of this node, and the sink that carries room decisions to them."""
+
+    def __init__(
+        self,
+        lines: PhoneLines,
+        rest: TwilioRest,
+        *,
+        auth_token: str,
+        webhook_base: str | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.lines = lines
+        self.rest = rest
+        self.validator = RequestValidator(auth_token)
+        self.webhook_base = webhook_base.rstrip("/") if webhook_base else ""
+        self.clock = clock
+        self.calls: dict[str, TwilioCall] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def call(self, sid: str, caller: Caller) -> TwilioCall:
+        tc = self.calls.get(sid)
+        if tc is None:
+            now = self.clock()
+            for old in [c for c in self.calls.values() if now - c.created_at > CALL_KEPT_SECS]:
+                del self.calls[old.sid]
+            tc = self.calls[sid] = TwilioCall(sid, caller, now)
+        return tc
+
+    def url(self, tc: TwilioCall, step: str, **params: str) -> str:
+        """The URL of a next step, with a fresh step number (see the module docstring)."""
+        tc.step += 1
+        return f"{self.webhook_base}{PREFIX}/{step}?{urlencode({'s': tc.step, **params})}"
+
+    def signed_url(self, request: web.Request) -> str:
+        """The URL Twilio signed: the public one when we sit behind a proxy."""
+        if self.webhook_base:
+            return self.webhook_base + request.path_qs
+        return str(request.url)
+
+    # the sink: room decisions to this call ----------------------------------------------
+
+    async def mute(self, call: PhoneCall, muted: bool) -> None:
+        tc = self.calls.get(call.call_id)
+        if tc is not None and tc.dialed:  # in the menu: the way back is built muted
+            self._spawn(self._rest(tc, lambda cf: self.rest.mute(cf, tc.sid, muted)))
+
+    async def remove(self, call: PhoneCall, reason: str) -> None:
+        tc = self.calls.get(call.call_id)
+        if tc is None:
+            return
+        tc.ended = reason  # the next webhook of this call says goodbye
+        if tc.dialed:  # in the conference: take it out; Twilio then asks the Dial action
+            self._spawn(self._rest(tc, lambda cf: self.rest.kick(cf, tc.sid)))
+
+    async def admitted(self, call: PhoneCall) -> None:
+        """Nothing to push: a waiting caller's hold checks the room every few seconds."""
+
+    async def _rest(
+        self, tc: TwilioCall, action: Callable[[str], Coroutine[Any, Any, None]]
+    ) -> None:
+        sid = tc.conference_sid
+        if sid is None and tc.room_id is not None:
+            sid = tc.conference_sid = await self.rest.find_conference(conference_name(tc.room_id))
+        if sid is None:
+            log.warning("call %s: no conference to act on", tc.sid)
+            return
+        await action(sid)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.rest.close()
+
+
+TWILIO = web.AppKey("twilio", TwilioAdapter)
+
+# TwiML building blocks --------------------------------------------------------------
+
+
+def _why_ended(tc: TwilioCall) -> str:
+    return prompts.ENDED.get(tc.ended or "", prompts.SORRY_OUR_SIDE)
+
+
+def _say(*lines: str) -> VoiceResponse:
+    r = VoiceResponse()
+    for line in lines:
+        r.say(line)
+    return r
+
+
+def _goodbye(*lines: str) -> VoiceResponse:
+    r = _say(*lines)
+    r.hangup()
+    return r
+
+
+def _ask(
+    a: TwilioAdapter,
+    tc: TwilioCall,
+    step: str,
+    prompt: str,
+    *,
+    before: tuple[str, ...] = (),
+    digits: int | None = 1,
+    secs: int = PROMPT_SECS,
+    **params: str,
+) -> VoiceResponse:
+    """Say ``before``, then gather keys for ``step``; silence goes to ``step`` too."""
+    r = _say(*before)
+    options: dict[str, Any] = {"num_digits": digits} if digits else {"finish_on_key": "#"}
+    g = r.gather(action=a.url(tc, step, **params), method="POST", timeout=secs, **options)
+    g.say(prompt)
+    r.redirect(a.url(tc, step, **params), method="POST")
+    return r
+
+
+def _not_heard(a: TwilioAdapter, tc: TwilioCall, step: str, prompt: str) -> VoiceResponse:
+    tc.prompt_tries += 1
+    if tc.prompt_tries >= MAX_PROMPT_TRIES:
+        return _goodbye(prompts.NOT_HEARD, prompts.GOODBYE)
+    return _ask(a, tc, step, prompt, before=(prompts.NOT_HEARD,))
+
+
+async def _enter_room(a: TwilioAdapter, tc: TwilioCall, *lines: str) -> VoiceResponse:
+    """Into the room's conference, muted or not as the room says."""
+    call = a.lines.get(tc.sid)
+    if tc.ended:
+        return _goodbye(_why_ended(tc))
+    if call is None:
+        return _goodbye(prompts.SORRY_OUR_SIDE)
+    where = await a.lines.where(tc.sid)
+    r = _say(*lines)
+    dial = r.dial(action=a.url(tc, "room"), method="POST", hangup_on_star=True)
+    dial.conference(
+        conference_name(call.room_id),
+        muted=not where["mic"],
+        beep=False,
+        start_conference_on_enter=True,
+        end_conference_on_exit=False,
+        wait_url="",  # alone in the conference: quiet, not hold music
+        status_callback=f"{a.webhook_base}{PREFIX}/conference",
+        status_callback_event="join leave",
+        status_callback_method="POST",
+    )
+    tc.dialed = True
+    return r
+
+
+def _hold(a: TwilioAdapter, tc: TwilioCall, *, first: bool) -> VoiceResponse:
+    if first:
+        r = _say(prompts.WAITING)
+    elif tc.holds % HOLD_SPEAK_EVERY == 0:
+        r = _say(prompts.STILL_WAITING)
+    else:
+        r = VoiceResponse()
+    r.pause(length=HOLD_PAUSE_SECS)
+    r.redirect(a.url(tc, "wait"), method="POST")
+    return r
+
+
+# steps ------------------------------------------------------------------------------
+
+Form = Mapping[str, str]
+Step = Callable[[TwilioAdapter, TwilioCall, Form, Mapping[str, str]], Awaitable[VoiceResponse]]
+
+
+async def voice(
+    a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]
+) -> VoiceResponse:
+    return _ask(a, tc, "start", prompts.WELCOME)
+
+
+async def start(
+    a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]
+) -> VoiceResponse:
+    digits = form.get("Digits", "")
+    if digits == "1":
+        tc.prompt_tries = 0
+        return _ask(a, tc, "pin", prompts.ENTER_PIN, digits=None, secs=PIN_SECS)
+    if digits == "2":
+        tc.prompt_tries = 0
+        return _ask(a, tc, "checkin/choice", prompts.CHECKIN)
+    return _not_heard(a, tc, "start", prompts.WELCOME)
+
+
+async def pin(a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]) -> VoiceResponse:
+    try:
+        call = await a.lines.join(tc.sid, valid_pin(form.get("Digits", "")), tc.caller, a)
+    except RoomError as e:
+        if e.code is not ErrorCode.BAD_PIN:
+            return _goodbye(e.message, prompts.GOODBYE)  # locked, full, banned: said plainly
+        tc.pin_tries += 1
+        if tc.pin_tries >= MAX_PIN_TRIES:
+            return _goodbye(prompts.PIN_FAILED)
+        return _ask(
+            a, tc, "pin", prompts.ENTER_PIN, before=(prompts.PIN_AGAIN,), digits=None, secs=PIN_SECS
+        )
+    tc.room_id = call.room_id
+    if call.waiting:
+        return _hold(a, tc, first=True)
+    if call.resumed:
+        return await _enter_room(a, tc, prompts.BACK_IN_ROOM, prompts.IN_ROOM)
+    return await _enter_room(a, tc, prompts.IN_ROOM)
+
+
+async def wait(a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]) -> VoiceResponse:
+    tc.holds += 1
+    call = a.lines.get(tc.sid)
+    if tc.ended or call is None:
+        return _goodbye(_why_ended(tc))
+    if call.waiting:
+        return _hold(a, tc, first=False)
+    return await _enter_room(a, tc, prompts.LET_IN, prompts.IN_ROOM)
+
+
+async def room(a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]) -> VoiceResponse:
+    """The ``<Dial>`` ended: the caller pressed star, was removed, or hung up."""
+    tc.dialed = False
+    if form.get("CallStatus") in _ENDED_STATUSES:
+        await a.lines.drop(tc.sid)
+        return VoiceResponse()
+    if tc.ended:
+        return _goodbye(_why_ended(tc))
+    tc.prompt_tries = 0
+    return _menu(a, tc)
+
+
+def _menu(a: TwilioAdapter, tc: TwilioCall, *before: str) -> VoiceResponse:
+    r = _say(*before)
+    g = r.gather(action=a.url(tc, "menu"), method="POST", timeout=MENU_SECS, num_digits=1)
+    g.say(prompts.MENU)
+    r.redirect(a.url(tc, "back"), method="POST")  # no key: back into the room
+    return r
+
+
+async def menu(a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]) -> VoiceResponse:
+    digits = form.get("Digits", "")
+    if tc.ended:
+        return _goodbye(_why_ended(tc))
+    try:
+        if digits == "9":
+            r = await a.lines.keys(tc.sid, "*9")
+            said = (
+                [prompts.HAND_UP, prompts.place(r["position"])]
+                if r["hand"]
+                else [prompts.HAND_DOWN]
+            )
+        elif digits == "6":
+            r = await a.lines.keys(tc.sid, "*6")
+            said = [prompts.UNMUTED if r["mic"] else prompts.MUTED]
+        elif digits == "#":
+            said = [prompts.place((await a.lines.where(tc.sid))["position"])]
+        elif digits == "0":
+            said = []
+        else:
+            tc.prompt_tries += 1
+            if tc.prompt_tries >= MAX_PROMPT_TRIES:
+                return await _enter_room(a, tc)
+            return _menu(a, tc, prompts.NOT_HEARD)
+    except RoomError:  # the room let go of the call meanwhile
+        return _goodbye(_why_ended(tc))
+    tc.prompt_tries = 0
+    return await _enter_room(a, tc, *said)
+
+
+async def back(a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]) -> VoiceResponse:
+    return await _enter_room(a, tc)
+
+
+# the check-in line ------------------------------------------------------------------
+
+_CHOICES: Final = {"1": CheckinStatus.OK, "2": CheckinStatus.CALLBACK, "3": CheckinStatus.TALK}
+
+
+async def checkin(
+    a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]
+) -> VoiceResponse:
+    return _ask(a, tc, "checkin/choice", prompts.CHECKIN)
+
+
+async def checkin_choice(
+    a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]
+) -> VoiceResponse:
+    status = _CHOICES.get(form.get("Digits", ""))
+    if status is None:
+        return _not_heard(a, tc, "checkin/choice", prompts.CHECKIN)
+    if status.needs_number and tc.caller.withheld:
+        return _ask(
+            a,
+            tc,
+            "checkin/number",
+            prompts.CHECKIN_NUMBER,
+            digits=None,
+            secs=20,
+            status=status.value,
+        )
+    return await _save_checkin(a, tc, tc.caller, status)
+
+
+async def checkin_number(
+    a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]
+) -> VoiceResponse:
+    """A caller with a hidden number asked to be called: the number they key in."""
+    try:
+        status = CheckinStatus(q.get("status", ""))
+    except ValueError:
+        return _ask(a, tc, "checkin/choice", prompts.CHECKIN)
+    typed = Caller.parse(form.get("Digits", ""))
+    if typed.number is None or len(typed.number.lstrip("+")) < MIN_CALLBACK_DIGITS:
+        tc.number_tries += 1
+        if tc.number_tries < MAX_NUMBER_TRIES:
+            return _ask(
+                a, tc, "checkin/number", prompts.CHECKIN_NUMBER,
+                before=(prompts.CHECKIN_NUMBER_AGAIN,), digits=None, secs=20, status=status.value,
+            )  # fmt: skip
+        typed = Caller(None)  # still recorded: a check-in that asks for a call is never lost
+    return await _save_checkin(a, tc, typed, status)
+
+
+async def _save_checkin(
+    a: TwilioAdapter, tc: TwilioCall, caller: Caller, status: CheckinStatus
+) -> VoiceResponse:
+    try:
+        await a.lines.checkin(tc.sid, caller, status)
+    except Exception:
+        log.exception("call %s: a check-in could not be saved", tc.sid)
+        return _ask(a, tc, "checkin/choice", prompts.CHECKIN, before=(prompts.CHECKIN_NOT_SAVED,))
+    if status.needs_number and caller.withheld:
+        return _goodbye(prompts.CHECKIN_NO_NUMBER, prompts.NOT_A_CRISIS_LINE, prompts.GOODBYE)
+    if status is CheckinStatus.TALK:
+        return _goodbye(prompts.CHECKIN_DONE["talk"], prompts.NOT_A_CRISIS_LINE, prompts.GOODBYE)
+    return _goodbye(prompts.CHECKIN_DONE[status.value])
+
+
+# callbacks: no TwiML to follow ------------------------------------------------------
+
+
+async def status(
+    a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]
+) -> VoiceResponse:
+    """The call's status callback: a call that ended is a drop (the place is kept)."""
+    if form.get("CallStatus") in _ENDED_STATUSES:
+        tc.dialed = False
+        await a.lines.drop(tc.sid)
+        a.calls.pop(tc.sid, None)
+    return VoiceResponse()
+
+
+async def conference(
+    a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]
+) -> VoiceResponse:
+    """The conference's status callback: where we learn its SID for the REST API."""
+    sid = form.get("ConferenceSid", "")
+    if form.get("StatusCallbackEvent") == "participant-join" and 0 < len(sid) <= 64:
+        tc.conference_sid = sid
+    return VoiceResponse()
+
+
+# the webhook wrapper: signature, call, replay, never a 500 ----------------------------
+
+STEPS: Final[dict[str, tuple[Step, bool]]] = {  # path -> (step, replayable)
+    "voice": (voice, True),
+    "start": (start, True),
+    "pin": (pin, True),
+    "wait": (wait, True),
+    "room": (room, True),
+    "menu": (menu, True),
+    "back": (back, True),
+    "checkin": (checkin, True),
+    "checkin/choice": (checkin_choice, True),
+    "checkin/number": (checkin_number, True),
+    "status": (status, False),
+    "conference": (conference, False),
+}
+
+
+async def _form(request: web.Request) -> MultiDict[str]:
+    """The posted fields, text only; garbage keys (not 0-9, star, hash) are dropped,
+    so a step sees them as silence and says sorry."""
+    try:
+        raw = await request.post()
+    except (web.HTTPRequestEntityTooLarge, ValueError):
+        raise http_error(ErrorCode.BAD_REQUEST, "The request body is unreadable.") from None
+    return MultiDict((k, v) for k, v in raw.items() if isinstance(v, str))
+
+
+def _handler(
+    name: str, step: Step, replayable: bool
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        a = request.app.get(TWILIO)
+        if a is None:
+            raise http_error(ErrorCode.NOT_FOUND, "The Twilio phone line is not configured.")
+        form = await _form(request)
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not signature or not a.validator.validate(a.signed_url(request), form, signature):
+            raise http_error(ErrorCode.FORBIDDEN, "Bad or missing X-Twilio-Signature.")
+        try:
+            sid = valid_call_id(form.get("CallSid"))
+        except RoomError as e:
+            raise http_error(e.code, e.message) from None
+        tc = a.call(sid, Caller.parse(form.get("From")))
+        if not _DIGITS.match(form.get("Digits", "")):
+            form.popall("Digits")
+        key = (name, request.query.get("s", ""))
+        async with tc.lock:
+            cached = tc.replies.get(key) if replayable else None
+            if cached is None:
+                try:
+                    twiml = await step(a, tc, form, request.query)
+                except Exception:
+                    log.exception("call %s: step %s failed", sid, name)
+                    twiml = _goodbye(prompts.SORRY_OUR_SIDE)
+                cached = str(twiml)
+                if replayable:
+                    tc.replies[key] = cached
+                    while len(tc.replies) > REPLIES_KEPT:
+                        tc.replies.popitem(last=False)
+        return web.Response(text=cached, content_type="text/xml")
+
+    handle.__name__ = f"twilio_{name.replace('/', '_')}"
+    return handle
+
+
+def add_routes(app: web.Application) -> None:
+    for name, (step, replayable) in STEPS.items():
+        app.router.add_post(f"{PREFIX}/{name}", _handler(name, step, replayable))
+    app.cleanup_ctx.append(_twilio_ctx)
+
+
+async def _twilio_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Runs after the service context: the phone lines exist by now."""
+    s = app[SETTINGS]
+    if not (s.twilio_auth_token and s.twilio_account_sid):
+        yield
+        return
+    rest = TwilioRest.open(
+        base=s.twilio_api_base, account_sid=s.twilio_account_sid, auth_token=s.twilio_auth_token
+    )
+    adapter = TwilioAdapter(
+        app[PHONE], rest, auth_token=s.twilio_auth_token, webhook_base=s.twilio_webhook_base
+    )
+    app[TWILIO] = adapter
+    yield
+    await adapter.close()
