@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 MAX_CALL_ID_CHARS: Final = 64  # Twilio's CallSid is 34; SIP Call-IDs are longer
 MAX_PIN_DIGITS: Final = 12
 NAME_RACE_TRIES: Final = 3  # another caller took "Caller 42" between our look and our join
-_PIN: Final = re.compile(r"^\d{1,12}$")
+_PIN: Final = re.compile(r"[0-9]{1,12}")
 KEYS: Final[dict[str, c.Command]] = {"*9": c.ToggleHand(), "*6": c.ToggleMic()}
 
 
@@ -92,7 +92,7 @@ def valid_call_id(raw: object) -> str:
 def valid_pin(raw: object) -> str:
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = str(raw)
-    if not isinstance(raw, str) or not _PIN.match(raw):
+    if not isinstance(raw, str) or not _PIN.fullmatch(raw):
         raise RoomError(ErrorCode.BAD_PIN, "A PIN is the digits your facilitator gave you.")
     return raw
 
@@ -181,6 +181,8 @@ class PhoneLines:
         known = self._calls.get(call_id)
         if known is not None and known.room_id == room.id and not known.dropped:
             return known  # the same call.join again (a retry): nothing changes
+        if known is not None and known.room_id != room.id:
+            await self.leave(call_id)  # one call is in one room at a time
         resume = self._resumable(call_id, room.id, key)
         for _ in range(NAME_RACE_TRIES):
             state = await self.service.store.get(room.id)

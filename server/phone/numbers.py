@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 MAX_CALLER_CHARS: Final = 64  # a caller field longer than this is garbage, not a number
-_NUMBER: Final = re.compile(r"^\+?\d{3,20}$")
+_NUMBER: Final = re.compile(r"\+?[0-9]{3,20}")
 _SEPARATORS: Final = re.compile(r"[\s\-.()/]")
 # Providers put these in From when the caller hid their number; they spell ANONYMOUS,
 # RESTRICTED, BLOCKED, UNAVAILABLE and UNKNOWN on a keypad.
@@ -38,7 +38,7 @@ class Caller:
         if not isinstance(raw, str) or len(raw) > MAX_CALLER_CHARS:
             return cls(None)
         cleaned = _SEPARATORS.sub("", raw.strip())
-        if not _NUMBER.match(cleaned) or cleaned in WITHHELD_NUMBERS:
+        if not _NUMBER.fullmatch(cleaned) or cleaned in WITHHELD_NUMBERS:
             return cls(None)
         return cls(cleaned)
 

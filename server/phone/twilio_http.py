@@ -56,7 +56,7 @@ HOLD_PAUSE_SECS: Final = 8  # a waiting caller hears silence this long between c
 HOLD_SPEAK_EVERY: Final = 4  # ...and a reassuring word every fourth check (half a minute)
 REPLIES_KEPT: Final = 16  # answers kept per call for replayed webhooks
 CALL_KEPT_SECS: Final = 6 * 3600.0  # a call whose end we never heard is forgotten after this
-_DIGITS: Final = re.compile(r"^[0-9*#]{0,20}$")
+_DIGITS: Final = re.compile(r"[0-9*#]{0,20}")
 _ENDED_STATUSES: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
@@ -493,7 +493,7 @@ def _handler(
         except RoomError as e:
             raise http_error(e.code, e.message) from None
         tc = a.call(sid, Caller.parse(form.get("From")))
-        if not _DIGITS.match(form.get("Digits", "")):
+        if not _DIGITS.fullmatch(form.get("Digits", "")):
             form.popall("Digits")
         key = (name, request.query.get("s", ""))
         async with tc.lock:
