@@ -13,38 +13,32 @@ or it gets 403. The flow, one webhook per step::
 ``checkin`` is also the voice URL of a number of its own. Each TwiML response names its
 next steps with a step counter (``?s=N``); Twilio repeating a request for the same call
 and step gets the first answer again, so a retried webhook never toggles a hand twice.
-A caller's state lives in the room (:class:`~server.phone.lines.PhoneLines`); what is
-kept here is only the call's progress through the prompts.
+A caller's state lives in the room (:class:`~server.phone.lines.PhoneLines`); the
+call's progress through the prompts in :mod:`server.phone.twilio_calls`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
-from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import MultiDict
-from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
 from rooms.errors import ErrorCode, RoomError
 from server.errors import http_error
 from server.keys import PHONE, SETTINGS
 from server.phone import prompts
-from server.phone.lines import CheckinStatus, PhoneCall, PhoneLines, valid_call_id, valid_pin
+from server.phone.lines import CheckinStatus, valid_call_id, valid_pin
 from server.phone.numbers import Caller
+from server.phone.twilio_calls import PREFIX, TwilioAdapter, TwilioCall, conference_name
 from server.phone.twilio_rest import TwilioRest
 
 log = logging.getLogger(__name__)
 
-PREFIX: Final = "/phone/twilio"
 MAX_PIN_TRIES: Final = 3
 MAX_PROMPT_TRIES: Final = 3  # "sorry, I did not get that" this often, then goodbye
 MAX_NUMBER_TRIES: Final = 2
@@ -55,114 +49,8 @@ PIN_SECS: Final = 12  # keying in six digits on an unfamiliar phone takes a whil
 HOLD_PAUSE_SECS: Final = 8  # a waiting caller hears silence this long between checks
 HOLD_SPEAK_EVERY: Final = 4  # ...and a reassuring word every fourth check (half a minute)
 REPLIES_KEPT: Final = 16  # answers kept per call for replayed webhooks
-CALL_KEPT_SECS: Final = 6 * 3600.0  # a call whose end we never heard is forgotten after this
 _DIGITS: Final = re.compile(r"[0-9*#]{0,20}")
 _ENDED_STATUSES: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
-
-
-def conference_name(room_id: str) -> str:
-    return f"peerroom-{room_id}"
-
-
-@dataclass(slots=True, eq=False)
-class TwilioCall:
-    """One call's progress through the prompts. The room holds everything else."""
-
-    sid: str
-    caller: Caller
-    created_at: float
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    step: int = 0
-    replies: OrderedDict[tuple[str, str], str] = field(default_factory=OrderedDict)
-    pin_tries: int = 0
-    prompt_tries: int = 0
-    number_tries: int = 0
-    holds: int = 0
-    room_id: str | None = None
-    conference_sid: str | None = None
-    dialed: bool = False  # our last answer put the caller in the conference
-    ended: str | None = None  # the room let go of the call: removed, banned, denied, ended
-
-
-class TwilioAdapter:
-    """The Twilio calls of this node, and the sink that carries room decisions to them."""
-
-    def __init__(
-        self,
-        lines: PhoneLines,
-        rest: TwilioRest,
-        *,
-        auth_token: str,
-        webhook_base: str | None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.lines = lines
-        self.rest = rest
-        self.validator = RequestValidator(auth_token)
-        self.webhook_base = webhook_base.rstrip("/") if webhook_base else ""
-        self.clock = clock
-        self.calls: dict[str, TwilioCall] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def call(self, sid: str, caller: Caller) -> TwilioCall:
-        tc = self.calls.get(sid)
-        if tc is None:
-            now = self.clock()
-            for old in [c for c in self.calls.values() if now - c.created_at > CALL_KEPT_SECS]:
-                del self.calls[old.sid]
-            tc = self.calls[sid] = TwilioCall(sid, caller, now)
-        return tc
-
-    def url(self, tc: TwilioCall, step: str, **params: str) -> str:
-        """The URL of a next step, with a fresh step number (see the module docstring)."""
-        tc.step += 1
-        return f"{self.webhook_base}{PREFIX}/{step}?{urlencode({'s': tc.step, **params})}"
-
-    def signed_url(self, request: web.Request) -> str:
-        """The URL Twilio signed: the public one when we sit behind a proxy."""
-        if self.webhook_base:
-            return self.webhook_base + request.path_qs
-        return str(request.url)
-
-    # the sink: room decisions to this call ----------------------------------------------
-
-    async def mute(self, call: PhoneCall, muted: bool) -> None:
-        tc = self.calls.get(call.call_id)
-        if tc is not None and tc.dialed:  # in the menu: the way back is built muted
-            self._spawn(self._rest(tc, lambda cf: self.rest.mute(cf, tc.sid, muted)))
-
-    async def remove(self, call: PhoneCall, reason: str) -> None:
-        tc = self.calls.get(call.call_id)
-        if tc is None:
-            return
-        tc.ended = reason  # the next webhook of this call says goodbye
-        if tc.dialed:  # in the conference: take it out; Twilio then asks the Dial action
-            self._spawn(self._rest(tc, lambda cf: self.rest.kick(cf, tc.sid)))
-
-    async def admitted(self, call: PhoneCall) -> None:
-        """Nothing to push: a waiting caller's hold checks the room every few seconds."""
-
-    async def _rest(
-        self, tc: TwilioCall, action: Callable[[str], Coroutine[Any, Any, None]]
-    ) -> None:
-        sid = tc.conference_sid
-        if sid is None and tc.room_id is not None:
-            sid = tc.conference_sid = await self.rest.find_conference(conference_name(tc.room_id))
-        if sid is None:
-            log.warning("call %s: no conference to act on", tc.sid)
-            return
-        await action(sid)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.rest.close()
 
 
 TWILIO = web.AppKey("twilio", TwilioAdapter)
