@@ -252,3 +252,39 @@ async def test_leave_in_the_room(live_server: LiveServer, clients: Any, bridges:
     assert left["reason"] == "left"
     await asyncio.sleep(0.1)
     assert b.received("call.remove") == []
+
+
+async def test_refusals_and_oversized_fields(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    pin = room["phone_pin"]
+    await fac.ok("mod.lock", {"locked": True})
+    assert await b.error("call.join", {"call_id": "l1", "pin": pin, "caller": CALLER}) == (
+        "room_locked"
+    )
+    await fac.ok("mod.lock", {"locked": False})
+    big = {"call_id": "big", "pin": pin, "caller": "+1" + "5" * 10_000, "extra": "x" * 5_000}
+    ack = await b.ok("call.join", big)
+    assert ack["name"] == "Caller"  # a caller field that is no number is withheld
+    assert await b.error("call.join", {"call_id": "p", "pin": "1" * 10_000}) == "bad_pin"
+    assert await b.error("call.keys", {"call_id": "big", "digits": "*" * 5_000}) == "bad_request"
+    assert b.sio.connected
+
+
+async def test_web_clients_never_see_a_full_number(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    peer: Client = clients()
+    await peer.join(room["invite_token"], "Bo")
+    b = await bridges()
+    ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    await b.ok("call.keys", {"call_id": CALL, "digits": "*9"})
+    await b.ok("checkin.create", {"call_id": "c1", "caller": CALLER, "status": "callback"})
+    await fac.wait_for("checkins.updated")
+    await fac.ok("mod.remove", {"id": ack["participant_id"]})
+    await peer.wait_for("participant.left", lambda d: d["id"] == ack["participant_id"])
+    seen = repr(fac.events) + repr(peer.events)
+    assert "7700" not in seen and "900142" not in seen
