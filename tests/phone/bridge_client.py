@@ -23,18 +23,19 @@ class Bridge:
     def __post_init__(self) -> None:
         self.sio = socketio.AsyncClient(reconnection=False)
 
-        @self.sio.on("*", namespace="/bridge")
         async def catch_all(event: str, data: Any = None) -> None:
             self.events.append((event, data))
             self._changed.set()
 
-        @self.sio.on("connect_error", namespace="/bridge")
         async def on_error(data: Any) -> None:
             # python-socketio hands a non-default namespace's refusal as {message, data}
             if isinstance(data, dict) and isinstance(data.get("data"), dict):
                 data = data["data"]
             self.connect_error = data
             self._changed.set()
+
+        self.sio.on("*", catch_all, namespace="/bridge")
+        self.sio.on("connect_error", on_error, namespace="/bridge")
 
     async def connect(self, token: Any) -> None:
         await self.sio.connect(

@@ -59,3 +59,8 @@ async def web_room(
     fac = clients()
     welcome = await fac.join(room["facilitator_token"], "Ann")
     return room, fac, welcome
+
+
+def checkin_with(key: str, value: str) -> Callable[[Any], bool]:
+    """A ``checkins.updated`` payload whose check-in has ``key == value``."""
+    return lambda d: bool(d["checkin"][key] == value)

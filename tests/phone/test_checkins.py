@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.phone.conftest import web_room
+from tests.phone.conftest import checkin_with, web_room
 from tests.support import LiveServer
 
 
@@ -22,15 +22,13 @@ async def api(server: LiveServer, method: str, path: str, token: str | None) -> 
 async def test_checkins_from_a_bridge(live_server: LiveServer, clients: Any, bridges: Any) -> None:
     room, fac, _ = await web_room(live_server, clients)
     b = await bridges()
-    ids = {}
-    for n, status in enumerate(("ok", "callback", "talk")):
+    ids: dict[str, str] = {}
+    for n, kind in enumerate(("ok", "callback", "talk")):
         ack = await b.ok(
-            "checkin.create", {"call_id": f"c{n}", "caller": f"+1 555 010 00{n}7", "status": status}
+            "checkin.create", {"call_id": f"c{n}", "caller": f"+1 555 010 00{n}7", "status": kind}
         )
-        ids[status] = ack["id"]
-        live = await fac.wait_for(
-            "checkins.updated", lambda d, i=ack["id"]: d["checkin"]["id"] == i
-        )
+        ids[kind] = ack["id"]
+        live = await fac.wait_for("checkins.updated", checkin_with("id", ack["id"]))
         assert live["checkin"]["caller"] == f"******{n}7"
         assert "number" not in live["checkin"]  # live events never carry the number
     # a repeated check-in (a bridge retry) is the same record, announced once

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from server.keys import LIVE
-from tests.phone.conftest import web_room
+from tests.phone.conftest import checkin_with, web_room
 from tests.phone.test_checkins import api
 from tests.phone.twilio_sim import ACCOUNT_SID, CONFERENCE_SID, Phone, RestRecorder
 from tests.support import LiveServer
@@ -140,7 +140,7 @@ async def test_drop_and_call_back_keeps_the_place(live_server: LiveServer, clien
     await peer.ok("hand.raise")
     await fac.wait_for("hands", lambda d: d["hands"] == [pid, pw["you"]["id"]])
     # the line drops: Twilio asks the Dial action (ignored) and sends the status callback
-    await first.dial_ended(CallStatus="completed")
+    await first.dial_ended("completed")
     await first.hang_up()
     await fac.wait_for(
         "participant.updated",
@@ -300,9 +300,7 @@ async def test_checkin_line_each_status(live_server: LiveServer, clients: Any) -
         assert "Press 1 if you are OK" in phone.said()
         await phone.press(digit)
         assert phone.hung_up()
-        live = await fac.wait_for(
-            "checkins.updated", lambda d, s=status: d["checkin"]["status"] == s
-        )
+        live = await fac.wait_for("checkins.updated", checkin_with("status", status))
         ids[status] = live["checkin"]["id"]
         assert live["checkin"]["caller"] == "******" + number[-2:]
     assert "call you back" in phone.said() or "as soon as they can" in phone.said()

@@ -190,10 +190,13 @@ class Phone:
         assert dial is not None and dial.get("hangupOnStar") == "true", self.last_raw
         return await self.post(dial.get("action", ""), DialCallStatus="completed")
 
-    async def dial_ended(self, **extra: str) -> ET.Element:
+    async def dial_ended(self, call_status: str = "in-progress") -> ET.Element:
+        """The conference leg ended (removed, or the caller hung up): the Dial action."""
         dial = self.twiml.find("Dial")
         assert dial is not None, self.last_raw
-        return await self.post(dial.get("action", ""), DialCallStatus="completed", **extra)
+        return await self.post(
+            dial.get("action", ""), DialCallStatus="completed", CallStatus=call_status
+        )
 
     async def hang_up(self) -> None:
         await self.post("/phone/twilio/status", raw=True, CallStatus="completed", CallDuration="42")
