@@ -20,6 +20,7 @@ from typing import Any, Final
 import socketio
 
 from rooms.errors import ErrorCode, RoomError
+from server.payloads import too_large
 from server.phone.lines import (
     CheckinStatus,
     PhoneCall,
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE: Final = "/bridge"
 MAX_DIGITS_CHARS: Final = 8
+MAX_BRIDGE_PAYLOAD_BYTES: Final = 2048  # a call id, a PIN and a number: a few hundred bytes
 
 Payload = dict[str, Any]
 
@@ -61,6 +63,8 @@ class BridgeSink:
 def _obj(data: object) -> Payload:
     if not isinstance(data, dict):
         raise RoomError(ErrorCode.BAD_REQUEST, "The payload must be an object.")
+    if too_large(data, MAX_BRIDGE_PAYLOAD_BYTES):
+        raise RoomError(ErrorCode.BAD_REQUEST, "The payload is too large.")
     return data
 
 
@@ -143,11 +147,11 @@ def _acked(
                 raise RoomError(ErrorCode.FORBIDDEN, "Connect with the bridge token first.")
             return {"ok": True, **await handler(sink, _obj(data))}
         except RoomError as e:
-            return {"ok": False, "error": e.as_dict()}
+            return dict(e.ack())
         except Exception:  # storage down, a bug: the bridge gets a code, never silence
             log.exception("bridge %s failed", event)
             error = RoomError(ErrorCode.UNAVAILABLE, "The server could not do that; try again.")
-            return {"ok": False, "error": error.as_dict()}
+            return dict(error.ack())
 
     handle.__name__ = f"on_{event.replace('.', '_')}"
     return handle
