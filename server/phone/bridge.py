@@ -4,7 +4,8 @@ A bridge (a SIP gateway, or any service holding telephone calls) authenticates w
 the bridge token, then sends ``call.join``, ``call.keys``, ``call.leave`` and
 ``checkin.create``; each handler validates the payload, calls
 :class:`~server.phone.lines.PhoneLines` and returns the ack. The server sends
-``call.mute``, ``call.remove`` (and the extension ``call.admitted``) back on the
+``call.mute``, ``call.remove`` (and the extensions ``call.admitted`` and
+``call.notice``) back on the
 connection that joined the call. A bridge connection that closes drops its calls:
 they keep their place for the grace period and ``call.join`` with the same ``call_id``
 from a new connection takes them back.
@@ -23,6 +24,7 @@ from rooms.errors import ErrorCode, RoomError
 from server.payloads import too_large
 from server.phone.lines import (
     CheckinStatus,
+    Notice,
     PhoneCall,
     PhoneLines,
     valid_call_id,
@@ -58,6 +60,9 @@ class BridgeSink:
 
     async def admitted(self, call: PhoneCall) -> None:
         await self._send("call.admitted", {"call_id": call.call_id})
+
+    async def notice(self, call: PhoneCall, notice: Notice) -> None:
+        await self._send("call.notice", {"call_id": call.call_id, "notice": notice.value})
 
 
 def _obj(data: object) -> Payload:

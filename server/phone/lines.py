@@ -13,6 +13,8 @@ A call, by its provider's call id::
               to the same PIN within the grace--> resumed: same participant, same place
     a moderator's mod.mute / mod.mute_all --> sink.mute(muted=True)
     mod.remove, mod.deny, mod.end --> sink.remove(reason)
+    the floor given to the caller, mod.ask_unmute --> sink.notice("floor" | "ask_unmute"):
+        a caller cannot see the screen, so they are told it is their turn
 
 Each call has a *sink*: how the room's decisions reach that call (a bridge connection,
 or Twilio's REST API). Room events reach the sinks through :meth:`PhoneLines.deliver`,
@@ -31,7 +33,7 @@ from typing import Any, Final, Protocol
 
 from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
-from rooms.events import Disconnect, Emit, Event
+from rooms.events import Disconnect, Emit, Event, SessionClosed
 from rooms.hands import position
 from rooms.model import Role, RoomState, Via
 from server.phone.numbers import Caller, pseudonyms
@@ -66,6 +68,15 @@ class CallSink(Protocol):
     async def remove(self, call: PhoneCall, reason: str) -> None: ...
 
     async def admitted(self, call: PhoneCall) -> None: ...
+
+    async def notice(self, call: PhoneCall, notice: Notice) -> None: ...
+
+
+class Notice(StrEnum):
+    """Something a caller must hear, since they cannot see the room."""
+
+    FLOOR = "floor"  # a moderator gave them the floor: their turn to speak
+    ASK_UNMUTE = "ask_unmute"  # a moderator invites them to unmute
 
 
 @dataclass(slots=True, eq=False)
@@ -119,6 +130,7 @@ class PhoneLines:
         self._secret = secret
         self._calls: dict[str, PhoneCall] = {}  # by call id
         self._by_participant: dict[str, str] = {}  # participant id -> call id
+        self._floor: dict[str, str | None] = {}  # room id -> who had the floor last we saw
         self._outbox: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
@@ -247,7 +259,8 @@ class PhoneLines:
         return call
 
     async def keys(self, call_id: str, digits: str) -> dict[str, Any]:
-        """``*9`` hand, ``*6`` mic, ``#`` just tell: the reply says hand, mic, position."""
+        """``*9`` hand, ``*6`` mic, ``#`` just tell: the reply says hand, mic, position
+        (and ``floor``: whether the caller has it)."""
         call = self._live(call_id)
         if call.waiting:
             raise RoomError(
@@ -257,20 +270,15 @@ class PhoneLines:
         command: c.Command | None = KEYS.get(digits)
         if command is not None:
             outcome = await self.service.execute(call.room_id, call.participant_id, command)
-            return {k: outcome.reply[k] for k in ("hand", "mic", "position")}
+            return _status(outcome.state, call.participant_id)
         if digits == "#":
             return await self.where(call_id)
         raise RoomError(ErrorCode.BAD_REQUEST, "Keys are *9 (hand), *6 (microphone) or # (place).")
 
     async def where(self, call_id: str) -> dict[str, Any]:
-        """Hand, mic and place in line, read without changing anything."""
+        """Hand, mic, place in line and floor, read without changing anything."""
         call = self._live(call_id)
-        state = await self.service.store.get(call.room_id)
-        p = state.get(call.participant_id) if state else None
-        if state is None or p is None:
-            raise RoomError(ErrorCode.NOT_FOUND, "That call is not in a room.")
-        order = state.settings.queue_order
-        return {"hand": p.hand, "mic": p.mic, "position": position(state.participants, order, p.id)}
+        return _status(await self.service.store.get(call.room_id), call.participant_id)
 
     async def leave(self, call_id: str) -> None:
         call = self._forget(call_id)
@@ -338,6 +346,13 @@ class PhoneLines:
                 call = self._of_participant(pid)
                 if call is not None:
                     self._to_call(call, ev)
+        elif isinstance(ev, Emit) and ev.name == "hands":
+            floor = ev.payload.get("floor")
+            if floor != self._floor.get(room_id):
+                self._floor[room_id] = floor
+                call = self._of_participant(str(floor)) if floor else None
+                if call is not None:
+                    self._post(call.sink.notice(call, Notice.FLOOR))
         elif isinstance(ev, Emit) and ev.name == "participant.left":
             call = self._of_participant(str(ev.payload.get("id")))
             if call is not None and ev.payload.get("reason") == "timeout":
@@ -347,6 +362,8 @@ class PhoneLines:
             if call is not None and call.participant_id == ev.participant_id:
                 self._forget(call.call_id)
                 self._post(call.sink.remove(call, call.reason or "removed"))
+        elif isinstance(ev, SessionClosed):
+            self._floor.pop(room_id, None)
 
     def _to_call(self, call: PhoneCall, ev: Emit) -> None:
         if ev.name == "you.muted":
@@ -357,9 +374,23 @@ class PhoneLines:
             call.reason = "ended"
         elif ev.name == "denied":
             call.reason = "denied"
+        elif ev.name == "you.asked_to_unmute":
+            self._post(call.sink.notice(call, Notice.ASK_UNMUTE))
         elif ev.name == "admitted":
             call.waiting = False
             self._post(call.sink.admitted(call))
+
+
+def _status(state: RoomState | None, pid: str) -> dict[str, Any]:
+    p = state.get(pid) if state else None
+    if state is None or p is None:
+        raise RoomError(ErrorCode.NOT_FOUND, "That call is not in a room.")
+    return {
+        "hand": p.hand,
+        "mic": p.mic,
+        "position": position(state.participants, state.settings.queue_order, pid),
+        "floor": state.floor == pid,
+    }
 
 
 def _free_name(state: RoomState | None, caller: Caller) -> str:

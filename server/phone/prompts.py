@@ -30,6 +30,9 @@ MENU: Final = (
 HAND_UP: Final = "Your hand is up."
 HAND_DOWN: Final = "Your hand is down."
 MUTED: Final = "You are muted."
+YOUR_TURN: Final = "It is your turn to speak."
+ASK_UNMUTE: Final = "A facilitator invites you to speak."
+HOW_TO_UNMUTE: Final = "Press star, then 6, to unmute."
 UNMUTED: Final = "You are unmuted. Everyone can hear you."
 ENDED: Final = {
     "removed": "A facilitator has removed you from the room. Goodbye.",

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from server.phone.lines import PhoneCall, PhoneLines
+from server.phone.lines import Notice, PhoneCall, PhoneLines
 from server.phone.numbers import Caller
 from server.phone.twilio_rest import TwilioRest
 
@@ -73,6 +73,7 @@ class TwilioAdapter:
         self.webhook_base = webhook_base.rstrip("/") if webhook_base else ""
         self.clock = clock
         self.calls: dict[str, TwilioCall] = {}
+        self.public_base = self.webhook_base  # else learned from the first signed webhook
         self._tasks: set[asyncio.Task[None]] = set()
 
     def call(self, sid: str, caller: Caller) -> TwilioCall:
@@ -95,6 +96,12 @@ class TwilioAdapter:
             return self.webhook_base + request.path_qs
         return str(request.url)
 
+    def learn_base(self, request: web.Request) -> None:
+        """With no webhook base set, REST calls that name our URLs (an announcement)
+        use the origin Twilio reached us on, taken from a request whose signature held."""
+        if not self.public_base:
+            self.public_base = str(request.url.origin())
+
     # the sink: room decisions to this call ----------------------------------------------
 
     async def mute(self, call: PhoneCall, muted: bool) -> None:
@@ -112,6 +119,16 @@ class TwilioAdapter:
 
     async def admitted(self, call: PhoneCall) -> None:
         """Nothing to push: a waiting caller's hold checks the room every few seconds."""
+
+    async def notice(self, call: PhoneCall, notice: Notice) -> None:
+        """Spoken to the caller alone, in the conference (in the menu, the way back says
+        it instead)."""
+        tc = self.calls.get(call.call_id)
+        if tc is None or not tc.dialed or not self.public_base:
+            return
+        query = urlencode({"notice": notice.value, "call": tc.sid})
+        url = f"{self.public_base}{PREFIX}/announce?{query}"
+        self._spawn(self._rest(tc, lambda cf: self.rest.announce(cf, tc.sid, url)))
 
     async def _rest(
         self, tc: TwilioCall, action: Callable[[str], Coroutine[Any, Any, None]]

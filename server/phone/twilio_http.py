@@ -32,7 +32,7 @@ from rooms.errors import ErrorCode, RoomError
 from server.errors import http_error
 from server.keys import PHONE, SETTINGS
 from server.phone import prompts
-from server.phone.lines import CheckinStatus, valid_call_id, valid_pin
+from server.phone.lines import CheckinStatus, Notice, valid_call_id, valid_pin
 from server.phone.numbers import Caller
 from server.phone.twilio_calls import PREFIX, TwilioAdapter, TwilioCall, conference_name
 from server.phone.twilio_rest import TwilioRest
@@ -110,6 +110,10 @@ async def _enter_room(a: TwilioAdapter, tc: TwilioCall, *lines: str) -> VoiceRes
     if call is None:
         return _goodbye(prompts.SORRY_OUR_SIDE)
     where = await a.lines.where(tc.sid)
+    if where["floor"]:  # said on every way back while the floor is theirs
+        lines = (*lines, prompts.YOUR_TURN)
+        if not where["mic"]:
+            lines = (*lines, prompts.HOW_TO_UNMUTE)
     r = _say(*lines)
     dial = r.dial(action=a.url(tc, "room"), method="POST", hangup_on_star=True)
     dial.conference(
@@ -365,17 +369,24 @@ async def _form(request: web.Request) -> MultiDict[str]:
     return MultiDict((k, v) for k, v in raw.items() if isinstance(v, str))
 
 
+async def _verified(request: web.Request) -> tuple[TwilioAdapter, MultiDict[str]]:
+    """The adapter and the posted fields of a request Twilio signed; 404 or 403 else."""
+    a = request.app.get(TWILIO)
+    if a is None:
+        raise http_error(ErrorCode.NOT_FOUND, "The Twilio phone line is not configured.")
+    form = await _form(request)
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not a.validator.validate(a.signed_url(request), form, signature):
+        raise http_error(ErrorCode.FORBIDDEN, "Bad or missing X-Twilio-Signature.")
+    a.learn_base(request)
+    return a, form
+
+
 def _handler(
     name: str, step: Step, replayable: bool
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
-        a = request.app.get(TWILIO)
-        if a is None:
-            raise http_error(ErrorCode.NOT_FOUND, "The Twilio phone line is not configured.")
-        form = await _form(request)
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature or not a.validator.validate(a.signed_url(request), form, signature):
-            raise http_error(ErrorCode.FORBIDDEN, "Bad or missing X-Twilio-Signature.")
+        a, form = await _verified(request)
         try:
             sid = valid_call_id(form.get("CallSid"))
         except RoomError as e:
@@ -403,9 +414,26 @@ def _handler(
     return handle
 
 
+async def announce(request: web.Request) -> web.Response:
+    """What Twilio plays to one caller in the conference (``AnnounceUrl``): the floor is
+    theirs, or a facilitator invites them to speak."""
+    a, _ = await _verified(request)
+    r = VoiceResponse()
+    try:
+        notice = Notice(request.query.get("notice", ""))
+        status = await a.lines.where(request.query.get("call", ""))
+    except (ValueError, RoomError):
+        return web.Response(text=str(r), content_type="text/xml")
+    r.say(prompts.YOUR_TURN if notice is Notice.FLOOR else prompts.ASK_UNMUTE)
+    if not status["mic"]:
+        r.say(prompts.HOW_TO_UNMUTE)
+    return web.Response(text=str(r), content_type="text/xml")
+
+
 def add_routes(app: web.Application) -> None:
     for name, (step, replayable) in STEPS.items():
         app.router.add_post(f"{PREFIX}/{name}", _handler(name, step, replayable))
+    app.router.add_post(f"{PREFIX}/announce", announce)
     app.cleanup_ctx.append(_twilio_ctx)
 
 

@@ -1,6 +1,6 @@
 """Twilio's Conference Participants REST API: the way a moderator's mute or removal
-reaches a caller. The same paths work on SignalWire's and Telnyx's compatible APIs
-(``--twilio-api-base``).
+(or the floor, or an invitation to unmute) reaches a caller. The same paths work on
+compatible APIs (``PEERROOM_TWILIO_API_BASE``).
 
 A small aiohttp client rather than twilio's ``Client``: that one is synchronous (it
 would block the event loop for a network round trip) and three calls do not need it.
@@ -57,6 +57,11 @@ class TwilioRest:
 
     async def mute(self, conference_sid: str, call_sid: str, muted: bool) -> None:
         data = {"Muted": "true" if muted else "false"}
+        await self._request("POST", self._participant(conference_sid, call_sid), data=data)
+
+    async def announce(self, conference_sid: str, call_sid: str, url: str) -> None:
+        """Play the TwiML at ``url`` to this participant only (Twilio fetches it, signed)."""
+        data = {"AnnounceUrl": url, "AnnounceMethod": "POST"}
         await self._request("POST", self._participant(conference_sid, call_sid), data=data)
 
     async def kick(self, conference_sid: str, call_sid: str) -> None:

@@ -106,13 +106,21 @@ async def test_keys_hand_queue_and_moderator_mute(
     ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
     pid = ack["participant_id"]
     keys = await b.ok("call.keys", {"call_id": CALL, "digits": "*9"})
-    assert keys == {"ok": True, "hand": True, "mic": False, "position": 2}
+    assert keys == {"ok": True, "hand": True, "mic": False, "position": 2, "floor": False}
     hands = await peer.wait_for("hands", lambda d: d["hands"] == [pw["you"]["id"], pid])
     assert hands["floor"] is None
     assert await b.ok("call.keys", {"call_id": CALL, "digits": "#"}) == keys
     await fac.ok("mod.floor.next")
     keys = await b.ok("call.keys", {"call_id": CALL, "digits": "#"})
-    assert keys["position"] == 1
+    assert keys["position"] == 1 and keys["floor"] is False
+    await fac.ok("mod.floor.next")  # the phone's turn: a caller cannot see it, so is told
+    assert await b.wait_for("call.notice") == {"call_id": CALL, "notice": "floor"}
+    assert (await b.ok("call.keys", {"call_id": CALL, "digits": "#"}))["floor"] is True
+    await fac.ok("mod.ask_unmute", {"id": pid})
+    await b.wait_for("call.notice", lambda d: d["notice"] == "ask_unmute")
+    await peer.ok("hand.raise")  # the queue moves, the floor does not: no second notice
+    await fac.wait_for("hands", lambda d: d["hands"] == [pw["you"]["id"]] and d["floor"] == pid)
+    assert len([n for n in b.received("call.notice") if n["notice"] == "floor"]) == 1
     # unmute from the keypad, then a moderator mutes: the bridge hears call.mute
     keys = await b.ok("call.keys", {"call_id": CALL, "digits": "*6"})
     assert keys["mic"] is True
@@ -128,7 +136,9 @@ async def test_keys_hand_queue_and_moderator_mute(
     await fac.ok("mod.mute_all")
     await asyncio.sleep(0.2)
     assert len(b.received("call.mute")) == 2
-    # lowering the hand from the keypad
+    # the turn took the hand down; the keypad raises and lowers it again
+    keys = await b.ok("call.keys", {"call_id": CALL, "digits": "*9"})
+    assert keys["hand"] is True and keys["position"] == 2
     keys = await b.ok("call.keys", {"call_id": CALL, "digits": "*9"})
     assert keys["hand"] is False and keys["position"] is None
 

@@ -341,3 +341,33 @@ async def test_checkin_own_number_and_hidden_caller(live_server: LiveServer, cli
     assert talk["caller"] == "withheld" and "number" not in talk  # recorded all the same
     callback = next(c for c in body["checkins"] if c["status"] == "callback")
     assert callback["number"] == "07700900123"
+
+
+async def test_the_floor_and_an_invitation_are_spoken(
+    live_server: LiveServer, clients: Any, twilio_rest: RestRecorder
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    phone = Phone(live_server.url, NUMBER)
+    await phone.join_room(room["phone_pin"])
+    joined = await fac.wait_for("participant.joined", lambda d: d["participant"]["via"] == "phone")
+    pid = joined["participant"]["id"]
+    await fac.ok("mod.floor.give", {"id": pid})
+    rest = await twilio_rest.wait_for("POST", participant_path(phone.sid))
+    url = rest.form["AnnounceUrl"]
+    assert rest.form["AnnounceMethod"] == "POST"
+    assert url.startswith(f"{live_server.url}/phone/twilio/announce?")
+    await phone.post(url, raw=True)  # Twilio fetches it, signed, and plays it to the caller
+    assert "It is your turn to speak." in phone.last_raw
+    assert "Press star, then 6, to unmute." in phone.last_raw
+    await phone.star()
+    await phone.press("0")  # every way back into the room says it while the turn is theirs
+    assert "It is your turn to speak." in phone.said()
+    twilio_rest.requests.clear()
+    await fac.ok("mod.ask_unmute", {"id": pid})
+    rest = await twilio_rest.wait_for("POST", participant_path(phone.sid))
+    await phone.post(rest.form["AnnounceUrl"], raw=True)
+    assert "A facilitator invites you to speak." in phone.last_raw
+    await phone.post("/phone/twilio/announce?notice=nonsense&call=x", raw=True)
+    assert phone.last_status == 200 and "<Say>" not in phone.last_raw
+    await phone.post("/phone/twilio/announce?notice=floor", raw=True, signature="bad")
+    assert phone.last_status == 403
