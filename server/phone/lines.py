@@ -130,7 +130,8 @@ class PhoneLines:
         self._secret = secret
         self._calls: dict[str, PhoneCall] = {}  # by call id
         self._by_participant: dict[str, str] = {}  # participant id -> call id
-        self._floor: dict[str, str | None] = {}  # room id -> who had the floor last we saw
+        self._floor: dict[str, str | None] = {}
+        self._joining: dict[str, asyncio.Lock] = {}  # room id -> who had the floor last we saw
         self._outbox: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
@@ -185,7 +186,19 @@ class PhoneLines:
     # calls --------------------------------------------------------------------------
 
     async def join(self, call_id: str, pin: str, caller: Caller, sink: CallSink) -> PhoneCall:
-        """Join (or wait, or resume) the room with this PIN. Raises RoomError."""
+        """Join (or wait, or resume) the room with this PIN. Raises RoomError.
+
+        One join per call id at a time: a bridge retrying ``call.join`` while the first
+        is still in flight gets the same participant, not a second one."""
+        lock = self._joining.setdefault(call_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._join(call_id, pin, caller, sink)
+        finally:
+            if not lock.locked() and self._joining.get(call_id) is lock:
+                del self._joining[call_id]
+
+    async def _join(self, call_id: str, pin: str, caller: Caller, sink: CallSink) -> PhoneCall:
         room = await self.service.storage.get_room_by_pin(pin)
         if room is None:
             raise RoomError(ErrorCode.BAD_PIN, "No group has that PIN. Check it and try again.")

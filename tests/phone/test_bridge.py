@@ -302,3 +302,16 @@ async def test_web_clients_never_see_a_full_number(
     await peer.wait_for("participant.left", lambda d: d["id"] == ack["participant_id"])
     seen = repr(fac.events) + repr(peer.events)
     assert "7700" not in seen and "900142" not in seen
+
+
+async def test_concurrent_retries_make_one_participant(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    join = {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER}
+    acks = await asyncio.gather(*(b.ok("call.join", join) for _ in range(5)))
+    assert len({a["participant_id"] for a in acks}) == 1
+    await asyncio.sleep(0.1)
+    phones = [d for d in fac.received("participant.joined") if d["participant"]["via"] == "phone"]
+    assert len(phones) == 1
