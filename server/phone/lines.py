@@ -125,13 +125,15 @@ def checkin_public(rec: CheckinRecord, *, with_number: bool) -> dict[str, Any]:
 
 
 class PhoneLines:
+    """The calls of this node, by call id and by participant, and what reaches them."""
+
     def __init__(self, service: RoomService, *, secret: str) -> None:
         self.service = service
         self._secret = secret
         self._calls: dict[str, PhoneCall] = {}  # by call id
         self._by_participant: dict[str, str] = {}  # participant id -> call id
-        self._floor: dict[str, str | None] = {}
-        self._joining: dict[str, asyncio.Lock] = {}  # room id -> who had the floor last we saw
+        self._floor: dict[str, str | None] = {}  # room id -> who had the floor last we saw
+        self._joining: dict[str, asyncio.Lock] = {}  # call id -> its call.join in flight
         self._outbox: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
@@ -161,10 +163,6 @@ class PhoneLines:
                 log.exception("a phone call action failed")
             finally:
                 self._outbox.task_done()
-
-    async def settle(self) -> None:
-        """Wait until every queued call action has run (for tests)."""
-        await self._outbox.join()
 
     def get(self, call_id: str) -> PhoneCall | None:
         return self._calls.get(call_id)
