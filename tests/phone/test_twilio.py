@@ -9,7 +9,7 @@ from typing import Any
 from server.keys import LIVE
 from tests.phone.conftest import checkin_with, web_room
 from tests.phone.test_checkins import api
-from tests.phone.twilio_sim import ACCOUNT_SID, CONFERENCE_SID, Phone, RestRecorder
+from tests.phone.twilio_sim import ACCOUNT_SID, AUTH_TOKEN, CONFERENCE_SID, Phone, RestRecorder
 from tests.support import LiveServer
 
 NUMBER = "+15550100042"
@@ -371,3 +371,28 @@ async def test_the_floor_and_an_invitation_are_spoken(
     assert phone.last_status == 200 and "<Say>" not in phone.last_raw
     await phone.post("/phone/twilio/announce?notice=floor", raw=True, signature="bad")
     assert phone.last_status == 403
+
+
+async def test_behind_a_proxy(server_factory: Any, clients: Any, twilio_rest: RestRecorder) -> None:
+    """With PEERROOM_TWILIO_WEBHOOK_BASE, signatures are checked against the public URL
+    and every URL we hand Twilio is absolute on it."""
+    public = "https://peerroom.example.org"
+    server = await server_factory(
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_api_base=twilio_rest.url,
+        twilio_webhook_base=public + "/",
+    )
+    room = await server.create_room()
+    phone = Phone(server.url, NUMBER, public_base=public)
+    await phone.call()
+    gather = phone.twiml.find("Gather")
+    assert gather is not None and gather.get("action", "").startswith(public + "/phone/twilio/")
+    await phone.press("1")
+    await phone.press(room["phone_pin"])
+    conf = phone.conference()
+    assert conf is not None and conf.get("statusCallback") == public + "/phone/twilio/conference"
+    # signed for the local address instead of the public one: refused
+    local = Phone(server.url, NUMBER)
+    await local.post("/phone/twilio/voice", raw=True)
+    assert local.last_status == 403

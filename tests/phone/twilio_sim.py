@@ -94,9 +94,16 @@ class Phone:
     """One phone call into peerroom, driven exactly as Twilio drives its webhooks."""
 
     def __init__(
-        self, base_url: str, caller: str, *, sid: str | None = None, token: str = AUTH_TOKEN
+        self,
+        base_url: str,
+        caller: str,
+        *,
+        sid: str | None = None,
+        token: str = AUTH_TOKEN,
+        public_base: str | None = None,
     ) -> None:
         self.base_url = base_url
+        self.public_base = public_base  # behind a proxy: the URL Twilio signs
         self.caller = caller
         self.sid = sid or new_call_sid()
         self.validator = RequestValidator(token)
@@ -121,8 +128,12 @@ class Phone:
     ) -> ET.Element:
         """POST a signed webhook to ``url`` (relative URLs resolve like Twilio's)."""
         full = urljoin(self.base_url + "/", url)
+        signed = full
+        if self.public_base:  # Twilio calls the proxy's URL and signs that one
+            signed = urljoin(self.public_base + "/", url)
+            full = self.base_url + signed.removeprefix(self.public_base)
         params = self.params(**extra)
-        sig = self.validator.compute_signature(full, params) if signature is None else signature
+        sig = self.validator.compute_signature(signed, params) if signature is None else signature
         async with (
             aiohttp.ClientSession() as http,
             http.post(full, data=params, headers={"X-Twilio-Signature": sig}) as r,
