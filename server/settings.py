@@ -25,9 +25,7 @@ CHAT_BURST: Final = 5  # chat lines a participant may send at once...
 CHAT_PER_SEC: Final = 1.0  # ...refilled at this rate: a fast typist, not a flood
 EVENT_BURST: Final = 20  # any other event: clicking around is fine, a script is not
 EVENT_PER_SEC: Final = 5.0
-DEFAULT_TWILIO_API_BASE: Final = (
-    "https://api.twilio.com"  # SignalWire: https://<space>.signalwire.com/api/laml
-)
+DEFAULT_TWILIO_API_BASE: Final = "https://api.twilio.com"  # or a compatible one (docs/phone.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """Twilio-style voice webhooks (TwiML), under ``/phone/twilio/``: the first phone adapter.
 
-SignalWire and Telnyx speak the same webhooks and TwiML. Every request must carry a
-valid ``X-Twilio-Signature`` (twilio's ``RequestValidator``, keyed by the auth token),
-or it gets 403. The flow, one webhook per step::
+Other providers speak TwiML too (docs/phone.md says what is and is not verified).
+Every request must carry a valid ``X-Twilio-Signature`` (twilio's ``RequestValidator``,
+keyed by the auth token), or it gets 403. The flow, one webhook per step::
 
     voice ──1──> pin (3 tries) ──> wait (waiting room: hold, check every few seconds)
       │                  └────────> the room's conference, <Dial hangupOnStar>
