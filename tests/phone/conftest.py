@@ -28,7 +28,7 @@ async def live_server(
     local recorder, and a short grace to watch it expire."""
     return await server_factory(
         bridge_token=BRIDGE_TOKEN,
-        grace_secs=3.0,
+        grace_secs=2.0,
         twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=AUTH_TOKEN,
         twilio_api_base=twilio_rest.url,
