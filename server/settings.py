@@ -54,6 +54,7 @@ class Settings:
     twilio_auth_token: str | None = field(default=None, repr=False)
     twilio_api_base: str = DEFAULT_TWILIO_API_BASE
     twilio_webhook_base: str | None = None  # the public URL Twilio calls, for signatures
+    twilio_talk_number: str | None = None  # "talk now" check-ins are put through to it
     web_dir: Path = Path(__file__).resolve().parent.parent / "web"
 
     @property
@@ -89,6 +90,7 @@ _OPTIONS: Final[dict[str, tuple[str, type | object]]] = {
     "twilio_account_sid": ("PEERROOM_TWILIO_ACCOUNT_SID", str),
     "twilio_api_base": ("PEERROOM_TWILIO_API_BASE", str),
     "twilio_webhook_base": ("PEERROOM_TWILIO_WEBHOOK_BASE", str),
+    "twilio_talk_number": ("PEERROOM_TWILIO_TALK_NUMBER", str),
 }
 
 

@@ -59,6 +59,11 @@ CHECKIN_DONE: Final = {
         "Someone will call you as soon as they can."
     ),
 }
+TALK_CONNECTING: Final = "Thank you. Putting you through to someone from the team now."
+TALK_NO_ANSWER: Final = (
+    "Sorry, nobody could answer right now. We have told the team you would like to talk, "
+    "and someone will call you as soon as they can."
+)
 CHECKIN_NO_NUMBER: Final = (
     "We have told the team, but without a number they cannot call you back. "
     "Please call again from a phone that shows its number."

@@ -65,9 +65,11 @@ class TwilioAdapter:
         *,
         auth_token: str,
         webhook_base: str | None,
+        talk_number: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.lines = lines
+        self.talk_number = talk_number
         self.rest = rest
         self.validator = RequestValidator(auth_token)
         self.webhook_base = webhook_base.rstrip("/") if webhook_base else ""

@@ -43,6 +43,7 @@ MAX_PIN_TRIES: Final = 3
 MAX_PROMPT_TRIES: Final = 3  # "sorry, I did not get that" this often, then goodbye
 MAX_NUMBER_TRIES: Final = 2
 MIN_CALLBACK_DIGITS: Final = 7  # shorter than any dialable number
+TALK_RING_SECS: Final = 25  # about five rings: then the caller hears they will be called back
 MENU_SECS: Final = 6  # the menu waits this long for a key, then puts the caller back
 PROMPT_SECS: Final = 8
 PIN_SECS: Final = 12  # keying in six digits on an unfamiliar phone takes a while
@@ -310,11 +311,26 @@ async def _save_checkin(
     except Exception:
         log.exception("call %s: a check-in could not be saved", tc.sid)
         return _ask(a, tc, "checkin/choice", prompts.CHECKIN, before=(prompts.CHECKIN_NOT_SAVED,))
+    if status is CheckinStatus.TALK and a.talk_number:
+        r = _say(prompts.TALK_CONNECTING)
+        dial = r.dial(action=a.url(tc, "checkin/talked"), method="POST", timeout=TALK_RING_SECS)
+        dial.number(a.talk_number)
+        return r
     if status.needs_number and caller.withheld:
         return _goodbye(prompts.CHECKIN_NO_NUMBER, prompts.NOT_A_CRISIS_LINE, prompts.GOODBYE)
     if status is CheckinStatus.TALK:
         return _goodbye(prompts.CHECKIN_DONE["talk"], prompts.NOT_A_CRISIS_LINE, prompts.GOODBYE)
     return _goodbye(prompts.CHECKIN_DONE[status.value])
+
+
+async def checkin_talked(
+    a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]
+) -> VoiceResponse:
+    """After putting a "talk now" caller through: they talked, or nobody answered (the
+    check-in stays open either way, for a peer support worker to follow up)."""
+    if form.get("DialCallStatus") == "completed":
+        return _goodbye(prompts.GOODBYE)
+    return _goodbye(prompts.TALK_NO_ANSWER, prompts.NOT_A_CRISIS_LINE, prompts.GOODBYE)
 
 
 # callbacks: no TwiML to follow ------------------------------------------------------
@@ -354,6 +370,7 @@ STEPS: Final[dict[str, tuple[Step, bool]]] = {  # path -> (step, replayable)
     "checkin": (checkin, True),
     "checkin/choice": (checkin_choice, True),
     "checkin/number": (checkin_number, True),
+    "checkin/talked": (checkin_talked, True),
     "status": (status, False),
     "conference": (conference, False),
 }
@@ -447,7 +464,11 @@ async def _twilio_ctx(app: web.Application) -> AsyncIterator[None]:
         base=s.twilio_api_base, account_sid=s.twilio_account_sid, auth_token=s.twilio_auth_token
     )
     adapter = TwilioAdapter(
-        app[PHONE], rest, auth_token=s.twilio_auth_token, webhook_base=s.twilio_webhook_base
+        app[PHONE],
+        rest,
+        auth_token=s.twilio_auth_token,
+        webhook_base=s.twilio_webhook_base,
+        talk_number=s.twilio_talk_number,
     )
     app[TWILIO] = adapter
     yield

@@ -396,3 +396,26 @@ async def test_behind_a_proxy(server_factory: Any, clients: Any, twilio_rest: Re
     local = Phone(server.url, NUMBER)
     await local.post("/phone/twilio/voice", raw=True)
     assert local.last_status == 403
+
+
+async def test_talk_now_is_put_through_when_a_number_is_set(
+    server_factory: Any, twilio_rest: RestRecorder
+) -> None:
+    server = await server_factory(
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_api_base=twilio_rest.url,
+        twilio_talk_number="+15550109999",
+    )
+    for outcome, words in (("completed", "Goodbye."), ("no-answer", "nobody could answer")):
+        phone = Phone(server.url, NUMBER)
+        await phone.call("/phone/twilio/checkin")
+        await phone.press("3")
+        assert "Putting you through" in phone.said()
+        dial = phone.twiml.find("Dial")
+        assert dial is not None and (dial.findtext("Number") or "") == "+15550109999"
+        await phone.post(dial.get("action", ""), DialCallStatus=outcome)
+        assert words in phone.said() and phone.hung_up()
+    _, body = await api(server, "GET", "/api/checkins", server.admin_token)
+    talks = [c for c in body["checkins"] if c["status"] == "talk"]
+    assert len(talks) == 2 and all(c["number"] == NUMBER for c in talks)  # open until resolved
