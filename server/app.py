@@ -23,13 +23,15 @@ from server.live import LiveStore, MemoryStore
 from server.metrics import Metrics
 from server.service import RoomService
 from server.settings import MAX_PAYLOAD_BYTES, Settings
-from server.storage.base import Storage
+from server.storage.base import Storage, StorageUnavailable
+from server.storage.postgres import PostgresStorage
 from server.storage.sqlite import SqliteStorage
 from server.tokens import RoomTokens, load_or_create
 
 log = logging.getLogger(__name__)
 
 SIO = web.AppKey("sio", socketio.AsyncServer)
+SQLITE_FILE = "peerroom.sqlite3"
 
 
 def resolve_secrets(settings: Settings) -> Settings:
@@ -51,10 +53,24 @@ def _origins(settings: Settings) -> list[str] | None:
     return [f"{base.scheme}://{base.netloc}", *settings.allowed_origins]
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 async def open_storage(settings: Settings) -> Storage:
-    if settings.database_url:
-        raise SystemExit("--database-url (PostgreSQL) is not supported by this build yet.")
-    return await SqliteStorage.open(settings.data_dir / "peerroom.sqlite3")
+    """PostgreSQL when ``--database-url`` is given, else SQLite in the data directory.
+
+    Migrations run here, before the server accepts anyone. A database that cannot be
+    reached at start is a clear exit, not a half-working server.
+    """
+    url = settings.database_url
+    if not url:
+        return await SqliteStorage.open(settings.data_dir / SQLITE_FILE)
+    if not url.startswith(POSTGRES_SCHEMES):
+        raise SystemExit("--database-url must start with postgresql://")
+    try:
+        return await PostgresStorage.open(url)
+    except StorageUnavailable as e:
+        raise SystemExit(f"Cannot start: {e}. Is PostgreSQL running? See docs/storage.md.") from e
 
 
 def open_live_store(settings: Settings) -> LiveStore:
