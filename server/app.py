@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from urllib.parse import urlsplit
@@ -16,11 +17,13 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from presence.resume import ResumeTokens
-from server import handlers
-from server.http import routes, security_headers
-from server.keys import LIVE, METRICS, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
+from server import handlers, transcripts
+from server.http import routes, security_headers, storage_errors
+from server.keys import LIVE, METRICS, RECORDER, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
 from server.live import LiveStore, MemoryStore
 from server.metrics import Metrics
+from server.recorder import Recorder
+from server.retention import run_retention
 from server.service import RoomService
 from server.settings import MAX_PAYLOAD_BYTES, Settings
 from server.storage.base import Storage, StorageUnavailable
@@ -92,7 +95,7 @@ class RedactingAccessLogger(AbstractAccessLogger):
 def create_app(settings: Settings) -> web.Application:
     settings = resolve_secrets(settings)
     assert settings.secret is not None
-    app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[security_headers, storage_errors], client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
     app[ROOM_TOKENS] = RoomTokens(settings.secret)
@@ -107,19 +110,42 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app[SIO] = sio
     app.add_routes(routes)
+    app.add_routes(transcripts.routes)
     dist = settings.web_dir / "dist"
     if dist.is_dir():
         app.router.add_static("/static", dist, append_version=False)
     app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_recorder_ctx)
     app.cleanup_ctx.append(_service_ctx)
     return app
 
 
 async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    storage = await open_storage(app[SETTINGS])
+    settings = app[SETTINGS]
+    storage = await open_storage(settings)
     app[STORAGE] = storage
+    retention = asyncio.get_running_loop().create_task(
+        run_retention(
+            storage,
+            retention_days=settings.retention_days,
+            every_secs=settings.retention_sweep_secs,
+            clock=time.time,
+        )
+    )
     yield
+    retention.cancel()
+    await asyncio.gather(retention, return_exceptions=True)
     await storage.close()
+
+
+async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Started before the service and closed after it, so every event the service
+    delivers is written (or its loss logged) before storage closes."""
+    recorder = Recorder(app[STORAGE], registry=app[METRICS].registry)
+    recorder.start()
+    app[RECORDER] = recorder
+    yield
+    await recorder.close()
 
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -132,6 +158,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         sio=app[SIO],
         store=store,
         storage=app[STORAGE],
+        recorder=app[RECORDER],
         settings=settings,
         room_tokens=app[ROOM_TOKENS],
         resume_tokens=ResumeTokens(settings.secret),

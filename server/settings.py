@@ -18,6 +18,7 @@ DEFAULT_PORT: Final = 8080
 DEFAULT_GRACE_SECS: Final = 60.0  # a phone dropping in a tunnel comes back within a minute
 DEFAULT_MAX_ROOM_SIZE: Final = 100  # peer groups are 5-20; the cap guards memory
 DEFAULT_RETENTION_DAYS: Final = 30
+DEFAULT_RETENTION_SWEEP_SECS: Final = 3600.0  # retention is in days; hourly is plenty
 MAX_PAYLOAD_BYTES: Final = 16 * 1024  # the largest event is a 2,000-character chat line
 CHAT_BURST: Final = 5  # chat lines a participant may send at once...
 CHAT_PER_SEC: Final = 1.0  # ...refilled at this rate: a fast typist, not a flood
@@ -38,6 +39,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()  # () means same origin only
     max_room_size: int = DEFAULT_MAX_ROOM_SIZE
     retention_days: int = DEFAULT_RETENTION_DAYS
+    retention_sweep_secs: float = DEFAULT_RETENTION_SWEEP_SECS
     chat_burst: int = CHAT_BURST
     chat_per_sec: float = CHAT_PER_SEC
     event_burst: int = EVENT_BURST
@@ -73,6 +75,7 @@ _OPTIONS: Final[dict[str, tuple[str, type | object]]] = {
     "allowed_origins": ("PEERROOM_ALLOWED_ORIGINS", _csv),
     "max_room_size": ("PEERROOM_MAX_ROOM_SIZE", int),
     "retention_days": ("PEERROOM_RETENTION_DAYS", int),
+    "retention_sweep_secs": ("PEERROOM_RETENTION_SWEEP", float),
     "chat_burst": ("PEERROOM_CHAT_BURST", int),
     "chat_per_sec": ("PEERROOM_CHAT_RATE", float),
     "event_burst": ("PEERROOM_EVENT_BURST", int),
@@ -128,6 +131,8 @@ def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> Set
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.wire not in ("json", "msgpack"):
         raise ValueError("--wire must be json or msgpack")
+    if settings.retention_days < 1:
+        raise ValueError("--retention-days must be at least 1")
     return settings
 
 

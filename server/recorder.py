@@ -1,0 +1,269 @@
+"""The recorder: writes the room machine's storage events to the database, off the lock.
+
+Why a queue and one task. :meth:`RoomService.deliver` runs inside the room's lock, so
+awaiting the database there would make everyone in the room wait for it, and would
+stop the room dead while PostgreSQL is down. ``deliver`` therefore only appends to an
+in-memory queue (O(1), never fails, never awaits) and this one task writes the events
+in commit order. One writer keeps the order without locks: a line is stored before the
+erase that deletes it runs.
+
+Failures:
+
+- :class:`StorageUnavailable` (database down, connection lost): the same event is
+  retried with backoff (:data:`RETRY_FIRST_SECS` doubling to :data:`RETRY_MAX_SECS`)
+  until it is written. Nothing is dropped during an outage; the room keeps going and
+  the backlog is written, in order, when the database returns.
+- The backlog is bounded for transcript lines only (:data:`MAX_PENDING_LINES`): past
+  it a line is not kept and its sender is told (``transcript.unsaved``), never a
+  silent loss. Erases, consent changes, audit rows and session records are always
+  queued: they are small, and an erase must happen.
+- Any other error is a bug or a refused row: it is logged (event kind and error type
+  only, never text or names), the event is skipped, and a skipped line's sender is
+  told.
+
+Every write is idempotent (rows are keyed by ids derived from the event), so a retry
+after a connection that died mid-commit cannot store a line twice, and several nodes
+recording the same event store it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from rooms.events import Audit, Consent, SessionClosed, Transcribe, Unstore
+from server.storage.base import (
+    AuditEntry,
+    ConsentChange,
+    SessionRecord,
+    Storage,
+    StorageUnavailable,
+    TranscriptLine,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_LINES: Final = 10_000  # ~8 hours of a busy 20-person room; at most ~80 MB
+RETRY_FIRST_SECS: Final = 0.1  # a dropped connection is usually back at once
+RETRY_MAX_SECS: Final = 2.0  # so recovery is noticed within 2 s of the database returning
+FLUSH_ON_CLOSE_SECS: Final = 5.0  # how long shutdown waits for the backlog to be written
+KNOWN_SESSIONS_KEPT: Final = 10_000  # session ids already recorded (a cache, not a rule)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    """Not a machine event: the recorder notes each session once, before its events."""
+
+    room_id: str
+    session_id: str
+    started_at: float
+
+
+StorageEvent = Transcribe | Unstore | Consent | Audit | SessionClosed | SessionStarted
+STORAGE_EVENTS: Final = (Transcribe, Unstore, Consent, Audit, SessionClosed)
+
+# Futures of the erases submitted while a command runs (see Recorder.tracking).
+_tracked: contextvars.ContextVar[list[asyncio.Future[int]] | None] = contextvars.ContextVar(
+    "peerroom_recorder_tracked", default=None
+)
+
+Unsaved = Callable[[Transcribe, str], None]
+
+
+def _no_unsaved(line: Transcribe, reason: str) -> None:
+    log.warning("a transcript line was not stored (%s)", reason)
+
+
+def record_id(*parts: object) -> str:
+    """A stable id for a consent or audit row, so that writing the same event twice
+    (a retry, another node) stores one row."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class _Item:
+    event: StorageEvent
+    done: asyncio.Future[int] | None = None
+
+
+class Recorder:
+    def __init__(self, storage: Storage, *, registry: CollectorRegistry | None = None) -> None:
+        self.storage = storage
+        self.max_pending_lines = MAX_PENDING_LINES
+        self.failing = False  # the last write found the database unavailable
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._pending_lines = 0
+        self._known: dict[str, None] = {}  # insertion-ordered set of recorded session ids
+        self._task: asyncio.Task[None] | None = None
+        self._unsaved: Unsaved = _no_unsaved
+        self._idle = asyncio.Event()
+        self._idle.set()
+        r = registry or CollectorRegistry()
+        self.m_backlog = Gauge(
+            "peerroom_storage_backlog", "Events waiting to be stored", registry=r
+        )
+        self.m_written = Counter(
+            "peerroom_storage_writes", "Storage events written", ["kind"], registry=r
+        )
+        self.m_retries = Counter(
+            "peerroom_storage_retries", "Writes retried: database unavailable", registry=r
+        )
+        self.m_unsaved = Counter(
+            "peerroom_transcript_unsaved", "Transcript lines not stored", ["reason"], registry=r
+        )
+
+    def set_unsaved(self, unsaved: Unsaved) -> None:
+        """Called (synchronously) for a line that will not be stored, to tell its sender."""
+        self._unsaved = unsaved
+
+    # submitting: synchronous, called from deliver inside the room's lock -------------------
+
+    def session_seen(self, room_id: str, session_id: str, started_at: float) -> None:
+        if session_id in self._known:
+            return
+        self._known[session_id] = None
+        while len(self._known) > KNOWN_SESSIONS_KEPT:
+            del self._known[next(iter(self._known))]
+        self._put(_Item(SessionStarted(room_id, session_id, started_at)))
+
+    def submit(self, event: Transcribe | Unstore | Consent | Audit | SessionClosed) -> None:
+        if isinstance(event, Transcribe):
+            if self._pending_lines >= self.max_pending_lines:
+                self.m_unsaved.labels("backlog_full").inc()
+                self._unsaved(event, "backlog_full")
+                return
+            self._pending_lines += 1
+        item = _Item(event)
+        if isinstance(event, Unstore):
+            tracked = _tracked.get()
+            if tracked is not None:
+                item.done = asyncio.get_running_loop().create_future()
+                tracked.append(item.done)
+        self._put(item)
+
+    def _put(self, item: _Item) -> None:
+        self._idle.clear()
+        self._queue.put_nowait(item)
+        self.m_backlog.set(self._queue.qsize())
+
+    @contextlib.contextmanager
+    def tracking(self) -> Iterator[list[asyncio.Future[int]]]:
+        """Collect the erases submitted by the command run inside this block (same task),
+        so its ack can say how many lines were erased."""
+        futures: list[asyncio.Future[int]] = []
+        token = _tracked.set(futures)
+        try:
+            yield futures
+        finally:
+            _tracked.reset(token)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    # the writer task ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="recorder")
+
+    async def flush(self, within_secs: float) -> bool:
+        """Wait until everything submitted so far is written; False if not within_secs."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), within_secs)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if not await self.flush(FLUSH_ON_CLOSE_SECS):
+            log.error("shutting down with %d storage events not written", self.backlog)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                await self._write_until_done(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the writer die; the item is reported below
+                log.exception("recorder failed on a %s event", type(item.event).__name__)
+            finally:
+                if isinstance(item.event, Transcribe):
+                    self._pending_lines -= 1
+                if item.done is not None and not item.done.done():
+                    item.done.cancel()
+                self.m_backlog.set(self._queue.qsize())
+                if self._queue.empty():
+                    self._idle.set()
+
+    async def _write_until_done(self, item: _Item) -> None:
+        delay = RETRY_FIRST_SECS
+        while True:
+            try:
+                count = await self._write(item.event)
+            except StorageUnavailable as e:
+                if not self.failing:
+                    log.warning("storage unavailable (%s); retrying, the room goes on", e)
+                self.failing = True
+                self.m_retries.inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECS)
+                continue
+            except Exception as e:
+                kind = type(item.event).__name__
+                log.error("could not store a %s event (%s); skipped", kind, type(e).__name__)
+                if isinstance(item.event, Transcribe):
+                    self.m_unsaved.labels("error").inc()
+                    self._unsaved(item.event, "error")
+                return
+            if self.failing:
+                log.warning("storage is back; writing the backlog (%d events)", self.backlog)
+            self.failing = False
+            self.m_written.labels(type(item.event).__name__).inc()
+            if item.done is not None and not item.done.done():
+                item.done.set_result(count)
+            return
+
+    async def _write(self, ev: StorageEvent) -> int:
+        """One event, one query (two for an erase: the delete, then the scrub)."""
+        s = self.storage
+        if isinstance(ev, Transcribe):
+            await s.add_line(
+                TranscriptLine(
+                    ev.message_id, ev.session_id, ev.sender_id, ev.sender_name, ev.text, ev.ts
+                )
+            )
+        elif isinstance(ev, Unstore):
+            if ev.message_id is not None:
+                n = await s.delete_line(ev.session_id, ev.message_id)
+            elif ev.participant_id is not None:
+                n = await s.delete_sender_lines(ev.session_id, ev.participant_id)
+            else:
+                n = 0
+            if n:
+                await s.scrub()
+            return n
+        elif isinstance(ev, Consent):
+            rid = record_id("consent", ev.session_id, ev.participant_id, ev.on, ev.ts)
+            await s.add_consent_change(
+                ConsentChange(rid, ev.session_id, ev.participant_id, ev.on, ev.ts)
+            )
+        elif isinstance(ev, Audit):
+            rid = record_id("audit", ev.session_id, ev.actor, ev.action, ev.target, ev.ts)
+            await s.add_audit(AuditEntry(rid, ev.session_id, ev.actor, ev.action, ev.target, ev.ts))
+        elif isinstance(ev, SessionClosed):
+            await s.close_session(ev.session_id, ended_at=ev.ts, reason=ev.reason)
+        else:
+            await s.record_session(SessionRecord(ev.session_id, ev.room_id, ev.started_at))
+        return 1
