@@ -23,7 +23,7 @@ import pytest
 from server.storage.base import Storage
 from server.storage.postgres import PostgresStorage
 from server.storage.sqlite import SqliteStorage
-from tests.support import LiveServer, start_server
+from tests.support import Client, LiveServer, start_server
 
 PG_ADMIN_URL = os.environ.get(
     "PEERROOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -109,12 +109,28 @@ async def servers(
     started: list[LiveServer] = []
 
     async def factory(**overrides: Any) -> LiveServer:
-        server = await start_server(
-            tmp_path / f"data{len(started)}", **{**backend_settings, **overrides}
-        )
+        data_dir = overrides.pop("data_dir", tmp_path / f"data{len(started)}")
+        server = await start_server(data_dir, **{**backend_settings, **overrides})
         started.append(server)
         return server
 
     yield factory
     for server in started:
         await server.stop()
+
+
+@pytest.fixture
+async def people(
+    servers: Callable[..., Awaitable[LiveServer]],
+) -> AsyncIterator[Callable[[LiveServer], Client]]:
+    """Real Socket.IO clients; closed before the servers stop."""
+    made: list[Client] = []
+
+    def make(server: LiveServer) -> Client:
+        c = Client(server.url)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        await c.close()
