@@ -169,6 +169,11 @@ class Recorder:
     def backlog(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def idle(self) -> bool:
+        """Everything submitted so far is written (or reported)."""
+        return self._idle.is_set()
+
     # the writer task ---------------------------------------------------------------------
 
     def start(self) -> None:
