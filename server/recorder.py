@@ -29,11 +29,10 @@ recording the same event store it once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -56,6 +55,7 @@ RETRY_FIRST_SECS: Final = 0.1  # a dropped connection is usually back at once
 RETRY_MAX_SECS: Final = 2.0  # so recovery is noticed within 2 s of the database returning
 FLUSH_ON_CLOSE_SECS: Final = 5.0  # how long shutdown waits for the backlog to be written
 KNOWN_SESSIONS_KEPT: Final = 10_000  # session ids already recorded (a cache, not a rule)
+ERASES_TRACKED: Final = 1_000  # erase results kept for the ack that asks for them
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +69,6 @@ class SessionStarted:
 
 StorageEvent = Transcribe | Unstore | Consent | Audit | SessionClosed | SessionStarted
 STORAGE_EVENTS: Final = (Transcribe, Unstore, Consent, Audit, SessionClosed)
-
-# Futures of the erases submitted while a command runs (see Recorder.tracking).
-_tracked: contextvars.ContextVar[list[asyncio.Future[int]] | None] = contextvars.ContextVar(
-    "peerroom_recorder_tracked", default=None
-)
 
 Unsaved = Callable[[Transcribe, str], None]
 
@@ -102,6 +97,8 @@ class Recorder:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._pending_lines = 0
         self._known: dict[str, None] = {}  # insertion-ordered set of recorded session ids
+        # id(event) -> (event, result): holding the event keeps its id unique meanwhile.
+        self._erasing: OrderedDict[int, tuple[Unstore, asyncio.Future[int]]] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
         self._unsaved: Unsaved = _no_unsaved
         self._idle = asyncio.Event()
@@ -143,10 +140,10 @@ class Recorder:
             self._pending_lines += 1
         item = _Item(event)
         if isinstance(event, Unstore):
-            tracked = _tracked.get()
-            if tracked is not None:
-                item.done = asyncio.get_running_loop().create_future()
-                tracked.append(item.done)
+            item.done = asyncio.get_running_loop().create_future()
+            self._erasing[id(event)] = (event, item.done)
+            while len(self._erasing) > ERASES_TRACKED:
+                self._erasing.popitem(last=False)
         self._put(item)
 
     def _put(self, item: _Item) -> None:
@@ -154,16 +151,11 @@ class Recorder:
         self._queue.put_nowait(item)
         self.m_backlog.set(self._queue.qsize())
 
-    @contextlib.contextmanager
-    def tracking(self) -> Iterator[list[asyncio.Future[int]]]:
-        """Collect the erases submitted by the command run inside this block (same task),
-        so its ack can say how many lines were erased."""
-        futures: list[asyncio.Future[int]] = []
-        token = _tracked.set(futures)
-        try:
-            yield futures
-        finally:
-            _tracked.reset(token)
+    def erase_result(self, event: Unstore) -> asyncio.Future[int] | None:
+        """The number of lines this erase deleted, once written (cancelled if it could
+        not be); None if this node did not record it. Asked once, by the command's ack."""
+        entry = self._erasing.pop(id(event), None)
+        return entry[1] if entry is not None and entry[0] is event else None
 
     @property
     def backlog(self) -> int:

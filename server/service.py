@@ -26,7 +26,7 @@ import socketio
 from presence.resume import ResumeClaim, ResumeTokens
 from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
-from rooms.events import Audit, Consent, Disconnect, Emit, Event, Transcribe, Welcome
+from rooms.events import Audit, Consent, Disconnect, Emit, Event, Transcribe, Unstore, Welcome
 from rooms.machine import Outcome, Rules, apply, due
 from rooms.model import Role, RoomState, Via
 from server.live import LiveStore
@@ -230,21 +230,25 @@ class RoomService:
             if not bucket.take(self.clock()):
                 raise RoomError(ErrorCode.RATE_LIMITED, "Too many requests: wait a moment.")
             command = decode(event, data, new_id())
-            with self.recorder.tracking() as erasing:
-                outcome = await self.execute(conn.room_id, conn.participant_id, command)
+            outcome = await self.execute(conn.room_id, conn.participant_id, command)
         except RoomError as e:
             self.metrics.errors.labels(e.code.value).inc()
             return {"ok": False, "error": e.as_dict()}
         ack = {"ok": True, **outcome.reply}
-        if erasing:  # transcript.erase, mod.chat.remove: out of the lock, bounded wait
-            ack["erased"] = await self._erased(erasing)
+        erases = [ev for ev in outcome.events if isinstance(ev, Unstore)]
+        if erases:  # transcript.erase, mod.chat.remove: out of the lock, bounded wait
+            ack["erased"] = await self._erased(erases)
         return ack
 
-    async def _erased(self, futures: list[asyncio.Future[int]]) -> int | None:
+    async def _erased(self, erases: list[Unstore]) -> int | None:
         """Lines deleted by these erases, or None if storage has not done them yet (they
         stay queued and run as soon as it can)."""
-        done, _ = await asyncio.wait(futures, timeout=ERASE_ACK_WAIT_SECS)
-        if len(done) < len(futures) or any(f.cancelled() for f in done):
+        futures = [self.recorder.erase_result(ev) for ev in erases]
+        if any(f is None for f in futures):
+            return None
+        pending = [f for f in futures if f is not None]
+        done, _ = await asyncio.wait(pending, timeout=ERASE_ACK_WAIT_SECS)
+        if len(done) < len(pending) or any(f.cancelled() for f in done):
             return None
         return sum(f.result() for f in done)
 
