@@ -34,7 +34,7 @@ from server.metrics import Metrics
 from server.payloads import DECODERS, decode, validate_name
 from server.ratelimit import Bucket
 from server.recorder import STORAGE_EVENTS, Recorder
-from server.settings import Settings
+from server.settings import MAX_PAYLOAD_BYTES, Settings
 from server.storage.base import RoomRecord, Storage, StorageUnavailable
 from server.tokens import RoomTokens, TokenKind
 from server.transcript_access import SessionFacts
@@ -219,7 +219,7 @@ class RoomService:
 
     # client events ---------------------------------------------------------------------
 
-    async def handle(self, sid: str, event: str, data: object) -> dict[str, Any]:
+    async def handle(self, sid: str, event: str, data: object) -> dict[str, object]:
         """Validate, rate-limit and execute one client event; returns the ack."""
         self.metrics.events.labels(event).inc()
         try:
@@ -229,12 +229,12 @@ class RoomService:
             bucket = conn.chat if event == "chat.send" else conn.other
             if not bucket.take(self.clock()):
                 raise RoomError(ErrorCode.RATE_LIMITED, "Too many requests: wait a moment.")
-            command = decode(event, data, new_id())
+            command = decode(event, data, new_id(), MAX_PAYLOAD_BYTES)
             outcome = await self.execute(conn.room_id, conn.participant_id, command)
         except RoomError as e:
             self.metrics.errors.labels(e.code.value).inc()
-            return {"ok": False, "error": e.as_dict()}
-        ack = {"ok": True, **outcome.reply}
+            return e.ack()
+        ack: dict[str, object] = {"ok": True, **outcome.reply}
         erases = [ev for ev in outcome.events if isinstance(ev, Unstore)]
         if erases:  # transcript.erase, mod.chat.remove: out of the lock, bounded wait
             ack["erased"] = await self._erased(erases)
@@ -260,7 +260,6 @@ class RoomService:
             self.recorder.session_seen(state.room_id, state.session_id, state.started_at)
         for ev in outcome.events:
             await self._deliver_one(room_id, state, ev)
-        self.metrics.live_sessions.set(len(await self.store.room_ids()))
 
     async def _deliver_one(self, room_id: str, state: RoomState | None, ev: Event) -> None:
         if isinstance(ev, Emit):
@@ -312,7 +311,9 @@ class RoomService:
 
     async def tick(self) -> None:
         now = self.clock()
-        for room_id in await self.store.room_ids():
+        room_ids = await self.store.room_ids()
+        self.metrics.live_sessions.set(len(room_ids))
+        for room_id in room_ids:
             state = await self.store.get(room_id)
             if state is not None and due(state, now, self.rules):
                 with contextlib.suppress(RoomError):

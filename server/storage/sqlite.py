@@ -8,6 +8,8 @@ truncates it, so the frames that still held the old page images are gone too.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Final
@@ -17,6 +19,9 @@ import aiosqlite
 from server.storage.base import StorageUnavailable
 from server.storage.migrate import CREATE_TABLE, all_migrations
 from server.storage.sql import DuplicateKey, Row, SqlStorage
+
+# aiosqlite's DEBUG lines carry query parameters (chat text, names, numbers): never emit them.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 # SQLite result codes that mean "the file cannot be used right now", not "bad SQL".
 _TRANSIENT: Final = (
@@ -30,13 +35,19 @@ _TRANSIENT: Final = (
 )
 
 
+def _prepare_file(path: Path) -> None:
+    # Transcripts live here: readable by the server's user only.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+
+
 class SqliteStorage(SqlStorage):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStorage:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(_prepare_file, path)
         db = await aiosqlite.connect(path, isolation_level=None)  # explicit transactions
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA foreign_keys=ON")

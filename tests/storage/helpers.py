@@ -20,7 +20,7 @@ def marker(label: str) -> str:
 
 async def transcript(
     server: LiveServer, session_id: str, token: str | None, *, fmt: str | None = None
-) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+) -> tuple[int, Any, dict[str, str]]:
     url = f"{server.url}/api/sessions/{session_id}/transcript"
     params = {"format": fmt} if fmt else {}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
