@@ -1,9 +1,9 @@
 """Privacy: what a peer never opted into, or erased, is nowhere on disk.
 
 A real session over Socket.IO. Unique markers (pseudonyms and texts) are then searched
-for in the raw bytes of every SQLite file (main file, -wal, -shm) and in a ``pg_dump``
-of the test's PostgreSQL database. A consenting peer's kept line must be found, which
-proves the search can see text at all.
+for in the raw bytes of every SQLite file (main file, -wal, -shm), and in every table's
+rows as text plus a ``pg_dump`` of the test's PostgreSQL database. A consenting peer's
+kept line must be found, which proves the search can see text at all.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
+import asyncpg
 
 from server.app import SQLITE_FILE
 from tests.storage.helpers import flushed, marker
@@ -29,10 +29,31 @@ def sqlite_bytes(data_dir: Path) -> bytes:
     return b"".join(f.read_bytes() for f in files)
 
 
+async def pg_rows(url: str) -> bytes:
+    """Every row of every table of the database, as text."""
+    con = await asyncpg.connect(url)
+    try:
+        tables = await con.fetch(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        )
+        assert len(tables) >= 6, tables
+        out = []
+        for t in tables:
+            rows = await con.fetch(f'SELECT x::text FROM "{t[0]}"."{t[1]}" x')
+            out.extend(r[0] for r in rows)
+    finally:
+        await con.close()
+    return "\n".join(out).encode()
+
+
 async def pg_dump(url: str) -> bytes:
+    """``pg_dump`` of the database, if this machine's pg_dump can dump that server (it
+    refuses newer servers); otherwise nothing, and :func:`pg_rows` alone is the check."""
     exe = shutil.which("pg_dump")
     if exe is None:
-        pytest.fail("pg_dump is not installed (apt-get install postgresql-client)")
+        print("pg_dump not installed: checking table rows only")
+        return b""
     proc = await asyncio.create_subprocess_exec(
         exe,
         "--no-owner",
@@ -42,7 +63,10 @@ async def pg_dump(url: str) -> bytes:
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode(errors="replace")
+    if proc.returncode != 0:
+        print(f"pg_dump failed, checking table rows only: {err.decode(errors='replace')}")
+        return b""
+    assert b"CREATE TABLE public.transcript_lines" in out
     return out
 
 
@@ -103,4 +127,4 @@ async def test_nothing_of_the_unconsenting_or_erased_reaches_disk(
 async def dump(server: LiveServer, backend_url: str | None) -> bytes:
     if backend_url is None:
         return sqlite_bytes(server.settings.data_dir)
-    return await pg_dump(backend_url)
+    return await pg_rows(backend_url) + b"\n" + await pg_dump(backend_url)
