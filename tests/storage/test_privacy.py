@@ -38,7 +38,7 @@ async def pg_rows(url: str) -> bytes:
             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
         )
         assert len(tables) >= 6, tables
-        out = []
+        out: list[str] = []
         for t in tables:
             rows = await con.fetch(f'SELECT x::text FROM "{t[0]}"."{t[1]}" x')
             out.extend(r[0] for r in rows)
