@@ -21,6 +21,10 @@ Failures:
   only, never text or names), the event is skipped, and a skipped line's sender is
   told.
 
+Consecutive lines are written in one multi-row INSERT (at most :data:`MAX_BATCH_LINES`),
+so a backlog drains quickly after an outage; if the database refuses such a batch, its
+lines are written one by one and only the refused one is reported.
+
 Every write is idempotent (rows are keyed by ids derived from the event), so a retry
 after a connection that died mid-commit cannot store a line twice, and several nodes
 recording the same event store it once.
@@ -31,8 +35,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -54,6 +58,7 @@ MAX_PENDING_LINES: Final = 10_000  # ~8 hours of a busy 20-person room; at most 
 RETRY_FIRST_SECS: Final = 0.1  # a dropped connection is usually back at once
 RETRY_MAX_SECS: Final = 2.0  # so recovery is noticed within 2 s of the database returning
 FLUSH_ON_CLOSE_SECS: Final = 5.0  # how long shutdown waits for the backlog to be written
+MAX_BATCH_LINES: Final = 100  # lines per INSERT when a backlog drains (600 parameters)
 KNOWN_SESSIONS_KEPT: Final = 10_000  # session ids already recorded (a cache, not a rule)
 ERASES_TRACKED: Final = 1_000  # erase results kept for the ack that asks for them
 
@@ -94,7 +99,8 @@ class Recorder:
         self.storage = storage
         self.max_pending_lines = MAX_PENDING_LINES
         self.failing = False  # the last write found the database unavailable
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._items: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
         self._pending_lines = 0
         self._known: dict[str, None] = {}  # insertion-ordered set of recorded session ids
         # id(event) -> (event, result): holding the event keeps its id unique meanwhile.
@@ -148,8 +154,9 @@ class Recorder:
 
     def _put(self, item: _Item) -> None:
         self._idle.clear()
-        self._queue.put_nowait(item)
-        self.m_backlog.set(self._queue.qsize())
+        self._items.append(item)
+        self._wakeup.set()
+        self.m_backlog.set(len(self._items))
 
     def erase_result(self, event: Unstore) -> asyncio.Future[int] | None:
         """The number of lines this erase deleted, once written (cancelled if it could
@@ -159,7 +166,7 @@ class Recorder:
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return len(self._items)
 
     @property
     def idle(self) -> bool:
@@ -188,27 +195,58 @@ class Recorder:
 
     async def _run(self) -> None:
         while True:
-            item = await self._queue.get()
+            if not self._items:
+                self._idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._take()
             try:
-                await self._write_until_done(item)
+                await self._write_batch(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # never let the writer die; the item is reported below
-                log.exception("recorder failed on a %s event", type(item.event).__name__)
+            except Exception:  # never let the writer die
+                log.exception("recorder failed on a %s event", type(batch[0].event).__name__)
             finally:
-                if isinstance(item.event, Transcribe):
-                    self._pending_lines -= 1
-                if item.done is not None and not item.done.done():
-                    item.done.cancel()
-                self.m_backlog.set(self._queue.qsize())
-                if self._queue.empty():
-                    self._idle.set()
+                for item in batch:
+                    if isinstance(item.event, Transcribe):
+                        self._pending_lines -= 1
+                    if item.done is not None and not item.done.done():
+                        item.done.cancel()
+                self.m_backlog.set(len(self._items))
 
-    async def _write_until_done(self, item: _Item) -> None:
+    def _take(self) -> list[_Item]:
+        """The next event; or, if it is a line, it and the lines right after it (up to
+        :data:`MAX_BATCH_LINES`): consecutive lines are written in one statement."""
+        batch = [self._items.popleft()]
+        if isinstance(batch[0].event, Transcribe):
+            while (
+                self._items
+                and isinstance(self._items[0].event, Transcribe)
+                and len(batch) < MAX_BATCH_LINES
+            ):
+                batch.append(self._items.popleft())
+        return batch
+
+    async def _write_batch(self, batch: list[_Item]) -> None:
+        if len(batch) == 1:
+            await self._write_until_done(batch[0])
+            return
+        lines = [_line(item.event) for item in batch if isinstance(item.event, Transcribe)]
+        ok = await self._retrying(lambda: self.storage.add_lines(lines), "Transcribe")
+        if ok:
+            self.m_written.labels("Transcribe").inc(len(lines))
+        else:  # a row was refused: write one by one, so only that line is reported
+            for item in batch:
+                await self._write_until_done(item)
+
+    async def _retrying(self, write: Callable[[], Awaitable[object]], kind: str) -> bool:
+        """Run ``write`` until the database takes it. False if it refused it (not an
+        outage: a bug or a bad row), logged without content."""
         delay = RETRY_FIRST_SECS
         while True:
             try:
-                count = await self._write(item.event)
+                await write()
             except StorageUnavailable as e:
                 if not self.failing:
                     log.warning("storage unavailable (%s); retrying, the room goes on", e)
@@ -218,29 +256,35 @@ class Recorder:
                 delay = min(delay * 2, RETRY_MAX_SECS)
                 continue
             except Exception as e:
-                kind = type(item.event).__name__
                 log.error("could not store a %s event (%s); skipped", kind, type(e).__name__)
-                if isinstance(item.event, Transcribe):
-                    self.m_unsaved.labels("error").inc()
-                    self._unsaved(item.event, "error")
-                return
+                return False
             if self.failing:
                 log.warning("storage is back; writing the backlog (%d events)", self.backlog)
             self.failing = False
-            self.m_written.labels(type(item.event).__name__).inc()
-            if item.done is not None and not item.done.done():
-                item.done.set_result(count)
+            return True
+
+    async def _write_until_done(self, item: _Item) -> None:
+        kind = type(item.event).__name__
+        count = 0
+
+        async def write() -> None:
+            nonlocal count
+            count = await self._write(item.event)
+
+        if not await self._retrying(write, kind):
+            if isinstance(item.event, Transcribe):
+                self.m_unsaved.labels("error").inc()
+                self._unsaved(item.event, "error")
             return
+        self.m_written.labels(kind).inc()
+        if item.done is not None and not item.done.done():
+            item.done.set_result(count)
 
     async def _write(self, ev: StorageEvent) -> int:
         """One event, one query (two for an erase: the delete, then the scrub)."""
         s = self.storage
         if isinstance(ev, Transcribe):
-            await s.add_line(
-                TranscriptLine(
-                    ev.message_id, ev.session_id, ev.sender_id, ev.sender_name, ev.text, ev.ts
-                )
-            )
+            await s.add_line(_line(ev))
         elif isinstance(ev, Unstore):
             if ev.message_id is not None:
                 n = await s.delete_line(ev.session_id, ev.message_id)
@@ -264,3 +308,10 @@ class Recorder:
         else:
             await s.record_session(SessionRecord(ev.session_id, ev.room_id, ev.started_at))
         return 1
+
+
+def _line(ev: StorageEvent) -> TranscriptLine:
+    assert isinstance(ev, Transcribe)
+    return TranscriptLine(
+        ev.message_id, ev.session_id, ev.sender_id, ev.sender_name, ev.text, ev.ts
+    )

@@ -6,6 +6,7 @@ callers can tell "try again later" from a bug without knowing the driver.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -134,6 +135,9 @@ class Storage(Protocol):
 
     async def add_line(self, line: TranscriptLine) -> None:
         """Insert the line unless a line with its id is already there."""
+
+    async def add_lines(self, lines: Sequence[TranscriptLine]) -> None:
+        """Like :meth:`add_line` for each, in one transaction."""
 
     async def delete_line(self, session_id: str, line_id: str) -> int:
         """Rows deleted (0 or 1)."""

@@ -167,6 +167,17 @@ class SqlStorage(ABC):
             *astuple(line),
         )
 
+    async def add_lines(self, lines: Sequence[TranscriptLine]) -> None:
+        """Several lines in one statement (so one transaction): how a backlog drains."""
+        if not lines:
+            return
+        rows = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(lines))
+        await self._execute(
+            f"INSERT INTO transcript_lines ({_LINE_COLUMNS}) VALUES {rows} "  # noqa: S608
+            "ON CONFLICT (id) DO NOTHING",
+            *(v for line in lines for v in astuple(line)),
+        )
+
     async def delete_line(self, session_id: str, line_id: str) -> int:
         return await self._execute(
             "DELETE FROM transcript_lines WHERE session_id = ? AND id = ?", session_id, line_id

@@ -42,6 +42,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def _where(url: str) -> str:
+    """Host and port only: a URL may carry a password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5432}"
+
+
 def database_url(admin_url: str, name: str) -> str:
     parts = urlsplit(admin_url)
     return urlunsplit(parts._replace(path=f"/{name}"))
@@ -54,7 +60,7 @@ async def pg_url() -> AsyncIterator[str]:
         admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
     except (OSError, TimeoutError, asyncpg.PostgresError) as e:
         pytest.fail(
-            f"PostgreSQL is not reachable at {urlsplit(PG_ADMIN_URL).netloc} "
+            f"PostgreSQL is not reachable at {_where(PG_ADMIN_URL)} "
             f"({type(e).__name__}: {e}). Start it (docs/storage.md), point "
             "PEERROOM_TEST_PG_URL at one, or set PEERROOM_SKIP_POSTGRES=1 to skip.",
             pytrace=False,

@@ -105,6 +105,15 @@ async def test_lines_add_list_and_delete(storage: Storage) -> None:
     await storage.scrub()
 
 
+async def test_lines_in_one_statement(storage: Storage) -> None:
+    await with_session(storage)
+    await storage.add_line(line(2))
+    await storage.add_lines([line(n) for n in range(1, 101)])  # m2 is there already
+    await storage.add_lines([])
+    got = await storage.list_lines("s1")
+    assert len(got) == 100 and got[0] == line(1) and got[-1] == line(100)
+
+
 async def test_long_and_unusual_text_round_trips(storage: Storage) -> None:
     await with_session(storage)
     text = "Ünïcødé ? $1 '; DROP TABLE rooms; -- \n" + "x" * 1960
