@@ -22,7 +22,7 @@ from server.http import routes, security_headers, storage_errors
 from server.keys import LIVE, METRICS, RECORDER, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
 from server.live import LiveStore, MemoryStore
 from server.metrics import Metrics
-from server.recorder import Recorder
+from server.recorder import SPILL_FILE, Recorder
 from server.retention import run_retention
 from server.service import RoomService
 from server.settings import MAX_MESSAGE_BYTES, Settings
@@ -146,7 +146,11 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
     """Started before the service and closed after it, so every event the service
     delivers is written (or its loss logged) before storage closes."""
-    recorder = Recorder(app[STORAGE], registry=app[METRICS].registry)
+    recorder = Recorder(
+        app[STORAGE],
+        registry=app[METRICS].registry,
+        spill_path=app[SETTINGS].data_dir / SPILL_FILE,
+    )
     recorder.start()
     app[RECORDER] = recorder
     yield

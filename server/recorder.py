@@ -25,6 +25,12 @@ Consecutive lines are written in one multi-row INSERT (at most :data:`MAX_BATCH_
 so a backlog drains quickly after an outage; if the database refuses such a batch, its
 lines are written one by one and only the refused one is reported.
 
+Stopping with a backlog (the database is still down): events that carry no text —
+erases, consent changes, audit rows, session records — are written to a spill file in
+the data directory (mode 0600) and replayed on the next start, so an erase or a removal
+is not forgotten by a restart. Queued lines are not spilled (they hold text, and would
+put it on disk outside the database); their number is logged.
+
 Every write is idempotent (rows are keyed by ids derived from the event), so a retry
 after a connection that died mid-commit cannot store a line twice, and several nodes
 recording the same event store it once.
@@ -33,11 +39,15 @@ recording the same event store it once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import logging
+import os
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -58,6 +68,7 @@ MAX_PENDING_LINES: Final = 10_000  # ~8 hours of a busy 20-person room; at most 
 RETRY_FIRST_SECS: Final = 0.1  # a dropped connection is usually back at once
 RETRY_MAX_SECS: Final = 2.0  # so recovery is noticed within 2 s of the database returning
 FLUSH_ON_CLOSE_SECS: Final = 5.0  # how long shutdown waits for the backlog to be written
+SPILL_FILE: Final = "storage-pending.json"  # in the data dir: ids only, never text
 MAX_BATCH_LINES: Final = 100  # lines per INSERT when a backlog drains (600 parameters)
 KNOWN_SESSIONS_KEPT: Final = 10_000  # session ids already recorded (a cache, not a rule)
 ERASES_TRACKED: Final = 1_000  # erase results kept for the ack that asks for them
@@ -73,6 +84,9 @@ class SessionStarted:
 
 
 StorageEvent = Transcribe | Unstore | Consent | Audit | SessionClosed | SessionStarted
+_SPILLED: Final[dict[str, type[Unstore | Consent | Audit | SessionClosed | SessionStarted]]] = {
+    cls.__name__: cls for cls in (Unstore, Consent, Audit, SessionClosed, SessionStarted)
+}
 STORAGE_EVENTS: Final = (Transcribe, Unstore, Consent, Audit, SessionClosed)
 
 Unsaved = Callable[[Transcribe, str], None]
@@ -95,8 +109,17 @@ class _Item:
 
 
 class Recorder:
-    def __init__(self, storage: Storage, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        registry: CollectorRegistry | None = None,
+        spill_path: Path | None = None,
+    ) -> None:
         self.storage = storage
+        self.spill_path = spill_path
+        self.flush_on_close_secs = FLUSH_ON_CLOSE_SECS
+        self._replaying: asyncio.Task[None] | None = None
         self.max_pending_lines = MAX_PENDING_LINES
         self.failing = False  # the last write found the database unavailable
         self._items: deque[_Item] = deque()
@@ -176,7 +199,11 @@ class Recorder:
     # the writer task ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="recorder")
+        loop = asyncio.get_running_loop()
+        replayed = self._load_spill()
+        self._task = loop.create_task(self._run(), name="recorder")
+        if replayed:
+            self._replaying = loop.create_task(self._forget_spill_when_written(replayed))
 
     async def flush(self, within_secs: float) -> bool:
         """Wait until everything submitted so far is written; False if not within_secs."""
@@ -187,11 +214,68 @@ class Recorder:
         return True
 
     async def close(self) -> None:
-        if not await self.flush(FLUSH_ON_CLOSE_SECS):
-            log.error("shutting down with %d storage events not written", self.backlog)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if not await self.flush(self.flush_on_close_secs):
+            self._spill()
+        for task in (self._task, self._replaying):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    # the spill file: what must outlive a restart during an outage ----------------------------
+
+    def _spill(self) -> None:
+        items = list(self._items)
+        keep = [i.event for i in items if not isinstance(i.event, Transcribe)]
+        lost = len(items) - len(keep)
+        if self.spill_path is None or not keep:
+            log.error("shutting down with %d storage events not written", len(items))
+            return
+        data = [{"kind": type(ev).__name__, **asdict(ev)} for ev in keep]
+        tmp = self.spill_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        tmp.replace(self.spill_path)
+        log.error(
+            "shutting down with storage unavailable: %d events kept for the next start, "
+            "%d transcript lines not stored",
+            len(keep),
+            lost,
+        )
+
+    def _load_spill(self) -> list[asyncio.Future[int]]:
+        """Queue what the last run could not write; returns the erases' futures."""
+        if self.spill_path is None or not self.spill_path.exists():
+            return []
+        try:
+            data = json.loads(self.spill_path.read_text())
+            events = [_SPILLED[d.pop("kind")](**d) for d in data]
+        except (ValueError, KeyError, TypeError):
+            log.exception("the storage spill file is unreadable; left in place")
+            return []
+        futures: list[asyncio.Future[int]] = []
+        for ev in events:
+            if isinstance(ev, SessionStarted):
+                self._known[ev.session_id] = None
+                self._put(_Item(ev))
+            else:
+                self.submit(ev)
+                if isinstance(ev, Unstore):
+                    done = self.erase_result(ev)
+                    if done is not None:
+                        futures.append(done)
+        log.warning("replaying %d storage events kept by the last run", len(events))
+        if not futures:
+            futures.append(asyncio.get_running_loop().create_future())
+            futures[0].set_result(0)
+        return futures
+
+    async def _forget_spill_when_written(self, futures: list[asyncio.Future[int]]) -> None:
+        await asyncio.gather(*futures, return_exceptions=True)
+        await self._idle.wait()
+        if self.spill_path is not None and not self.failing:
+            with contextlib.suppress(FileNotFoundError):
+                self.spill_path.unlink()
 
     async def _run(self) -> None:
         while True:

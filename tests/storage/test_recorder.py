@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from rooms.events import Audit, Consent, SessionClosed, Transcribe, Unstore
 from server.recorder import Recorder
-from server.storage.base import SessionRecord, Storage
+from server.storage.base import SessionRecord, Storage, TranscriptLine
+from server.storage.sqlite import SqliteStorage
 from tests.storage.test_backends import room
 
 
@@ -69,3 +71,45 @@ async def test_submit_never_waits(storage: Storage) -> None:
     recorder = Recorder(storage)
     assert not asyncio.iscoroutinefunction(recorder.submit)
     assert not asyncio.iscoroutinefunction(recorder.session_seen)
+
+
+async def test_a_restart_during_an_outage_keeps_erases_not_text(
+    storage: Storage, tmp_path: Path
+) -> None:
+    await storage.create_room(room())
+    await storage.record_session(SessionRecord("s1", "r1", 0.0))
+    await storage.add_lines([said_line(1), said_line(2)])
+    spill = tmp_path / "storage-pending.json"
+
+    # The database is away: this run cannot write anything, then stops.
+    down = await SqliteStorage.open(tmp_path / "elsewhere.sqlite3")
+    await down.close()
+    first = Recorder(down, spill_path=spill)
+    first.flush_on_close_secs = 0.3
+    first.start()
+    secret = "text that must not be spilled"
+    first.submit(Transcribe("r1", "s1", "m9", "p1", "Name-p1", secret, 9.0))
+    first.submit(Unstore("s1", participant_id="p1"))
+    first.submit(Audit("r1", "s1", "f1", "remove", "p1", 10.0))
+    await first.close()
+    kept = spill.read_text()
+    assert secret not in kept and "Name-p1" not in kept
+    assert spill.stat().st_mode & 0o777 == 0o600
+
+    # The next start, with the database back, replays the erase and the removal.
+    second = Recorder(storage, spill_path=spill)
+    second.start()
+    try:
+        for _ in range(100):
+            if not spill.exists():
+                break
+            await asyncio.sleep(0.02)
+        assert not spill.exists()
+        assert await storage.list_lines("s1") == []
+        assert await storage.audit_actions_on("s1", "p1") == {"remove"}
+    finally:
+        await second.close()
+
+
+def said_line(n: int) -> TranscriptLine:
+    return TranscriptLine(f"m{n}", "s1", "p1", "Name-p1", f"text {n}", float(n))
