@@ -23,6 +23,11 @@ from server.storage.sql import DuplicateKey, Row, SqlStorage
 # aiosqlite's DEBUG lines carry query parameters (chat text, names, numbers): never emit them.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
+log = logging.getLogger(__name__)
+
+SCRUB_TRIES: Final = 10
+SCRUB_RETRY_SECS: Final = 0.05  # readers here hold a snapshot for milliseconds
+
 # SQLite result codes that mean "the file cannot be used right now", not "bad SQL".
 _TRANSIENT: Final = (
     "SQLITE_BUSY",
@@ -95,7 +100,14 @@ class SqliteStorage(SqlStorage):
             raise StorageUnavailable("the SQLite connection is closed") from e
 
     async def scrub(self) -> None:
-        await self._fetch("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Checkpoint the WAL into the file and truncate it. Another connection reading
+        (a ``peerroom create-room`` next to the server) can hold it back: retry briefly."""
+        for _ in range(SCRUB_TRIES):
+            (busy, *_), *_ = await self._fetch("PRAGMA wal_checkpoint(TRUNCATE)")
+            if not busy:
+                return
+            await asyncio.sleep(SCRUB_RETRY_SECS)
+        log.warning("the WAL could not be truncated now; it will be at the next scrub")
 
     async def healthy(self) -> bool:
         try:
