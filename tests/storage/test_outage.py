@@ -8,6 +8,7 @@ machine's PostgreSQL itself is never touched.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -53,7 +54,10 @@ async def until(within_secs: float, check: Callable[[], Awaitable[bool]]) -> flo
         await asyncio.sleep(0.05)
 
 
-async def test_room_goes_on_and_storage_catches_up(server: LiveServer, proxy: TcpProxy) -> None:
+async def test_room_goes_on_and_storage_catches_up(
+    server: LiveServer, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     room = await server.create_room()
     fac, bo, cy, ed, late = (Client(server.url) for _ in range(5))
     try:
@@ -96,6 +100,9 @@ async def test_room_goes_on_and_storage_catches_up(server: LiveServer, proxy: Tc
         assert recovered < RECOVERY_SECS
         await until(5, lambda: _status_is(server, 200))
         assert await lines_of(server, sid, token) == ["before", "during 1", "during 2"]
+        assert "storage unavailable" in caplog.text  # the outage was logged...
+        for secret in ("during 1", "ed during", token, server.admin_token):
+            assert secret not in caplog.text  # ...without text or tokens
     finally:
         for c in (fac, bo, cy, ed, late):
             await c.close()

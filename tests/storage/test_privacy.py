@@ -9,11 +9,13 @@ kept line must be found, which proves the search can see text at all.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from server.app import SQLITE_FILE
 from tests.storage.helpers import flushed, marker
@@ -71,8 +73,9 @@ async def pg_dump(url: str) -> bytes:
 
 
 async def test_nothing_of_the_unconsenting_or_erased_reaches_disk(
-    servers: Servers, people: People, backend_url: str | None
+    servers: Servers, people: People, backend_url: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     server = await servers()
     room = await server.create_room()
     never = {k: marker(k) for k in ("AnnName", "CyName", "CyText", "CyPrivate", "AnnText")}
@@ -117,6 +120,9 @@ async def test_nothing_of_the_unconsenting_or_erased_reaches_disk(
             assert value.encode() in blob, f"{name} should be stored (consented)"
 
     await check(await dump(server, backend_url))
+    logged = caplog.text
+    for value in (*never.values(), *erased.values(), *kept.values(), private):
+        assert value not in logged, "chat text or a name was logged"
     assert wb["you"]["id"]  # ids may remain (consent history): they identify nobody
     for c in (fac, bo, cy, ed):
         await c.close()
