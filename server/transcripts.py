@@ -13,12 +13,13 @@ from typing import Final
 
 from aiohttp import web
 
+from presence.resume import ResumeClaim
 from rooms.errors import ErrorCode
 from server.errors import http_error
 from server.http import bearer
 from server.keys import ROOM_TOKENS, SERVICE, STORAGE
 from server.storage.base import Storage, TranscriptLine
-from server.tokens import TokenKind
+from server.tokens import RoomToken, TokenKind
 from server.transcript_access import participant_may_read
 
 _SESSION_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -85,14 +86,8 @@ async def get_transcript(request: web.Request) -> web.StreamResponse:
     fmt = request.match_info.get("fmt") or request.query.get("format", "json")
     if fmt not in FORMATS:
         raise http_error(ErrorCode.BAD_REQUEST, "'format' must be json, md or txt.")
-    token = bearer(request)
-    if token is None:
-        raise http_error(ErrorCode.BAD_TOKEN, "Send 'Authorization: Bearer <token>'.")
-    if not _SESSION_ID.match(session_id):
-        raise http_error(ErrorCode.NOT_FOUND, "No such session.")
     storage = request.app[STORAGE]
-    room_id = await _room_of(request, storage, session_id)
-    await _require_reader(request, storage, token, session_id, room_id)
+    room_id = await _authorize(request, storage, session_id)
     lines = await storage.list_lines(session_id)
     headers = {"Cache-Control": "no-store"}
     if fmt == "json":
@@ -107,6 +102,37 @@ async def get_transcript(request: web.Request) -> web.StreamResponse:
     return web.Response(text=body, content_type=ctype, charset="utf-8", headers=headers)
 
 
+async def _authorize(request: web.Request, storage: Storage, session_id: str) -> str:
+    """The session's room id, if the bearer may read its transcript; raises otherwise.
+
+    A token that is neither a room token nor a resume token is refused before the
+    session is looked up, so junk tokens cannot probe which sessions exist.
+    """
+    token = bearer(request)
+    if token is None:
+        raise http_error(ErrorCode.BAD_TOKEN, "Send 'Authorization: Bearer <token>'.")
+    room_token = request.app[ROOM_TOKENS].verify(token)
+    claim = request.app[SERVICE].resume_tokens.verify(token) if room_token is None else None
+    if room_token is None and claim is None:
+        raise http_error(ErrorCode.BAD_TOKEN, "That token is not valid.")
+    if not _SESSION_ID.match(session_id):
+        raise http_error(ErrorCode.NOT_FOUND, "No such session.")
+    room_id = await _room_of(request, storage, session_id)
+    if claim is not None:
+        await _require_participant(request, storage, claim, session_id, room_id)
+    elif (
+        room_token is None
+        or room_token.kind is not TokenKind.FACILITATOR
+        or room_token.room_id != room_id
+    ):
+        raise http_error(ErrorCode.FORBIDDEN, "Only this room's facilitator link can read this.")
+    return room_id
+
+
+def _facilitator_of(token: RoomToken | None, room_id: str) -> bool:
+    return token is not None and token.kind is TokenKind.FACILITATOR and token.room_id == room_id
+
+
 async def _room_of(request: web.Request, storage: Storage, session_id: str) -> str:
     room_id = request.app[SERVICE].facts.room_of(session_id)
     if room_id is None:
@@ -117,27 +143,17 @@ async def _room_of(request: web.Request, storage: Storage, session_id: str) -> s
     return room_id
 
 
-async def _require_reader(
-    request: web.Request, storage: Storage, token: str, session_id: str, room_id: str
+async def _require_participant(
+    request: web.Request, storage: Storage, claim: ResumeClaim, session_id: str, room_id: str
 ) -> None:
-    room_token = request.app[ROOM_TOKENS].verify(token)
-    if room_token is not None:
-        if room_token.kind is TokenKind.FACILITATOR and room_token.room_id == room_id:
-            return
-        raise http_error(ErrorCode.FORBIDDEN, "Only this room's facilitator link can read this.")
-    service = request.app[SERVICE]
-    claim = service.resume_tokens.verify(token)
-    if claim is None:
-        raise http_error(ErrorCode.BAD_TOKEN, "That token is not valid.")
     if claim.session_id != session_id or claim.room_id != room_id:
         raise http_error(ErrorCode.FORBIDDEN, "That token belongs to another session.")
+    facts = request.app[SERVICE].facts
     pid = claim.participant_id
-    consent = service.facts.consent(session_id, pid)
+    consent = facts.consent(session_id, pid)
     if consent is None:
         consent = await storage.latest_consent(session_id, pid)
-    actions = service.facts.actions_on(session_id, pid) | await storage.audit_actions_on(
-        session_id, pid
-    )
+    actions = facts.actions_on(session_id, pid) | await storage.audit_actions_on(session_id, pid)
     if not participant_may_read(consent, actions):
         raise http_error(
             ErrorCode.FORBIDDEN,
