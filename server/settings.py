@@ -18,6 +18,7 @@ DEFAULT_PORT: Final = 8080
 DEFAULT_GRACE_SECS: Final = 60.0  # a phone dropping in a tunnel comes back within a minute
 DEFAULT_MAX_ROOM_SIZE: Final = 100  # peer groups are 5-20; the cap guards memory
 DEFAULT_RETENTION_DAYS: Final = 30
+DEFAULT_RETENTION_SWEEP_SECS: Final = 3600.0  # retention is in days; hourly is plenty
 MAX_PAYLOAD_BYTES: Final = 16 * 1024  # per event: the largest is a 2,000-character chat line
 MAX_MESSAGE_BYTES: Final = 1_000_000  # per transport message: past this it is abuse, and the
 # connection is closed before the message is read (python-engineio's default)
@@ -41,6 +42,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()  # () means same origin only
     max_room_size: int = DEFAULT_MAX_ROOM_SIZE
     retention_days: int = DEFAULT_RETENTION_DAYS
+    retention_sweep_secs: float = DEFAULT_RETENTION_SWEEP_SECS
     chat_burst: int = CHAT_BURST
     chat_per_sec: float = CHAT_PER_SEC
     event_burst: int = EVENT_BURST
@@ -82,6 +84,7 @@ _OPTIONS: Final[dict[str, tuple[str, type | object]]] = {
     "allowed_origins": ("PEERROOM_ALLOWED_ORIGINS", _csv),
     "max_room_size": ("PEERROOM_MAX_ROOM_SIZE", int),
     "retention_days": ("PEERROOM_RETENTION_DAYS", int),
+    "retention_sweep_secs": ("PEERROOM_RETENTION_SWEEP", float),
     "chat_burst": ("PEERROOM_CHAT_BURST", int),
     "chat_per_sec": ("PEERROOM_CHAT_RATE", float),
     "event_burst": ("PEERROOM_EVENT_BURST", int),
@@ -135,6 +138,7 @@ _MINIMUM: Final[dict[str, float]] = {
     "grace_secs": 0,
     "max_room_size": 1,
     "retention_days": 1,
+    "retention_sweep_secs": 0.01,
     "chat_burst": 1,
     "chat_per_sec": 0.001,
     "event_burst": 1,
