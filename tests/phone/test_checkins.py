@@ -5,9 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 
-from tests.phone.conftest import checkin_with, web_room
+from tests.phone.conftest import PHONE_SETTINGS, checkin_with, web_room
+from tests.phone.twilio_sim import RestRecorder
 from tests.support import LiveServer
+
+
+@pytest.fixture
+async def live_server(
+    server_factory: Any, twilio_rest: RestRecorder, database_url: str | None
+) -> LiveServer:
+    """The queue on both storage backends."""
+    server: LiveServer = await server_factory(
+        **PHONE_SETTINGS, twilio_api_base=twilio_rest.url, database_url=database_url
+    )
+    return server
 
 
 async def api(server: LiveServer, method: str, path: str, token: str | None) -> tuple[int, Any]:
