@@ -38,13 +38,14 @@ from rooms.hands import position
 from rooms.model import Role, RoomState, Via
 from server.phone.numbers import Caller, pseudonyms
 from server.service import RoomService, new_id
-from server.storage.base import CheckinRecord
+from server.storage.base import CheckinRecord, RoomRecord, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 MAX_CALL_ID_CHARS: Final = 64  # Twilio's CallSid is 34; SIP Call-IDs are longer
 MAX_PIN_DIGITS: Final = 12
 NAME_RACE_TRIES: Final = 3  # another caller took "Caller 42" between our look and our join
+PINS_CACHED: Final = 1_000  # rooms found by PIN, kept to let callers in while storage is down
 _PIN: Final = re.compile(r"[0-9]{1,12}")
 KEYS: Final[dict[str, c.Command]] = {"*9": c.ToggleHand(), "*6": c.ToggleMic()}
 
@@ -134,6 +135,7 @@ class PhoneLines:
         self._by_participant: dict[str, str] = {}  # participant id -> call id
         self._floor: dict[str, str | None] = {}  # room id -> who had the floor last we saw
         self._joining: dict[str, asyncio.Lock] = {}  # call id -> its call.join in flight
+        self._pins: dict[str, RoomRecord] = {}  # PIN -> room, oldest lookup first
         self._outbox: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
@@ -196,8 +198,28 @@ class PhoneLines:
             if not lock.locked() and self._joining.get(call_id) is lock:
                 del self._joining[call_id]
 
+    async def _room(self, pin: str) -> RoomRecord | None:
+        """The room with this PIN; while storage is down, the copy from its last lookup,
+        so a caller whose line dropped can still come back (as RoomService does for
+        room tokens)."""
+        try:
+            room = await self.service.storage.get_room_by_pin(pin)
+        except StorageUnavailable:
+            room = self._pins.get(pin)
+            if room is None:
+                raise RoomError(
+                    ErrorCode.UNAVAILABLE, "The server cannot reach its database: try again soon."
+                ) from None
+            return room
+        if room is not None:
+            self._pins.pop(pin, None)
+            self._pins[pin] = room
+            while len(self._pins) > PINS_CACHED:
+                del self._pins[next(iter(self._pins))]
+        return room
+
     async def _join(self, call_id: str, pin: str, caller: Caller, sink: CallSink) -> PhoneCall:
-        room = await self.service.storage.get_room_by_pin(pin)
+        room = await self._room(pin)
         if room is None:
             raise RoomError(ErrorCode.BAD_PIN, "No group has that PIN. Check it and try again.")
         key = caller.key(self._secret)

@@ -173,6 +173,8 @@ async def pin(a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]
     try:
         call = await a.lines.join(tc.sid, valid_pin(form.get("Digits", "")), tc.caller, a)
     except RoomError as e:
+        if e.code is ErrorCode.UNAVAILABLE:
+            return _goodbye(prompts.SORRY_OUR_SIDE)
         if e.code is not ErrorCode.BAD_PIN:
             return _goodbye(e.message, prompts.GOODBYE)  # locked, full, banned: said plainly
         tc.pin_tries += 1
