@@ -473,5 +473,6 @@ async def _twilio_ctx(app: web.Application) -> AsyncIterator[None]:
         talk_number=s.twilio_talk_number,
     )
     app[TWILIO] = adapter
+    log.info("Twilio phone line on: voice webhook at %s%s/voice", adapter.webhook_base, PREFIX)
     yield
     await adapter.close()
