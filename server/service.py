@@ -269,8 +269,17 @@ class RoomService:
         state = outcome.state
         if state is not None:
             self.recorder.session_seen(state.room_id, state.session_id, state.started_at)
+        closing: list[str] = []
         for ev in outcome.events:
+            if isinstance(ev, Disconnect) and ev.conn and self.conns.pop(ev.conn, None):
+                closing.append(ev.conn)
+                self.metrics.connections.dec()
             await self._deliver_one(room_id, state, ev)
+        # Connections close only after every event of this outcome is out (an emit yields
+        # to the loop) and, since the tasks run after the caller's next yield, after the
+        # ack of the command that caused it: the client hears why before the line closes.
+        for conn in closing:
+            self.spawn(self.sio.disconnect(conn))
 
     async def _deliver_one(self, room_id: str, state: RoomState | None, ev: Event) -> None:
         if isinstance(ev, Emit):
@@ -286,15 +295,6 @@ class RoomService:
             # A connection still in its handshake is greeted by _greet_when_connected.
             if state and p and p.conn and self.sio.manager.is_connected(p.conn, "/"):
                 await self._welcome(state, p.id, p.conn)
-        elif (
-            isinstance(ev, Disconnect)
-            and ev.conn is not None
-            and self.conns.pop(ev.conn, None) is not None
-        ):
-            self.metrics.connections.dec()
-            # After this transition's emits (and the ack of the command that caused it)
-            # are queued, so the client hears why before the line closes.
-            self.spawn(self.sio.disconnect(ev.conn))
         elif isinstance(ev, STORAGE_EVENTS):
             # Decided by the machine; queued for the recorder, never awaited here (the
             # room's lock is held). Access facts are noted first, so that a withdrawal
