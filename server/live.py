@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from rooms.errors import ErrorCode, RoomError
 from rooms.machine import Outcome, Rules, due
@@ -37,6 +37,7 @@ from rooms.model import RoomState
 Transition = Callable[[RoomState | None], Outcome]
 Deliver = Callable[[str, Outcome], Awaitable[None]]
 Attach = Callable[[RoomState | None], Awaitable[None]]
+Notice = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class LiveUnavailable(RoomError):
@@ -92,11 +93,21 @@ class LiveStore(Protocol):
     async def lost_conns(self) -> list[LostConn]:
         """Connections of nodes that stopped heartbeating: the caller Drops them."""
 
+    def set_notice(self, notice: Notice) -> None: ...
+
+    async def notice(self, event: str, payload: dict[str, Any]) -> None:
+        """A server notice (no room, no seq) that every node hands to its notice
+        callback, to tell its own connections (e.g. a new phone check-in)."""
+
     async def healthy(self) -> bool: ...
 
 
 async def _no_delivery(room_id: str, outcome: Outcome) -> None:
     raise RuntimeError("LiveStore used before set_deliver()")
+
+
+async def _no_notice(event: str, payload: dict[str, Any]) -> None:
+    pass
 
 
 class MemoryStore:
@@ -105,6 +116,7 @@ class MemoryStore:
     node_id = "local"
 
     def __init__(self) -> None:
+        self._notice: Notice = _no_notice
         self._rooms: dict[str, RoomState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._deliver: Deliver = _no_delivery
@@ -161,6 +173,12 @@ class MemoryStore:
 
     async def lost_conns(self) -> list[LostConn]:
         return []  # one node: its connections die with it
+
+    def set_notice(self, notice: Notice) -> None:
+        self._notice = notice
+
+    async def notice(self, event: str, payload: dict[str, Any]) -> None:
+        await self._notice(event, payload)
 
     async def healthy(self) -> bool:
         return True

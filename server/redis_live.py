@@ -9,6 +9,7 @@ Keys and channels, all under the deployment's prefix ``P`` (``--redis-prefix``):
     P reap:<id>           short lock: one node at a time reaps a dead node
     channel P room:<id>   every committed transition of the room, in commit order
     channel P node:<id>   the node's own liveness probe
+    channel P notices     server notices for every node (no room, no seq)
 
 A transition is optimistic: read the state (this node's copy if it holds the room),
 run the pure function, then one Lua script checks the version is unchanged, stores the
@@ -49,6 +50,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
+import msgpack
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
@@ -63,8 +65,10 @@ from server.live import (
     Deliver,
     LiveUnavailable,
     LostConn,
+    Notice,
     Transition,
     _no_delivery,
+    _no_notice,
     conn_handle,
     conn_node,
 )
@@ -206,6 +210,7 @@ class RedisStore:
         self._p = prefix
         self._grace = grace_secs
         self._deliver: Deliver = _no_delivery
+        self._notice: Notice = _no_notice
         self._r: Redis = self._client()
         self._ps_client: Redis = self._client()
         self._pubsub: PubSub | None = None
@@ -245,6 +250,10 @@ class RedisStore:
     def _probe_channel(self) -> str:
         return f"{self._p}node:{self.node_id}"
 
+    @property
+    def _notice_channel(self) -> str:
+        return f"{self._p}notices"
+
     def _node_rooms_key(self, node_id: str) -> str:
         return f"{self._p}node:{node_id}:rooms"
 
@@ -260,6 +269,17 @@ class RedisStore:
 
     def set_deliver(self, deliver: Deliver) -> None:
         self._deliver = deliver
+
+    def set_notice(self, notice: Notice) -> None:
+        self._notice = notice
+
+    async def notice(self, event: str, payload: dict[str, Any]) -> None:
+        data = msgpack.packb([event, payload], use_bin_type=True)
+        try:
+            await self._r.publish(self._notice_channel, data)
+        except (RedisError, OSError, TimeoutError) as e:
+            log.warning("notice %s reaches this node only: %s", event, e)
+            await self._notice(event, payload)
 
     async def start(self) -> None:
         try:
@@ -531,7 +551,8 @@ class RedisStore:
 
     async def _connect_pubsub(self) -> None:
         ps = self._ps_client.pubsub()
-        channels = {self._probe_channel, *(self._room_channel(r) for r in self._rooms)}
+        channels = {self._probe_channel, self._notice_channel}
+        channels.update(self._room_channel(r) for r in self._rooms)
         await ps.subscribe(*channels)
         deadline = time.monotonic() + HOLD_WAIT_SECS
         pending = set(channels)
@@ -558,6 +579,13 @@ class RedisStore:
             return
         if channel == self._probe_channel:
             self._probe_since = None
+            return
+        if channel == self._notice_channel:
+            try:
+                event, payload = msgpack.unpackb(msg["data"], raw=False)
+                await self._notice(event, payload)
+            except Exception:
+                log.exception("notice failed")
             return
         room_id = channel[len(self._p) + len("room:") :]
         held = self._rooms.get(room_id)

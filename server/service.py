@@ -114,6 +114,7 @@ class RoomService:
         self._rooms: dict[str, RoomRecord] = {}
         self.phone: PhoneDelivery | None = None
         store.set_deliver(self.deliver)
+        store.set_notice(self._notify_moderators_here)
         recorder.set_unsaved(self._line_unsaved)
 
     def set_phone(self, phone: PhoneDelivery) -> None:
@@ -342,7 +343,10 @@ class RoomService:
 
     async def notify_moderators(self, event: str, payload: dict[str, Any]) -> None:
         """A server notice (not a room broadcast: no seq) to the moderators of every live
-        session, e.g. a new phone check-in."""
+        session, e.g. a new phone check-in. Every node tells its own connections."""
+        await self.store.notice(event, payload)
+
+    async def _notify_moderators_here(self, event: str, payload: dict[str, Any]) -> None:
         for room_id in await self.store.room_ids():
             state = await self.store.get(room_id)
             ids = state.moderator_ids() if state else ()

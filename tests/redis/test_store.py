@@ -129,3 +129,22 @@ async def test_a_deaf_subscription_is_noticed_and_healed(nodes: Callable[[], Nod
     await wait_until(lambda: a.seqs == [1, 2, 4] and b.seqs == [2, 3, 4], 5)
     assert await a.store.healthy()
     print(f"\ndeaf subscription noticed and healed in {healed:.2f}s")
+
+
+async def test_a_notice_reaches_every_node(nodes: Callable[[], Node]) -> None:
+    """A phone check-in arrives on one node; moderators on every node hear of it."""
+    a, b = nodes(), nodes()
+    heard: list[tuple[str, str, object]] = []
+    for name, n in (("a", a), ("b", b)):
+
+        async def notice(event: str, payload: dict[str, object], name: str = name) -> None:
+            heard.append((name, event, payload))
+
+        n.store.set_notice(notice)
+        await n.store.start()
+    await a.store.notice("checkins.updated", {"checkin": {"id": "c1"}})
+    await wait_until(lambda: len(heard) == 2, 5, lambda: heard)
+    assert sorted(heard) == [
+        ("a", "checkins.updated", {"checkin": {"id": "c1"}}),
+        ("b", "checkins.updated", {"checkin": {"id": "c1"}}),
+    ]
