@@ -74,6 +74,7 @@ from server.live import (
 )
 from server.live_codec import (
     TRANSPORT_EVENTS,
+    CodecError,
     decode_message,
     decode_state,
     encode_header,
@@ -287,6 +288,7 @@ class RedisStore:
         except (RedisError, OSError, TimeoutError) as e:
             raise SystemExit(f"Cannot reach Redis at {self._url}: {e}") from None
         await self._beat()
+        self._redis_ok = True
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._run_heartbeat())]
         try:
@@ -550,7 +552,7 @@ class RedisStore:
                 await ps.aclose()  # type: ignore[no-untyped-call]
 
     async def _connect_pubsub(self) -> None:
-        ps = self._ps_client.pubsub()
+        ps = self._pubsub = self._ps_client.pubsub()  # closed by _drop_pubsub on failure
         channels = {self._probe_channel, self._notice_channel}
         channels.update(self._room_channel(r) for r in self._rooms)
         await ps.subscribe(*channels)
@@ -562,7 +564,6 @@ class RedisStore:
             msg = await ps.get_message(timeout=0.5)
             if msg is not None and msg["type"] == "subscribe":
                 pending.discard(_text(msg["channel"]))
-        self._pubsub = ps
         self._probe_since = None
         await self._resync()
         self._connected.set()
@@ -593,7 +594,11 @@ class RedisStore:
             if self._pubsub is not None:
                 await self._pubsub.unsubscribe(channel)
             return
-        m = decode_message(msg["data"])
+        try:
+            m = decode_message(msg["data"])
+        except CodecError as e:
+            log.error("room %s: unreadable message skipped: %s", room_id, e)
+            return
         async with held.lock:
             if m.version <= held.version:
                 return  # known already (loaded after this was published)
