@@ -226,7 +226,11 @@ class RoomService:
                 position = [x.id for x in state.waiting].index(pid) + 1
                 await self.sio.emit("waiting", {"position": position}, to=sid)
 
-        await self.store.attach(room_id, greet)
+        try:
+            await self.store.attach(room_id, greet)
+        except LiveUnavailable:
+            # No snapshot to give: close, so the client reconnects (and resumes) later.
+            await self.sio.disconnect(sid)
 
     async def _welcome(self, state: RoomState, pid: str, sid: str) -> None:
         p = state.get(pid)
