@@ -222,6 +222,7 @@ class RedisStore:
         self._reconnect = False
         self._probe_since: float | None = None
         self._dead_nodes: list[str] = []
+        self._ok_since = time.monotonic()  # Redis answering this node's heartbeat since
         self._last_refresh = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._commit = self._r.register_script(_COMMIT)
@@ -713,6 +714,8 @@ class RedisStore:
                 if any(t.done() for t in self._tasks[:1]):
                     log.error("pub/sub listener ended; restarting it")
                     self._tasks[0] = asyncio.get_running_loop().create_task(self._listen())
+                if not self._redis_ok:
+                    self._ok_since = time.monotonic()
                 self._redis_ok = True
             except asyncio.CancelledError:
                 raise
@@ -742,6 +745,10 @@ class RedisStore:
         return [_text(r) for r in rooms]
 
     async def lost_conns(self) -> list[LostConn]:
+        if time.monotonic() - self._ok_since < NODE_DEAD_SECS + HEARTBEAT_SECS:
+            # Just (re)connected: after an outage every node's heartbeat is old. Give
+            # the others time to beat again before taking anyone for dead.
+            return []
         lost: list[LostConn] = []
         for node in self._dead_nodes:
             try:
