@@ -1,0 +1,172 @@
+"""Browser test helpers: Debian's chromium driven by Playwright's async API.
+
+The `live_server` fixture (the real server, in-process) comes from
+tests/conftest.py. Nothing here downloads a browser: chromium is Debian's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, WebSocketRoute, async_playwright, expect
+
+ROOT = Path(__file__).resolve().parents[2]
+DIST = ROOT / "web" / "dist"
+AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WIDE = {"width": 1280, "height": 860}
+NARROW = {"width": 360, "height": 740}
+EXPECT_TIMEOUT_MS = 10_000  # 2 shared cores: give the UI time to catch up
+
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert (DIST / "index.html").exists(), "build the client first: npm ci --prefix web && npm run build --prefix web"
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+class WsTap:
+    """Carries a page's Socket.IO websocket through Playwright, so a test can
+    cut the connection (a phone in a tunnel) or lose one frame (a gap in seq)."""
+
+    def __init__(self) -> None:
+        self.blocked = False
+        self.routes: list[WebSocketRoute] = []
+        self.drop_next: Callable[[str], bool] | None = None
+        self.dropped: list[str] = []
+        self.upgraded = False
+
+    async def handle(self, ws: WebSocketRoute) -> None:
+        if self.blocked:
+            await ws.close()
+            return
+        server = ws.connect_to_server()
+        self.routes.append(ws)
+
+        def from_server(msg: str | bytes) -> None:
+            text = msg if isinstance(msg, str) else ""
+            if self.drop_next is not None and self.drop_next(text):
+                self.drop_next = None
+                self.dropped.append(text)
+                return
+            ws.send(msg)
+
+        def from_page(msg: str | bytes) -> None:
+            if msg == "5":  # Engine.IO upgrade done: from now on everything rides here
+                self.upgraded = True
+            server.send(msg)
+
+        server.on_message(from_server)
+        ws.on_message(from_page)
+
+    async def cut(self) -> None:
+        self.blocked = True
+        self.upgraded = False
+        for ws in self.routes:
+            await ws.close()
+        self.routes.clear()
+
+    def restore(self) -> None:
+        self.blocked = False
+
+
+class Person:
+    """One person in one browser context."""
+
+    def __init__(self, context: BrowserContext, page: Page, name: str, tap: WsTap) -> None:
+        self.context = context
+        self.page = page
+        self.name = name
+        self.tap = tap
+        self.polling_blocked = False
+
+    async def join(self, url: str, *, expect_room: bool = True) -> None:
+        await self.page.goto(url)
+        await self.page.get_by_label("Your name in the group").fill(self.name)
+        await self.page.get_by_role("button", name="Join the group").click()
+        if expect_room:
+            await expect(self.page.get_by_role("button", name="Raise my hand")).to_be_visible()
+
+    def tile(self, name: str) -> Any:
+        return self.page.locator("li.tile").filter(has=self.page.locator(".tile-name", has_text=re.compile(rf"^{re.escape(name)}( \(you\))?$")))
+
+    def queue(self) -> Any:
+        return self.page.get_by_role("region", name=re.compile(r"^Hands raised"))
+
+    def announcer(self) -> Any:
+        return self.page.locator("#announcer")
+
+    async def go_offline(self) -> None:
+        """Drop the connection and keep it down (websocket and polling)."""
+        self.polling_blocked = True
+        await self.page.route("**/socket.io/**", lambda route: route.abort())
+        await self.tap.cut()
+
+    async def go_online(self) -> None:
+        await self.page.unroute("**/socket.io/**")
+        self.tap.restore()
+
+
+@pytest.fixture
+async def people(browser: Browser) -> AsyncIterator[Callable[..., Any]]:
+    contexts: list[BrowserContext] = []
+
+    async def make(name: str, viewport: dict[str, int] | None = None) -> Person:
+        ctx = await browser.new_context(viewport=viewport or WIDE)
+        contexts.append(ctx)
+        page = await ctx.new_page()
+        tap = WsTap()
+        await page.route_web_socket(re.compile(r"/socket\.io/"), tap.handle)
+        return Person(ctx, page, name, tap)
+
+    yield make
+    for ctx in contexts:
+        await ctx.close()
+
+
+AXE_RUN = """async () => {
+  const r = await axe.run(document, {resultTypes: ['violations']});
+  return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}));
+}"""
+
+
+async def check_axe(page: Page, where: str) -> None:
+    """axe-core in the page: no serious or critical violations."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.add_script_tag(path=str(AXE))
+    violations = await page.evaluate(AXE_RUN)
+    bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+    assert not bad, f"axe found problems on {where}: {bad}"
+
+
+async def shoot(page: Page, name: str, viewport: dict[str, int]) -> Path:
+    """Full-page screenshot at a width, into tests/artifacts/ (gitignored)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.set_viewport_size(viewport)
+    await page.wait_for_timeout(150)  # let layout settle after the resize
+    path = ARTIFACTS / f"{name}-{viewport['width']}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
