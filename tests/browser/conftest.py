@@ -115,6 +115,9 @@ class Person:
     def queue(self) -> Any:
         return self.page.get_by_role("region", name=re.compile(r"^Hands raised"))
 
+    def controls(self) -> Any:
+        return self.page.get_by_role("region", name="Your controls")
+
     def announcer(self) -> Any:
         return self.page.locator("#announcer")
 

@@ -464,6 +464,8 @@ function onBroadcast(ev, p) {
   const g = gate(S.last, ev, p);
   if (g.verdict === DUPLICATE) return;
   if (g.verdict === GAP) {
+    // A chat line stands alone (the snapshot has no chat history): keep it.
+    if (ev === "chat" || ev === "chat.removed") APPLY[ev](p);
     resync();
     return;
   }
@@ -558,7 +560,8 @@ function addMessage(m) {
   S.messages.push(m);
   const log = document.getElementById("chatlog");
   if (!log) return;
-  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  const box = log.parentElement;
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   if (S.messages.length > MAX_CHAT_LINES) {
     const gone = S.messages.shift();
     const el = log.querySelector(`[data-mid="${CSS.escape(String(gone.id))}"]`);
@@ -567,7 +570,7 @@ function addMessage(m) {
   const empty = log.querySelector(".empty");
   if (empty) empty.remove();
   log.appendChild(messageItem(m));
-  if (atBottom || m.from === S.me.id) log.scrollTop = log.scrollHeight;
+  if (atBottom || m.from === S.me.id) box.scrollTop = box.scrollHeight;
 }
 
 function removeMessage(id) {
@@ -587,7 +590,7 @@ function messageItem(m) {
   const canRemove = amModerator() && !privateNote;
   return h(
     "li",
-    { class: "msg" + (privateNote ? " private" : "") + (fromMe ? " mine" : ""), "data-mid": String(m.id) },
+    { class: "msg" + (privateNote ? " private" : "") + (fromMe ? " own" : ""), "data-mid": String(m.id) },
     h(
       "div",
       { class: "msg-head" },
@@ -601,7 +604,7 @@ function messageItem(m) {
               type: "button",
               class: "link",
               "data-key": "rm-" + m.id,
-              "aria-label": `Remove message from ${who}`,
+              "aria-label": fromMe ? "Remove your message" : `Remove message from ${who}`,
               onclick: () => act("mod.chat.remove", { message_id: m.id }),
             },
             "Remove",
@@ -618,7 +621,7 @@ function rebuildChatLog() {
   log.replaceChildren();
   if (!S.messages.length) log.appendChild(h("li", { class: "empty" }, "No messages yet."));
   for (const m of S.messages) log.appendChild(messageItem(m));
-  log.scrollTop = log.scrollHeight;
+  log.parentElement.scrollTop = log.parentElement.scrollHeight;
 }
 
 // ---------------------------------------------------------------- room
@@ -661,7 +664,7 @@ function buildRoom() {
         chatInput.focus();
       },
     },
-    h("label", { for: "chat-text" }, "Message"),
+    h("label", { for: "chat-text" }, "Your message"),
     h("div", { class: "chat-row" }, chatInput, sendBtn),
     h("div", { class: "check" }, privateBox, h("label", { for: "chat-private" }, "Private note: only the facilitators see it")),
     h("p", { id: "chat-status", class: "hint", role: "status" }),
@@ -693,7 +696,7 @@ function buildRoom() {
       { class: "chat panel", "aria-labelledby": "chat-h" },
       h("h2", { id: "chat-h" }, "Chat"),
       h("div", { id: "consent", class: "consent" }),
-      h("ol", { id: "chatlog", class: "chatlog", role: "log", "aria-label": "Chat messages", tabindex: "0" }),
+      h("div", { class: "chatlog", role: "log", "aria-label": "Chat messages", tabindex: "0" }, h("ol", { id: "chatlog" })),
       chatForm,
     ),
     h("footer", { class: "foot" }, crisisNote()),
@@ -846,7 +849,7 @@ function renderMine() {
       { class: "switches" },
       switchButton("mic", [icon(me.mic ? "mic" : "micOff"), "Microphone"], !!me.mic, () => act("presence.set", { mic: !me.mic })),
       switchButton("cam", [icon(me.camera ? "cam" : "camOff"), "Camera"], !!me.camera, () => act("presence.set", { camera: !me.camera })),
-      switchButton("away", "Stepped away", !!me.away, () => act("presence.set", { away: !me.away })),
+      switchButton("away", "Away", !!me.away, () => act("presence.set", { away: !me.away })),
     ),
   ]);
 }
@@ -998,8 +1001,8 @@ function renderMod() {
             "li",
             null,
             h("span", { class: "wname" }, w.name),
-            h("button", { type: "button", class: "primary small", "data-key": "admit-" + w.id, "aria-label": `Let ${w.name} in`, onclick: () => act("mod.admit", { id: w.id }) }, "Let in"),
-            h("button", { type: "button", class: "secondary small", "data-key": "deny-" + w.id, "aria-label": `Do not let ${w.name} in`, onclick: () => act("mod.deny", { id: w.id }) }, "Not now"),
+            h("button", { type: "button", class: "primary small", "data-key": "admit-" + w.id, "aria-label": `Let in: ${w.name}`, onclick: () => act("mod.admit", { id: w.id }) }, "Let in"),
+            h("button", { type: "button", class: "secondary small", "data-key": "deny-" + w.id, "aria-label": `Not now: ${w.name}`, onclick: () => act("mod.deny", { id: w.id }) }, "Not now"),
           ),
         ),
       )

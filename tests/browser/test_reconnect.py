@@ -1,0 +1,75 @@
+"""Dropped connections and missed broadcasts: the person keeps their place."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from playwright.async_api import expect
+
+from .conftest import NARROW, WIDE, Person
+
+pytestmark = pytest.mark.browser
+
+
+async def wait_for_websocket(person: Person) -> None:
+    """Socket.IO starts on long-polling and upgrades; wait until the
+    websocket (which the test can cut) carries the traffic."""
+    for _ in range(100):
+        if person.tap.upgraded:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the client never upgraded to a websocket")
+
+
+async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(live_server, people) -> None:
+    room = await live_server.create_room("Monday circle")
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"])
+    await wait_for_websocket(ana)
+    await ana.page.get_by_role("button", name="Raise my hand").click()
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+
+    await ana.go_offline()
+    await expect(ana.page.get_by_text("Connection lost. Reconnecting")).to_be_visible()
+    await expect(fac.tile("Ana")).to_contain_text("Reconnecting")
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+
+    await ana.go_online()
+    await expect(fac.tile("Ana")).not_to_contain_text("Reconnecting", timeout=20_000)
+    await expect(ana.page.get_by_text("2 people here")).to_be_visible(timeout=20_000)
+    # The same person, same place: no second Ana, the hand is still first.
+    await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+    await expect(ana.controls().get_by_text("Your hand is up. You are 1st in line.")).to_be_visible()
+
+
+async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(live_server, people) -> None:
+    room = await live_server.create_room("Monday circle")
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW)
+    ben = await people("Ben", NARROW)
+    for person, url in ((fac, room["facilitator_url"]), (ana, room["invite_url"]), (ben, room["invite_url"])):
+        await person.join(url)
+    await expect(ana.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
+    await wait_for_websocket(ana)
+
+    # Ana's connection loses exactly the `hands` broadcast for Ben's hand.
+    ana.tap.drop_next = lambda frame: frame.startswith('42["hands"')
+    await ben.page.get_by_role("button", name="Raise my hand").click()
+    await expect(fac.tile("Ben")).to_contain_text("Hand up, 1st")
+    await asyncio.sleep(0.5)
+    assert ana.tap.dropped, "the hands frame was never seen on Ana's websocket"
+    await expect(ana.page.get_by_text("No hands raised.")).to_be_visible()
+
+    # The next broadcast shows the gap; Ana reconnects with resume and catches up.
+    await fac.page.get_by_label("Your message").fill("welcome back")
+    await fac.page.get_by_role("button", name="Send", exact=True).click()
+    await expect(ana.queue().get_by_role("listitem")).to_have_text([re.compile("Ben")])
+    await expect(ana.tile("Ben")).to_contain_text("Hand up, 1st")
+    await expect(ana.page.get_by_role("log").get_by_text("welcome back")).to_be_visible()
+    await expect(fac.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
+    await expect(ana.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
