@@ -916,7 +916,7 @@ function tile(p) {
   if (p.via === "phone") chips.push(chip("off", icon("phone"), "By phone"));
   if (p.away) chips.push(chip("away", "Away"));
   if (p.connected === false) chips.push(chip("away", "Reconnecting…"));
-  if (S.room.consenting.indexOf(p.id) !== -1) chips.push(chip("off", "Chat kept"));
+  if (S.room.consenting.indexOf(p.id) !== -1) chips.push(chip("off", "Transcribed"));
   const role = ROLE_LABEL[p.role];
   return h(
     "li",
