@@ -104,3 +104,29 @@ async def test_first_load_is_under_the_page_weight_budget(live_server, browser: 
     total = sum(bodies.values())
     print(f"first load: {total} bytes gzip over {len(bodies)} responses: {bodies}")
     assert total < PAGE_BUDGET_GZIP_BYTES
+
+
+async def test_keyboard_only_join_and_raise_hand(live_server, people) -> None:
+    room = await live_server.create_room("Tuesday circle")
+    eve = await people("Eve", NARROW)
+    page = eve.page
+    await page.goto(room["invite_url"])
+    await expect(page.get_by_role("heading", name="Join your group")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Your name in the group")).to_be_focused()
+    await page.keyboard.type("Eve")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Tuesday circle")).to_be_focused()
+    hand = page.get_by_role("button", name="Raise my hand")
+    for _ in range(6):
+        await page.keyboard.press("Tab")
+        if await hand.evaluate("el => el === document.activeElement"):
+            break
+    await expect(hand).to_be_focused()
+    await page.keyboard.press("Space")
+    await expect(eve.controls().get_by_text("Your hand is up. You are 1st in line.")).to_be_visible()
+    # Focus stays on the (relabelled) button, so Space again lowers it.
+    await expect(page.get_by_role("button", name="Lower my hand")).to_be_focused()
+    await page.keyboard.press("Space")
+    await expect(page.get_by_role("button", name="Raise my hand")).to_be_focused()
+    await expect(eve.queue().get_by_text("No hands raised.")).to_be_visible()
