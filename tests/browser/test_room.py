@@ -146,6 +146,14 @@ async def test_facilitator_can_stop_camera_lower_hands_and_promote(live_server, 
     await fac.tile("Ana").get_by_role("button", name="Make participant").click()
     await expect(ana.page.get_by_role("heading", name="Facilitator tools")).to_have_count(0)
 
+    # Pausing the chat: the peer is told, and cannot type until it is back.
+    await fac.page.get_by_role("switch", name="Group chat").click()
+    await expect(ana.page.get_by_text("The facilitator has paused the chat for now.")).to_be_visible()
+    await expect(ana.page.get_by_label("Your message")).to_be_disabled()
+    await fac.page.get_by_role("switch", name="Group chat").click()
+    await expect(ana.page.get_by_label("Your message")).to_be_enabled()
+    await expect(ana.page.get_by_text("The facilitator has paused the chat for now.")).to_have_count(0)
+
     # Queue order setting reaches the server and comes back.
     await fac.page.get_by_label("Queue order").select_option("quieter_first")
     await fac.page.reload()  # a tab reload comes back to the same place, with the setting

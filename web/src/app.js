@@ -10,6 +10,7 @@ import { initials, ordinal, ROLE_LABEL, isModerator, clock, REFUSAL } from "./wo
 
 const NAME_KEY = "peerroom.name"; // localStorage: the pseudonym, this device only
 const RESUME_KEY = "peerroom.resume."; // sessionStorage + token: survive a tab reload
+const DEVICE_KEY = "peerroom.device"; // localStorage: a random id, so a ban holds across names
 const ACK_TIMEOUT_MS = 10000; // slow shared connections: give acks time
 const MAX_CHAT_LINES = 300; // old phones: keep the chat list short
 const CHECKIN_POLL_MS = 60000; // a call-back request must not sit unseen for long
@@ -84,6 +85,20 @@ function loadResume() {
   } catch (e) {
     return null;
   }
+}
+
+/** A random id for this browser (not derived from anything about the person). */
+function deviceId() {
+  const ls = storage("local");
+  if (!ls) return null;
+  let id = ls.getItem(DEVICE_KEY);
+  if (!id && window.crypto && crypto.getRandomValues) {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    id = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    ls.setItem(DEVICE_KEY, id);
+  }
+  return id;
 }
 
 let pending = [];
@@ -331,7 +346,13 @@ function connect() {
     reconnectionDelay: 1000,
     reconnectionDelayMax: 5000,
     // Evaluated on every (re)connect, so a resume token always rides along.
-    auth: (cb) => cb(S.resume ? { token: S.token, name: S.name, resume: S.resume } : { token: S.token, name: S.name }),
+    auth: (cb) => {
+      const a = { token: S.token, name: S.name };
+      if (S.resume) a.resume = S.resume;
+      const device = deviceId();
+      if (device) a.device = device;
+      cb(a);
+    },
   };
   if (S.wire === "msgpack") opts.parser = msgpackParser;
   const socket = io(opts);
@@ -489,7 +510,10 @@ const APPLY = {
       announce(x.role === "peer" ? "You are now a participant." : `You are now ${x.role === "facilitator" ? "the facilitator" : "a co-facilitator"}.`);
       setNotice(`Your role is now: ${label || "participant"}.`, "info");
       if (!was && amModerator()) startCheckinPoll();
-      if (was && !amModerator()) stopCheckinPoll();
+      if (was && !amModerator()) {
+        stopCheckinPoll();
+        S.room.waiting = [];
+      }
       renderAll();
       return;
     }
@@ -664,6 +688,7 @@ function buildRoom() {
         chatInput.focus();
       },
     },
+    h("p", { id: "chat-paused", class: "hint" }),
     h("label", { for: "chat-text" }, "Your message"),
     h("div", { class: "chat-row" }, chatInput, sendBtn),
     h("div", { class: "check" }, privateBox, h("label", { for: "chat-private" }, "Private note: only the facilitators see it")),
@@ -949,7 +974,7 @@ function personActions(p, raised) {
   if (S.me.role === "facilitator") {
     if (p.role !== "cofacilitator") buttons.push(btn("cofac", "Make co-facilitator", "mod.role", { id: p.id, role: "cofacilitator" }));
     if (p.role !== "peer") buttons.push(btn("peer", "Make participant", "mod.role", { id: p.id, role: "peer" }));
-    if (p.role !== "facilitator") buttons.push(btn("fac", "Hand over: make facilitator", "mod.role", { id: p.id, role: "facilitator" }));
+    if (p.role !== "facilitator") buttons.push(btn("fac", "Make facilitator", "mod.role", { id: p.id, role: "facilitator" }));
   }
   buttons.push(btn("remove", "Remove from room", "mod.remove", { id: p.id }, "danger small"));
   buttons.push(btn("ban", "Remove and keep out", "mod.remove", { id: p.id, ban: true }, "danger small"));
@@ -1174,17 +1199,14 @@ function renderChatSettings() {
   const priv = document.getElementById("chat-private");
   const btn = document.getElementById("chat-send");
   if (!input || !priv) return;
-  const off = (S.room.settings || {}).chat_enabled === false;
-  if (off) {
-    priv.checked = true;
-    priv.disabled = true;
-    btn.textContent = "Send privately";
-    input.placeholder = "Group chat is off. Private notes still work.";
-  } else {
-    priv.disabled = false;
-    btn.textContent = priv.checked ? "Send privately" : "Send";
-    input.placeholder = "";
-  }
+  // The server refuses every chat line from a peer while the chat is paused.
+  const off = (S.room.settings || {}).chat_enabled === false && !amModerator();
+  input.disabled = off;
+  priv.disabled = off;
+  btn.disabled = off;
+  btn.textContent = priv.checked ? "Send privately" : "Send";
+  const note = document.getElementById("chat-paused");
+  if (note) note.textContent = off ? "The facilitator has paused the chat for now." : "";
 }
 
 // ---------------------------------------------------------------- start
