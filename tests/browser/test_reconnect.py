@@ -73,3 +73,32 @@ async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(live_server
     await expect(ana.page.get_by_role("log").get_by_text("welcome back")).to_be_visible()
     await expect(fac.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
     await expect(ana.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
+
+
+async def test_a_duplicated_tab_takes_over_without_a_tug_of_war(live_server, people) -> None:
+    room = await live_server.create_room("Monday circle")
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"])
+    await ana.page.get_by_role("button", name="Raise my hand").click()
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+
+    # "Duplicate tab" copies the tab's sessionStorage, resume token included.
+    saved = await ana.page.evaluate("JSON.stringify(Object.assign({}, sessionStorage))")
+    second = await ana.context.new_page()
+    await second.add_init_script(
+        f"Object.entries(JSON.parse({saved!r})).forEach(([k, v]) => sessionStorage.setItem(k, v));"
+    )
+    await second.goto(room["invite_url"])
+    await expect(second.get_by_role("button", name="Lower my hand")).to_be_visible()
+    await expect(ana.page.get_by_role("heading", name="This room is open somewhere else")).to_be_visible()
+    await second.wait_for_timeout(1500)  # no tug of war: the first tab stays aside
+    await expect(ana.page.get_by_role("heading", name="This room is open somewhere else")).to_be_visible()
+    await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+
+    await ana.page.get_by_role("button", name="Use this window instead").click()
+    await expect(ana.page.get_by_role("button", name="Lower my hand")).to_be_visible()
+    await expect(second.get_by_role("heading", name="This room is open somewhere else")).to_be_visible()
+    await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()

@@ -143,6 +143,7 @@ async def test_facilitator_can_stop_camera_lower_hands_and_promote(live_server, 
     await expect(ana.page.get_by_role("heading", name="Facilitator tools")).to_be_visible()
     await expect(ana.tile("Ana")).to_contain_text("Co-facilitator")
     await expect(ana.page.get_by_role("button", name="End the session")).to_have_count(0)
+    await expect(ana.tile("Fay").get_by_text("Actions")).to_have_count(0)  # not over a facilitator
     await fac.tile("Ana").get_by_role("button", name="Make participant").click()
     await expect(ana.page.get_by_role("heading", name="Facilitator tools")).to_have_count(0)
 

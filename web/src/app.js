@@ -329,6 +329,30 @@ function showEnd(kind, extra) {
   screen(title, h("p", { class: "lead" }, body), again, crisisNote());
 }
 
+function showElsewhere() {
+  S.phase = "elsewhere";
+  stopCheckinPoll();
+  const s = S.socket;
+  if (s) s.disconnect();
+  screen(
+    "This room is open somewhere else",
+    h("p", { class: "lead" }, "You are in the room from another window or device, so this one stepped aside."),
+    h(
+      "button",
+      {
+        type: "button",
+        class: "primary",
+        onclick: () => {
+          if (S.socket) S.socket.connect();
+          showConnecting();
+        },
+      },
+      "Use this window instead",
+    ),
+    crisisNote(),
+  );
+}
+
 // ---------------------------------------------------------------- socket
 
 function connect() {
@@ -366,8 +390,11 @@ function connect() {
     S.online = false;
     if (S.phase !== "room") return;
     if (reason === "io server disconnect" && !S.resyncing) {
-      // The server closed us without you.removed / session.ended: try once more.
-      socket.connect();
+      // Closed by the server with no you.removed / session.ended: the same person
+      // came back on another connection (a second tab or device) and took over.
+      // Do not take it back on our own, or two tabs would fight forever.
+      showElsewhere();
+      return;
     }
     renderStatus();
   });
@@ -956,9 +983,16 @@ function tile(p) {
       h("p", { class: "tile-name" }, p.name, isMe ? h("span", { class: "you" }, " (you)") : null),
       role ? h("p", { class: "role" }, role) : null,
       h("ul", { class: "chips", "aria-label": `${p.name}: status` }, chips),
-      amModerator() && !isMe ? personActions(p, pos !== -1) : null,
+      canActOn(p) ? personActions(p, pos !== -1) : null,
     ),
   );
+}
+
+const RANK = { peer: 0, cofacilitator: 1, facilitator: 2 };
+
+/** Same rule as the server: a moderator acts on the same or a lower role, never on self. */
+function canActOn(p) {
+  return amModerator() && p.id !== S.me.id && (RANK[p.role] || 0) <= (RANK[S.me.role] || 0);
 }
 
 function personActions(p, raised) {
