@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, WebSocketRoute, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    WebSocketRoute,
+    async_playwright,
+    expect,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "web" / "dist"
@@ -35,10 +42,11 @@ EXPECT_TIMEOUT_MS = 10_000  # 2 shared cores: give the UI time to catch up
 expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    assert (DIST / "index.html").exists(), "build the client first: npm ci --prefix web && npm run build --prefix web"
+    assert (DIST / "index.html").exists(), (
+        "build the client first: npm ci --prefix web && npm run build --prefix web"
+    )
     async with async_playwright() as pw:
         b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -110,7 +118,11 @@ class Person:
             await expect(self.page.get_by_role("button", name="Raise my hand")).to_be_visible()
 
     def tile(self, name: str) -> Any:
-        return self.page.locator("li.tile").filter(has=self.page.locator(".tile-name", has_text=re.compile(rf"^{re.escape(name)}( \(you\))?$")))
+        return self.page.locator("li.tile").filter(
+            has=self.page.locator(
+                ".tile-name", has_text=re.compile(rf"^{re.escape(name)}( \(you\))?$")
+            )
+        )
 
     def queue(self) -> Any:
         return self.page.get_by_role("region", name=re.compile(r"^Hands raised"))
@@ -161,7 +173,10 @@ async def check_axe(page: Page, where: str) -> None:
     """axe-core in the page: no serious or critical violations."""
     if not await page.evaluate("typeof window.axe !== 'undefined'"):
         # Served same-origin by a route, so the page's real CSP stays on.
-        await page.route("**" + AXE_URL, lambda route: route.fulfill(path=str(AXE), content_type="text/javascript"))
+        await page.route(
+            "**" + AXE_URL,
+            lambda route: route.fulfill(path=str(AXE), content_type="text/javascript"),
+        )
         await page.add_script_tag(url=AXE_URL)
     violations = await page.evaluate(AXE_RUN)
     bad = [v for v in violations if v["impact"] in ("serious", "critical")]

@@ -54,9 +54,13 @@ async def test_checkins_missing_is_said_calmly(live_server, people) -> None:
     fac = await people("Fay", WIDE)
 
     async def missing(route: Route) -> None:
-        await route.fulfill(status=404, content_type="application/json", body='{"error": {"code": "not_found"}}')
+        await route.fulfill(
+            status=404, content_type="application/json", body='{"error": {"code": "not_found"}}'
+        )
 
     await fac.page.route("**/api/checkins", missing)
     await fac.join(room["facilitator_url"])
-    await expect(fac.page.get_by_text("Check-ins are not available on this server yet.")).to_be_visible()
+    await expect(
+        fac.page.get_by_text("Check-ins are not available on this server yet.")
+    ).to_be_visible()
     await expect(fac.page.get_by_role("button", name="Next speaker")).to_be_visible()

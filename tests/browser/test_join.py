@@ -43,7 +43,9 @@ async def test_join_screen_is_calm_and_private_by_default(live_server, people) -
     await expect(page.get_by_role("heading", name="Join your group")).to_be_visible()
     await expect(page.get_by_label("Start with my microphone on")).not_to_be_checked()
     await expect(page.get_by_label("Start with my camera on")).not_to_be_checked()
-    await expect(page.get_by_text("Chat messages are stored only for people who choose to keep them")).to_be_visible()
+    await expect(
+        page.get_by_text("Chat messages are stored only for people who choose to keep them")
+    ).to_be_visible()
     await expect(page.get_by_text("call your local emergency number")).to_be_visible()
     await check_axe(page, "join screen")
     await shoot(page, "join", WIDE)
@@ -58,7 +60,9 @@ async def test_join_screen_is_calm_and_private_by_default(live_server, people) -
     me = bo.tile("Bo")
     await expect(me).to_contain_text("Muted")
     await expect(me).to_contain_text("Camera off")
-    await expect(page.get_by_role("switch", name="Microphone")).to_have_attribute("aria-checked", "false")
+    await expect(page.get_by_role("switch", name="Microphone")).to_have_attribute(
+        "aria-checked", "false"
+    )
 
     # The pseudonym is remembered on this device (a new tab of the same profile).
     await page.get_by_role("button", name="Leave").click()
@@ -124,7 +128,9 @@ async def test_keyboard_only_join_and_raise_hand(live_server, people) -> None:
             break
     await expect(hand).to_be_focused()
     await page.keyboard.press("Space")
-    await expect(eve.controls().get_by_text("Your hand is up. You are 1st in line.")).to_be_visible()
+    await expect(
+        eve.controls().get_by_text("Your hand is up. You are 1st in line.")
+    ).to_be_visible()
     # Focus stays on the (relabelled) button, so Space again lowers it.
     await expect(page.get_by_role("button", name="Lower my hand")).to_be_focused()
     await page.keyboard.press("Space")

@@ -44,7 +44,9 @@ async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(live_server, pe
     # The same person, same place: no second Ana, the hand is still first.
     await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
     await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
-    await expect(ana.controls().get_by_text("Your hand is up. You are 1st in line.")).to_be_visible()
+    await expect(
+        ana.controls().get_by_text("Your hand is up. You are 1st in line.")
+    ).to_be_visible()
 
 
 async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(live_server, people) -> None:
@@ -52,7 +54,11 @@ async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(live_server
     fac = await people("Fay", WIDE)
     ana = await people("Ana", NARROW)
     ben = await people("Ben", NARROW)
-    for person, url in ((fac, room["facilitator_url"]), (ana, room["invite_url"]), (ben, room["invite_url"])):
+    for person, url in (
+        (fac, room["facilitator_url"]),
+        (ana, room["invite_url"]),
+        (ben, room["invite_url"]),
+    ):
         await person.join(url)
     await expect(ana.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
     await wait_for_websocket(ana)
@@ -92,13 +98,19 @@ async def test_a_duplicated_tab_takes_over_without_a_tug_of_war(live_server, peo
     )
     await second.goto(room["invite_url"])
     await expect(second.get_by_role("button", name="Lower my hand")).to_be_visible()
-    await expect(ana.page.get_by_role("heading", name="This room is open somewhere else")).to_be_visible()
+    await expect(
+        ana.page.get_by_role("heading", name="This room is open somewhere else")
+    ).to_be_visible()
     await second.wait_for_timeout(1500)  # no tug of war: the first tab stays aside
-    await expect(ana.page.get_by_role("heading", name="This room is open somewhere else")).to_be_visible()
+    await expect(
+        ana.page.get_by_role("heading", name="This room is open somewhere else")
+    ).to_be_visible()
     await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
     await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
 
     await ana.page.get_by_role("button", name="Use this window instead").click()
     await expect(ana.page.get_by_role("button", name="Lower my hand")).to_be_visible()
-    await expect(second.get_by_role("heading", name="This room is open somewhere else")).to_be_visible()
+    await expect(
+        second.get_by_role("heading", name="This room is open somewhere else")
+    ).to_be_visible()
     await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()

@@ -33,20 +33,30 @@ async def test_hands_floor_chat_consent_and_mute(live_server, people) -> None:
 
     # Hands go up in order; everyone sees the queue with positions.
     await ana.page.get_by_role("button", name="Raise my hand").click()
-    await expect(ana.controls().get_by_text("Your hand is up. You are 1st in line.")).to_be_visible()
+    await expect(
+        ana.controls().get_by_text("Your hand is up. You are 1st in line.")
+    ).to_be_visible()
     await ben.page.get_by_role("button", name="Raise my hand").click()
-    await expect(ben.controls().get_by_text("Your hand is up. You are 2nd in line.")).to_be_visible()
+    await expect(
+        ben.controls().get_by_text("Your hand is up. You are 2nd in line.")
+    ).to_be_visible()
     for person in (fac, ana, ben):
-        await expect(person.queue().get_by_role("listitem")).to_have_text([re.compile("Ana|You"), re.compile("Ben|You")])
+        await expect(person.queue().get_by_role("listitem")).to_have_text(
+            [re.compile("Ana|You"), re.compile("Ben|You")]
+        )
     await expect(fac.tile("Ben")).to_contain_text("Hand up, 2nd")
     await expect(fac.announcer()).to_contain_text("Ben raised a hand")
 
     # Next speaker: Ana gets the floor; Ben moves up to 1st.
     await fac.page.get_by_role("button", name="Next speaker: Ana").click()
-    await expect(ana.page.get_by_role("region", name="Who is speaking")).to_have_text("You have the floor. Take your time.")
+    await expect(ana.page.get_by_role("region", name="Who is speaking")).to_have_text(
+        "You have the floor. Take your time."
+    )
     await expect(ben.page.get_by_text("Ana has the floor.")).to_be_visible()
     await expect(ben.announcer()).to_contain_text("Ana has the floor")
-    await expect(ben.controls().get_by_text("Your hand is up. You are 1st in line.")).to_be_visible()
+    await expect(
+        ben.controls().get_by_text("Your hand is up. You are 1st in line.")
+    ).to_be_visible()
     await expect(fac.tile("Ana")).to_contain_text("Speaking")
     await fac.page.get_by_role("button", name="Clear the floor").click()
     await expect(ben.page.get_by_text("Nobody has the floor right now.")).to_be_visible()
@@ -81,13 +91,17 @@ async def test_hands_floor_chat_consent_and_mute(live_server, people) -> None:
     await ana.page.get_by_role("switch", name="Keep my chat messages").click()
     for person in (fac, ben):
         await expect(person.page.get_by_text("Being transcribed: Ana.")).to_be_visible()
-    await expect(ana.page.get_by_role("switch", name="Keep my chat messages")).to_have_attribute("aria-checked", "true")
+    await expect(ana.page.get_by_role("switch", name="Keep my chat messages")).to_have_attribute(
+        "aria-checked", "true"
+    )
 
     # A facilitator removes a chat message; everyone sees it gone.
     await fac.page.get_by_role("button", name="Remove message from Ben").click()
     for person in (ana, ben):
         await expect(person.page.get_by_role("log").get_by_text("hello everyone")).to_have_count(0)
-        await expect(person.page.get_by_text("A message was removed by a facilitator.")).to_be_visible()
+        await expect(
+            person.page.get_by_text("A message was removed by a facilitator.")
+        ).to_be_visible()
 
     # Mic on by choice; the facilitator mutes; asking to unmute never unmutes.
     await ana.page.get_by_role("switch", name="Microphone").click()
@@ -95,12 +109,18 @@ async def test_hands_floor_chat_consent_and_mute(live_server, people) -> None:
     await fac.tile("Ana").get_by_text("Actions").click()
     await fac.tile("Ana").get_by_role("button", name="Mute").click()
     await expect(ana.page.get_by_text("A facilitator turned your microphone off.")).to_be_visible()
-    await expect(ana.page.get_by_role("switch", name="Microphone")).to_have_attribute("aria-checked", "false")
+    await expect(ana.page.get_by_role("switch", name="Microphone")).to_have_attribute(
+        "aria-checked", "false"
+    )
     await expect(fac.tile("Ana")).to_contain_text("Muted")
     await fac.tile("Ana").get_by_role("button", name="Ask to unmute").click()
-    await expect(ana.page.get_by_text("A facilitator invites you to turn your microphone on.")).to_be_visible()
+    await expect(
+        ana.page.get_by_text("A facilitator invites you to turn your microphone on.")
+    ).to_be_visible()
     await ana.page.wait_for_timeout(500)
-    await expect(ana.page.get_by_role("switch", name="Microphone")).to_have_attribute("aria-checked", "false")
+    await expect(ana.page.get_by_role("switch", name="Microphone")).to_have_attribute(
+        "aria-checked", "false"
+    )
     await expect(fac.tile("Ana")).to_contain_text("Muted")
 
     # Screenshots and axe, peer and facilitator, wide and narrow.
@@ -115,7 +135,9 @@ async def test_hands_floor_chat_consent_and_mute(live_server, people) -> None:
     # Ana declines the invitation; her mic stays off.
     await ana.page.get_by_role("button", name="Not now").click()
     await expect(ana.page.get_by_text("A facilitator invites you")).to_have_count(0)
-    await expect(ana.page.get_by_role("switch", name="Microphone")).to_have_attribute("aria-checked", "false")
+    await expect(ana.page.get_by_role("switch", name="Microphone")).to_have_attribute(
+        "aria-checked", "false"
+    )
 
 
 async def test_facilitator_can_stop_camera_lower_hands_and_promote(live_server, people) -> None:
@@ -149,11 +171,15 @@ async def test_facilitator_can_stop_camera_lower_hands_and_promote(live_server, 
 
     # Pausing the chat: the peer is told, and cannot type until it is back.
     await fac.page.get_by_role("switch", name="Group chat").click()
-    await expect(ana.page.get_by_text("The facilitator has paused the chat for now.")).to_be_visible()
+    await expect(
+        ana.page.get_by_text("The facilitator has paused the chat for now.")
+    ).to_be_visible()
     await expect(ana.page.get_by_label("Your message")).to_be_disabled()
     await fac.page.get_by_role("switch", name="Group chat").click()
     await expect(ana.page.get_by_label("Your message")).to_be_enabled()
-    await expect(ana.page.get_by_text("The facilitator has paused the chat for now.")).to_have_count(0)
+    await expect(
+        ana.page.get_by_text("The facilitator has paused the chat for now.")
+    ).to_have_count(0)
 
     # Queue order setting reaches the server and comes back.
     await fac.page.get_by_label("Queue order").select_option("quieter_first")
@@ -167,7 +193,11 @@ async def test_removal_and_end_of_session(live_server, people) -> None:
     fac = await people("Fay", WIDE)
     ana = await people("Ana", NARROW)
     ben = await people("Ben", NARROW)
-    for person, url in ((fac, room["facilitator_url"]), (ana, room["invite_url"]), (ben, room["invite_url"])):
+    for person, url in (
+        (fac, room["facilitator_url"]),
+        (ana, room["invite_url"]),
+        (ben, room["invite_url"]),
+    ):
         await person.join(url)
     await expect(fac.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
 
@@ -186,7 +216,9 @@ async def test_removal_and_end_of_session(live_server, people) -> None:
 
     # Lock: a newcomer is refused in plain words.
     await fac.page.get_by_role("switch", name="Room locked").click()
-    await expect(fac.page.get_by_role("switch", name="Room locked")).to_have_attribute("aria-checked", "true")
+    await expect(fac.page.get_by_role("switch", name="Room locked")).to_have_attribute(
+        "aria-checked", "true"
+    )
     late = await people("Cai", NARROW)
     await late.join(room["invite_url"], expect_room=False)
     await expect(late.page.get_by_text("The room is locked right now.")).to_be_visible()
@@ -195,4 +227,6 @@ async def test_removal_and_end_of_session(live_server, people) -> None:
     await fac.page.get_by_role("button", name="End the session").click()
     await fac.page.get_by_role("button", name="Yes, end it").click()
     for person in (fac, ana):
-        await expect(person.page.get_by_role("heading", name="The session has ended")).to_be_visible()
+        await expect(
+            person.page.get_by_role("heading", name="The session has ended")
+        ).to_be_visible()

@@ -18,7 +18,9 @@ async def test_waiting_room_admit_and_deny(live_server, people) -> None:
     await fac.join(room["facilitator_url"])
 
     await ana.join(room["invite_url"], expect_room=False)
-    await expect(ana.page.get_by_role("heading", name="You are in the waiting room")).to_be_visible()
+    await expect(
+        ana.page.get_by_role("heading", name="You are in the waiting room")
+    ).to_be_visible()
     await expect(ana.page.get_by_text("A facilitator will let you in soon.")).to_be_visible()
     await check_axe(ana.page, "waiting screen")
     await shoot(ana.page, "waiting", NARROW)
@@ -31,15 +33,21 @@ async def test_waiting_room_admit_and_deny(live_server, people) -> None:
     await expect(fac.tile("Ana")).to_be_visible()
 
     await ben.join(room["invite_url"], expect_room=False)
-    await expect(ben.page.get_by_role("heading", name="You are in the waiting room")).to_be_visible()
+    await expect(
+        ben.page.get_by_role("heading", name="You are in the waiting room")
+    ).to_be_visible()
     await fac.page.get_by_role("button", name="Not now: Ben").click()
-    await expect(ben.page.get_by_role("heading", name="You could not join this time")).to_be_visible()
+    await expect(
+        ben.page.get_by_role("heading", name="You could not join this time")
+    ).to_be_visible()
     await expect(fac.page.get_by_text("Nobody is waiting.")).to_be_visible()
     await expect(ana.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
 
     # Waiting room off: the next person comes straight in.
     await fac.page.get_by_role("switch", name="Waiting room").click()
-    await expect(fac.page.get_by_role("switch", name="Waiting room")).to_have_attribute("aria-checked", "false")
+    await expect(fac.page.get_by_role("switch", name="Waiting room")).to_have_attribute(
+        "aria-checked", "false"
+    )
     cai = await people("Cai", WIDE)
     await cai.join(room["invite_url"])
     await expect(fac.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
