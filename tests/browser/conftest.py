@@ -6,6 +6,7 @@ tests/conftest.py. Nothing here downloads a browser: chromium is Debian's.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -62,6 +63,7 @@ class WsTap:
     def __init__(self) -> None:
         self.blocked = False
         self.routes: list[WebSocketRoute] = []
+        self.server_sides: list[WebSocketRoute] = []
         self.drop_next: Callable[[str], bool] | None = None
         self.dropped: list[str] = []
         self.upgraded = False
@@ -72,6 +74,7 @@ class WsTap:
             return
         server = ws.connect_to_server()
         self.routes.append(ws)
+        self.server_sides.append(server)
 
         def from_server(msg: str | bytes) -> None:
             text = msg if isinstance(msg, str) else ""
@@ -98,6 +101,14 @@ class WsTap:
 
     def restore(self) -> None:
         self.blocked = False
+
+    async def close_all(self) -> None:
+        """Close the server side of every proxied socket: a closed page does not
+        always do it, and the server would wait for the lingering socket on stop."""
+        for server in self.server_sides:
+            with contextlib.suppress(Exception):
+                await server.close()
+        self.server_sides.clear()
 
 
 class Person:
@@ -147,16 +158,25 @@ class Person:
 @pytest.fixture
 async def people(browser: Browser) -> AsyncIterator[Callable[..., Any]]:
     contexts: list[BrowserContext] = []
+    made: list[Person] = []
 
-    async def make(name: str, viewport: dict[str, int] | None = None) -> Person:
+    async def make(
+        name: str, viewport: dict[str, int] | None = None, *, tap: bool = False
+    ) -> Person:
+        """tap=True carries the websocket through WsTap (for cutting it)."""
         ctx = await browser.new_context(viewport=viewport or WIDE)
         contexts.append(ctx)
         page = await ctx.new_page()
-        tap = WsTap()
-        await page.route_web_socket(re.compile(r"/socket\.io/"), tap.handle)
-        return Person(ctx, page, name, tap)
+        wstap = WsTap()
+        if tap:
+            await page.route_web_socket(re.compile(r"/socket\.io/"), wstap.handle)
+        person = Person(ctx, page, name, wstap)
+        made.append(person)
+        return person
 
     yield make
+    for person in made:
+        await person.tap.close_all()
     for ctx in contexts:
         await ctx.close()
 

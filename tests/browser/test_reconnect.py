@@ -26,7 +26,7 @@ async def wait_for_websocket(person: Person) -> None:
 async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(live_server, people) -> None:
     room = await live_server.create_room("Monday circle")
     fac = await people("Fay", WIDE)
-    ana = await people("Ana", NARROW)
+    ana = await people("Ana", NARROW, tap=True)
     await fac.join(room["facilitator_url"])
     await ana.join(room["invite_url"])
     await wait_for_websocket(ana)
@@ -52,7 +52,7 @@ async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(live_server, pe
 async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(live_server, people) -> None:
     room = await live_server.create_room("Monday circle")
     fac = await people("Fay", WIDE)
-    ana = await people("Ana", NARROW)
+    ana = await people("Ana", NARROW, tap=True)
     ben = await people("Ben", NARROW)
     for person, url in (
         (fac, room["facilitator_url"]),
@@ -84,7 +84,7 @@ async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(live_server
 async def test_a_duplicated_tab_takes_over_without_a_tug_of_war(live_server, people) -> None:
     room = await live_server.create_room("Monday circle")
     fac = await people("Fay", WIDE)
-    ana = await people("Ana", NARROW)
+    ana = await people("Ana", NARROW, tap=True)
     await fac.join(room["facilitator_url"])
     await ana.join(room["invite_url"])
     await ana.page.get_by_role("button", name="Raise my hand").click()
