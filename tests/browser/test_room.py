@@ -95,6 +95,13 @@ async def test_hands_floor_chat_consent_and_mute(live_server, people) -> None:
         "aria-checked", "true"
     )
 
+    # Ana can delete what was kept of hers.
+    await ana.page.get_by_role("button", name="Delete my kept messages").click()
+    await expect(
+        ana.page.get_by_text("Your kept chat messages from this session were deleted.")
+    ).to_be_visible()
+    await expect(ben.page.get_by_role("button", name="Delete my kept messages")).to_have_count(0)
+
     # A facilitator removes a chat message; everyone sees it gone.
     await fac.page.get_by_role("button", name="Remove message from Ben").click()
     for person in (ana, ben):
@@ -206,6 +213,7 @@ async def test_removal_and_end_of_session(live_server, people) -> None:
     await expect(ben.page.get_by_role("heading", name="You have left the room")).to_be_visible()
     await expect(ben.page.get_by_text("A facilitator removed you")).to_be_visible()
     await check_axe(ben.page, "removed screen")
+    await shoot(ben.page, "removed", NARROW)
     for person in (fac, ana):
         await expect(person.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
         await expect(person.tile("Ben")).to_have_count(0)

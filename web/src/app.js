@@ -53,6 +53,7 @@ const S = {
   checkins: { state: "idle", items: [], message: "" },
   checkinTimer: null,
   chatError: "",
+  everConsented: false, // offer "delete my kept messages" once consent was on
 };
 
 // ---------------------------------------------------------------- helpers
@@ -1218,6 +1219,7 @@ function renderConsent() {
   const allowed = st.transcripts_allowed !== false;
   const ids = S.room.consenting.filter((id) => S.people.has(id));
   const meOn = S.room.consenting.indexOf(S.me.id) !== -1;
+  if (meOn) S.everConsented = true;
   const who = ids.length ? `Being transcribed: ${ids.map(nameOf).join(", ")}.` : "Nobody is being transcribed.";
   swap(el, [
     h("p", { class: "transcribed", id: "transcribed" }, who),
@@ -1225,6 +1227,21 @@ function renderConsent() {
       ? switchButton("consent", "Keep my chat messages", meOn, () => act("transcript.consent", { on: !meOn }))
       : h("p", { class: "hint" }, "Transcripts are off in this room: no chat is kept."),
     h("p", { class: "hint" }, "Only messages from people who turn this on are stored. Private notes are never stored."),
+    S.everConsented
+      ? h(
+          "button",
+          {
+            type: "button",
+            class: "link",
+            "data-key": "erase",
+            onclick: async () => {
+              const ack = await act("transcript.erase", {});
+              if (ack.ok) setNotice("Your kept chat messages from this session were deleted.", "info");
+            },
+          },
+          "Delete my kept messages",
+        )
+      : null,
   ]);
 }
 
