@@ -85,14 +85,15 @@ class Client:
             reconnection=False, serializer="msgpack" if self.wire == "msgpack" else "default"
         )
 
-        @self.sio.on("*")
         async def catch_all(event: str, data: Any = None) -> None:
             self._record(event, data)
 
-        @self.sio.on("connect_error")
         async def on_error(data: Any) -> None:
             self.connect_error = data
             self._changed.set()
+
+        self.sio.on("*", catch_all)
+        self.sio.on("connect_error", on_error)
 
     def _record(self, event: str, data: Any) -> None:
         if event == "welcome":

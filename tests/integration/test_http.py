@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -11,14 +12,14 @@ from tests.support import LiveServer
 
 async def request(
     method: str, url: str, *, token: str | None = None, **kw: Any
-) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+) -> tuple[int, Any, Mapping[str, str]]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         aiohttp.ClientSession() as http,
         http.request(method, url, headers=headers, **kw) as r,
     ):
         body = await r.json() if r.content_type == "application/json" else await r.text()
-        return r.status, body, r.headers
+        return r.status, body, dict(r.headers)
 
 
 async def test_create_room_needs_the_admin_token(live_server: LiveServer) -> None:

@@ -96,3 +96,13 @@ async def test_nothing_secret_reaches_the_logs(
     for secret in (marker, room["facilitator_token"], room["invite_token"], w["resume"],
                    live_server.admin_token):  # fmt: skip
         assert secret not in text
+
+
+async def test_an_oversized_payload_is_refused_and_the_connection_stays(group: Group) -> None:
+    bo = group.peers[0]
+    for payload in ({"text": "hi", "padding": "x" * 20_000}, {"id": ["x"] * 10_000}):
+        ack = await bo.call("chat.send", payload)
+        assert ack["ok"] is False and ack["error"]["code"] == "bad_request"
+        assert "too large" in ack["error"]["message"]
+    assert bo.sio.connected
+    assert (await bo.ok("hand.raise"))["position"] == 1

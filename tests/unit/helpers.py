@@ -7,7 +7,7 @@ from typing import Any
 from rooms import commands as c
 from rooms.events import Emit, Event
 from rooms.machine import Outcome, Rules, apply
-from rooms.model import Role, RoomState, Settings, Via
+from rooms.model import Participant, Role, RoomState, Settings, Via
 
 RULES = Rules(grace_secs=60, max_participants=5)
 INFO = c.RoomInfo("room1", "Tuesday circle", Settings())
@@ -57,8 +57,22 @@ def session(*peers: str, facilitator: str = "fac", settings: Settings | None = N
     return state
 
 
-def do(state: RoomState, actor: str, command: c.Command, now: float = 1.0) -> Outcome:
+def do(state: RoomState | None, actor: str, command: c.Command, now: float = 1.0) -> Outcome:
+    assert state is not None, "the session ended earlier in this test"
     return apply(state, actor, command, now=now, rules=RULES)
+
+
+def person(out: Outcome, pid: str) -> Participant:
+    """A participant who must still be in the session after ``out``."""
+    p = live(out).get(pid)
+    assert p is not None
+    return p
+
+
+def live(out: Outcome) -> RoomState:
+    """The state after a transition that must leave the session running."""
+    assert out.state is not None
+    return out.state
 
 
 def emits(events: tuple[Event, ...], name: str | None = None) -> list[Emit]:

@@ -16,7 +16,7 @@ from rooms import commands as c
 from rooms.errors import RoomError
 from rooms.events import Emit
 from rooms.model import QueueOrder, RoomState
-from tests.unit.helpers import do, session
+from tests.unit.helpers import do, live, session
 
 PEERS = ["p1", "p2", "p3", "p4"]
 
@@ -96,9 +96,9 @@ def test_a_raised_hand_keeps_its_place_through_a_reconnect(raisers: list[str]) -
         state, _ = step(state, pid, "raise")
     queue = state.hands()
     for pid in PEERS:
-        state = do(state, "fac", c.Drop(pid, f"sid-{pid}")).state  # type: ignore[assignment]
+        state = live(do(state, "fac", c.Drop(pid, f"sid-{pid}")))
     from tests.unit.helpers import join
 
     for pid in reversed(PEERS):  # come back in another order
-        state = join(state, "new", resume_id=pid, conn=f"sid2-{pid}").state  # type: ignore[assignment]
+        state = live(join(state, "new", resume_id=pid, conn=f"sid2-{pid}"))
     assert state.hands() == queue

@@ -8,21 +8,21 @@ from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Consent, Transcribe, Unstore
 from rooms.model import Settings, Via
-from tests.unit.helpers import do, emits, join, payload, session
+from tests.unit.helpers import do, emits, join, live, payload, person, session
 
 
 def test_raise_is_idempotent_and_reports_position() -> None:
-    state = do(session("p1", "p2"), "p2", c.RaiseHand()).state
+    state = live(do(session("p1", "p2"), "p2", c.RaiseHand()))
     assert state is not None
     out = do(state, "p1", c.RaiseHand())
     assert out.reply == {"hand": True, "position": 2}
-    again = do(out.state, "p1", c.RaiseHand())  # type: ignore[arg-type]
+    again = do(out.state, "p1", c.RaiseHand())
     assert again.events == () and again.reply["position"] == 2
 
 
 def test_lower_leaves_the_queue() -> None:
-    state = do(session("p1"), "p1", c.RaiseHand()).state
-    out = do(state, "p1", c.LowerHand())  # type: ignore[arg-type]
+    state = live(do(session("p1"), "p1", c.RaiseHand()))
+    out = do(state, "p1", c.LowerHand())
     assert payload(out.events, "hands") == {"seq": 4, "hands": [], "floor": None}
     assert out.reply == {"hand": False, "position": None}
 
@@ -30,11 +30,11 @@ def test_lower_leaves_the_queue() -> None:
 def test_floor_next_takes_the_first_hand() -> None:
     state = session("p1", "p2")
     for pid in ("p2", "p1"):
-        state = do(state, pid, c.RaiseHand()).state  # type: ignore[assignment]
+        state = live(do(state, pid, c.RaiseHand()))
     out = do(state, "fac", c.FloorNext())
     assert payload(out.events, "hands")["hands"] == ["p1"]
     assert payload(out.events, "hands")["floor"] == "p2"
-    assert out.state is not None and out.state.get("p2").turns == 1  # type: ignore[union-attr]
+    assert person(out, "p2").turns == 1
 
 
 def test_floor_next_with_no_hands_is_not_allowed_now() -> None:
@@ -46,13 +46,13 @@ def test_floor_next_with_no_hands_is_not_allowed_now() -> None:
 def test_floor_give_and_clear() -> None:
     out = do(session("p1"), "fac", c.FloorGive("p1"))
     assert payload(out.events, "hands")["floor"] == "p1"
-    out = do(out.state, "fac", c.FloorClear())  # type: ignore[arg-type]
+    out = do(out.state, "fac", c.FloorClear())
     assert payload(out.events, "hands")["floor"] is None
 
 
 def test_the_floor_goes_when_its_holder_leaves() -> None:
-    state = do(session("p1"), "fac", c.FloorGive("p1")).state
-    out = do(state, "p1", c.Leave())  # type: ignore[arg-type]
+    state = live(do(session("p1"), "fac", c.FloorGive("p1")))
+    out = do(state, "p1", c.Leave())
     assert payload(out.events, "hands")["floor"] is None
 
 
@@ -60,24 +60,24 @@ def test_presence_updates_only_what_is_given() -> None:
     out = do(session("p1"), "p1", c.SetPresence(away=True))
     p = payload(out.events, "participant.updated")["participant"]
     assert (p["away"], p["camera"], p["mic"]) == (True, False, False)
-    same = do(out.state, "p1", c.SetPresence(away=True))  # type: ignore[arg-type]
+    same = do(out.state, "p1", c.SetPresence(away=True))
     assert same.events == ()
 
 
 def test_a_phone_line_has_no_camera() -> None:
-    state = join(session(), "ph", via=Via.PHONE).state
-    out = do(state, "ph", c.SetPresence(camera=True, mic=True))  # type: ignore[arg-type]
+    state = live(join(session(), "ph", via=Via.PHONE))
+    out = do(state, "ph", c.SetPresence(camera=True, mic=True))
     p = payload(out.events, "participant.updated")["participant"]
     assert (p["via"], p["camera"], p["mic"]) == ("phone", False, True)
 
 
 def test_phone_toggles() -> None:
-    state = join(session(), "ph", via=Via.PHONE).state
-    out = do(state, "ph", c.ToggleHand())  # type: ignore[arg-type]
+    state = live(join(session(), "ph", via=Via.PHONE))
+    out = do(state, "ph", c.ToggleHand())
     assert out.reply == {"hand": True, "position": 1, "mic": False}
-    out = do(out.state, "ph", c.ToggleMic())  # type: ignore[arg-type]
+    out = do(out.state, "ph", c.ToggleMic())
     assert out.reply == {"hand": True, "position": 1, "mic": True}
-    out = do(out.state, "ph", c.ToggleHand())  # type: ignore[arg-type]
+    out = do(out.state, "ph", c.ToggleHand())
     assert out.reply == {"hand": False, "position": None, "mic": True}
 
 
@@ -103,7 +103,7 @@ def test_a_private_note_goes_to_moderators_and_sender_without_a_seq() -> None:
 
 def test_only_consenting_senders_are_transcribed() -> None:
     state = session("p1", "p2")
-    state = do(state, "p1", c.SetConsent(on=True)).state  # type: ignore[assignment]
+    state = live(do(state, "p1", c.SetConsent(on=True)))
     a = do(state, "p1", c.SendChat("m1", "kept"))
     b = do(state, "p2", c.SendChat("m2", "not kept"))
     assert [e.message_id for e in a.events if isinstance(e, Transcribe)] == ["m1"]
@@ -121,7 +121,7 @@ def test_consent_is_broadcast_so_nobody_is_transcribed_silently() -> None:
     out = do(session("p1"), "p1", c.SetConsent(on=True), now=7)
     assert payload(out.events, "consent") == {"seq": 3, "consenting": ["p1"]}
     assert Consent("room1", "s1", "p1", True, 7) in out.events
-    off = do(out.state, "p1", c.SetConsent(on=False))  # type: ignore[arg-type]
+    off = do(out.state, "p1", c.SetConsent(on=False))
     assert payload(off.events, "consent")["consenting"] == []
 
 

@@ -8,7 +8,7 @@ from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Disconnect, SessionClosed, Welcome
 from rooms.model import Role, Settings
-from tests.unit.helpers import do, emits, join, payload, session
+from tests.unit.helpers import do, emits, join, live, payload, person, session
 
 
 def test_first_join_starts_a_session_with_seq_1() -> None:
@@ -21,14 +21,14 @@ def test_first_join_starts_a_session_with_seq_1() -> None:
 
 def test_snapshot_has_contract_fields_and_hides_waiting_from_peers() -> None:
     state = session("p1", settings=Settings(waiting_room=True))
-    state = join(state, "p2").state
+    state = live(join(state, "p2"))
     assert state is not None
     snap = state.snapshot(for_moderator=False)
     assert set(snap) == {
         "id", "title", "session_id", "seq", "settings", "participants", "hands", "floor",
         "consenting", "waiting",
     }  # fmt: skip
-    assert set(snap["settings"]) == {  # type: ignore[arg-type]
+    assert set(snap["settings"]) == {  # type: ignore[call-overload]
         "locked",
         "waiting_room",
         "transcripts_allowed",
@@ -48,14 +48,14 @@ def test_snapshot_has_contract_fields_and_hides_waiting_from_peers() -> None:
 @pytest.mark.parametrize("name", ["ann", "ANN", "Ann"])
 def test_name_taken_is_case_insensitive(name: str) -> None:
     state = session()
-    state = join(state, "p1", "Ann").state
+    state = live(join(state, "p1", "Ann"))
     with pytest.raises(RoomError) as e:
         join(state, "p2", name)
     assert e.value.code is ErrorCode.NAME_TAKEN
 
 
 def test_locked_room_refuses_peers_but_not_facilitators() -> None:
-    state = do(session(), "fac", c.Lock(locked=True)).state
+    state = live(do(session(), "fac", c.Lock(locked=True)))
     with pytest.raises(RoomError) as e:
         join(state, "p1")
     assert e.value.code is ErrorCode.ROOM_LOCKED
@@ -93,7 +93,7 @@ def test_moderators_skip_the_waiting_room() -> None:
 
 
 def test_deny_tells_and_disconnects_the_waiting_person() -> None:
-    state = join(session(settings=Settings(waiting_room=True)), "p1").state
+    state = live(join(session(settings=Settings(waiting_room=True)), "p1"))
     assert state is not None
     out = do(state, "fac", c.Deny("p1"))
     assert emits(out.events, "denied")[0].to == ("p1",)
@@ -102,8 +102,8 @@ def test_deny_tells_and_disconnects_the_waiting_person() -> None:
 
 
 def test_turning_the_waiting_room_off_admits_everyone_waiting() -> None:
-    state = join(session(settings=Settings(waiting_room=True)), "p1").state
-    state = join(state, "p2").state
+    state = live(join(session(settings=Settings(waiting_room=True)), "p1"))
+    state = live(join(state, "p2"))
     assert state is not None
     out = do(state, "fac", c.SetWaitingRoom(on=False))
     assert out.state is not None
@@ -112,7 +112,7 @@ def test_turning_the_waiting_room_off_admits_everyone_waiting() -> None:
 
 
 def test_a_waiting_person_who_drops_is_gone() -> None:
-    state = join(session(settings=Settings(waiting_room=True)), "p1").state
+    state = live(join(session(settings=Settings(waiting_room=True)), "p1"))
     assert state is not None
     out = do(state, "fac", c.Drop("p1", "sid-p1"))
     assert out.state is not None and out.state.waiting == ()
@@ -121,10 +121,10 @@ def test_a_waiting_person_who_drops_is_gone() -> None:
 
 def test_drop_keeps_the_place_and_resume_restores_it() -> None:
     state = session("p1", "p2")
-    state = do(state, "p1", c.RaiseHand()).state
-    state = do(state, "p2", c.RaiseHand()).state
-    state = do(state, "p1", c.SetConsent(on=True)).state
-    state = do(state, "p1", c.SetPresence(camera=True, mic=True)).state
+    state = live(do(state, "p1", c.RaiseHand()))
+    state = live(do(state, "p2", c.RaiseHand()))
+    state = live(do(state, "p1", c.SetConsent(on=True)))
+    state = live(do(state, "p1", c.SetPresence(camera=True, mic=True)))
     assert state is not None
     out = do(state, "p1", c.Drop("p1", "sid-p1"), now=10)
     assert payload(out.events, "participant.updated")["participant"]["connected"] is False
@@ -146,11 +146,11 @@ def test_resume_on_a_new_connection_closes_the_old_one() -> None:
 
 
 def test_a_stale_drop_from_an_old_connection_is_ignored() -> None:
-    state = join(session("p1"), "x", resume_id="p1", conn="sid-2").state
+    state = live(join(session("p1"), "x", resume_id="p1", conn="sid-2"))
     assert state is not None
     out = do(state, "fac", c.Drop("p1", "sid-p1"))
     assert out.events == ()
-    assert out.state is not None and out.state.get("p1").connected  # type: ignore[union-attr]
+    assert person(out, "p1").connected
 
 
 def test_resume_of_an_unknown_participant_is_a_fresh_join() -> None:
@@ -159,8 +159,8 @@ def test_resume_of_an_unknown_participant_is_a_fresh_join() -> None:
 
 
 def test_after_the_grace_period_a_dropped_participant_leaves_with_timeout() -> None:
-    state = do(session("p1"), "p1", c.RaiseHand()).state
-    state = do(state, "fac", c.Drop("p1", "sid-p1"), now=100).state
+    state = live(do(session("p1"), "p1", c.RaiseHand()))
+    state = live(do(state, "fac", c.Drop("p1", "sid-p1"), now=100))
     assert state is not None
     out = do(state, "fac", c.Tick(), now=159)
     assert out.events == ()
@@ -177,7 +177,7 @@ def test_leave_is_immediate() -> None:
 
 
 def test_an_empty_session_ends_after_the_grace_period() -> None:
-    state = do(session(), "fac", c.Leave(), now=10).state
+    state = live(do(session(), "fac", c.Leave(), now=10))
     assert state is not None and state.empty_since == 10
     assert do(state, "fac", c.Tick(), now=69).state is not None
     out = do(state, "fac", c.Tick(), now=70)
@@ -186,7 +186,7 @@ def test_an_empty_session_ends_after_the_grace_period() -> None:
 
 
 def test_end_tells_everyone_and_disconnects_all() -> None:
-    state = join(session("p1", settings=Settings(waiting_room=True)), "p2").state
+    state = live(join(session("p1", settings=Settings(waiting_room=True)), "p2"))
     assert state is not None
     out = do(state, "fac", c.End())
     assert out.state is None
