@@ -120,6 +120,19 @@ class Person:
         self.name = name
         self.tap = tap
         self.polling_blocked = False
+        self.problems: list[str] = []  # uncaught errors and CSP refusals in the page
+        self.watch(page)
+
+    def watch(self, page: Page) -> None:
+        page.on("pageerror", lambda e: self.problems.append(f"uncaught: {e}"))
+        page.on(
+            "console",
+            lambda m: (
+                self.problems.append(f"console: {m.text}")
+                if m.type == "error" and "Content Security Policy" in m.text
+                else None
+            ),
+        )
 
     async def join(self, url: str, *, expect_room: bool = True) -> None:
         await self.page.goto(url)
@@ -179,6 +192,8 @@ async def people(browser: Browser) -> AsyncIterator[Callable[..., Any]]:
         await person.tap.close_all()
     for ctx in contexts:
         await ctx.close()
+    problems = {p.name: p.problems for p in made if p.problems}
+    assert not problems, f"errors in the pages: {problems}"
 
 
 AXE_URL = "/__tests__/axe.min.js"
