@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from playwright.async_api import (
     Browser,
     BrowserContext,
     Page,
+    ViewportSize,
     WebSocketRoute,
     async_playwright,
     expect,
@@ -36,8 +37,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-WIDE = {"width": 1280, "height": 860}
-NARROW = {"width": 360, "height": 740}
+WIDE: ViewportSize = {"width": 1280, "height": 860}
+NARROW: ViewportSize = {"width": 360, "height": 740}
 EXPECT_TIMEOUT_MS = 10_000  # 2 shared cores: give the UI time to catch up
 
 expect.set_options(timeout=EXPECT_TIMEOUT_MS)
@@ -168,14 +169,15 @@ class Person:
         self.tap.restore()
 
 
+PersonFactory = Callable[..., Awaitable[Person]]
+
+
 @pytest.fixture
-async def people(browser: Browser) -> AsyncIterator[Callable[..., Any]]:
+async def people(browser: Browser) -> AsyncIterator[PersonFactory]:
     contexts: list[BrowserContext] = []
     made: list[Person] = []
 
-    async def make(
-        name: str, viewport: dict[str, int] | None = None, *, tap: bool = False
-    ) -> Person:
+    async def make(name: str, viewport: ViewportSize | None = None, *, tap: bool = False) -> Person:
         """tap=True carries the websocket through WsTap (for cutting it)."""
         ctx = await browser.new_context(viewport=viewport or WIDE)
         contexts.append(ctx)
@@ -218,7 +220,7 @@ async def check_axe(page: Page, where: str) -> None:
     assert not bad, f"axe found problems on {where}: {bad}"
 
 
-async def shoot(page: Page, name: str, viewport: dict[str, int]) -> Path:
+async def shoot(page: Page, name: str, viewport: ViewportSize) -> Path:
     """Full-page screenshot at a width, into tests/artifacts/ (gitignored)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.set_viewport_size(viewport)

@@ -12,12 +12,14 @@ import json
 import pytest
 from playwright.async_api import Route, expect
 
-from .conftest import WIDE
+from tests.support import LiveServer
+
+from .conftest import WIDE, PersonFactory
 
 pytestmark = pytest.mark.browser
 
 
-async def test_checkins_listed_and_resolved(live_server, people) -> None:
+async def test_checkins_listed_and_resolved(live_server: LiveServer, people: PersonFactory) -> None:
     room = await live_server.create_room("Phone circle")
     fac = await people("Fay", WIDE)
     items = [
@@ -49,7 +51,9 @@ async def test_checkins_listed_and_resolved(live_server, people) -> None:
     assert ("POST checkins/c1/resolve", None) in seen
 
 
-async def test_checkins_missing_is_said_calmly(live_server, people) -> None:
+async def test_checkins_missing_is_said_calmly(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
     room = await live_server.create_room("Phone circle")
     fac = await people("Fay", WIDE)
 

@@ -7,14 +7,16 @@ import gzip
 import pytest
 from playwright.async_api import Browser, expect
 
-from .conftest import NARROW, WIDE, check_axe, shoot
+from tests.support import LiveServer
+
+from .conftest import NARROW, WIDE, PersonFactory, check_axe, shoot
 
 pytestmark = pytest.mark.browser
 
 PAGE_BUDGET_GZIP_BYTES = 150 * 1024
 
 
-async def test_no_link_asks_for_one(live_server, people) -> None:
+async def test_no_link_asks_for_one(live_server: LiveServer, people: PersonFactory) -> None:
     anna = await people("Anna", NARROW)
     page = anna.page
     await page.goto(live_server.url + "/")
@@ -35,7 +37,9 @@ async def test_no_link_asks_for_one(live_server, people) -> None:
     assert page.url.endswith("/r/" + room["invite_token"])
 
 
-async def test_join_screen_is_calm_and_private_by_default(live_server, people) -> None:
+async def test_join_screen_is_calm_and_private_by_default(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
     room = await live_server.create_room("Tuesday circle")
     bo = await people("Bo", WIDE)
     page = bo.page
@@ -72,7 +76,7 @@ async def test_join_screen_is_calm_and_private_by_default(live_server, people) -
     await expect(other.get_by_label("Your name in the group")).to_have_value("Bo")
 
 
-async def test_taken_name_is_refused_kindly(live_server, people) -> None:
+async def test_taken_name_is_refused_kindly(live_server: LiveServer, people: PersonFactory) -> None:
     room = await live_server.create_room("Tuesday circle")
     first = await people("Cleo")
     await first.join(room["invite_url"])
@@ -82,13 +86,15 @@ async def test_taken_name_is_refused_kindly(live_server, people) -> None:
     await expect(second.page.get_by_role("heading", name="Join your group")).to_be_visible()
 
 
-async def test_bad_link_is_refused_kindly(live_server, people) -> None:
+async def test_bad_link_is_refused_kindly(live_server: LiveServer, people: PersonFactory) -> None:
     dee = await people("Dee")
     await dee.join(live_server.url + "/r/not-a-real-token", expect_room=False)
     await expect(dee.page.get_by_text("This link does not work")).to_be_visible()
 
 
-async def test_first_load_is_under_the_page_weight_budget(live_server, browser: Browser) -> None:
+async def test_first_load_is_under_the_page_weight_budget(
+    live_server: LiveServer, browser: Browser
+) -> None:
     room = await live_server.create_room("Tuesday circle")
     ctx = await browser.new_context()
     page = await ctx.new_page()
@@ -110,7 +116,9 @@ async def test_first_load_is_under_the_page_weight_budget(live_server, browser: 
     assert total < PAGE_BUDGET_GZIP_BYTES
 
 
-async def test_keyboard_only_join_and_raise_hand(live_server, people) -> None:
+async def test_keyboard_only_join_and_raise_hand(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
     room = await live_server.create_room("Tuesday circle")
     eve = await people("Eve", NARROW)
     page = eve.page

@@ -8,7 +8,9 @@ import re
 import pytest
 from playwright.async_api import expect
 
-from .conftest import NARROW, WIDE, Person
+from tests.support import LiveServer
+
+from .conftest import NARROW, WIDE, Person, PersonFactory
 
 pytestmark = pytest.mark.browser
 
@@ -23,7 +25,9 @@ async def wait_for_websocket(person: Person) -> None:
     raise AssertionError("the client never upgraded to a websocket")
 
 
-async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(live_server, people) -> None:
+async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
     room = await live_server.create_room("Monday circle")
     fac = await people("Fay", WIDE)
     ana = await people("Ana", NARROW, tap=True)
@@ -49,7 +53,9 @@ async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(live_server, pe
     ).to_be_visible()
 
 
-async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(live_server, people) -> None:
+async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
     room = await live_server.create_room("Monday circle")
     fac = await people("Fay", WIDE)
     ana = await people("Ana", NARROW, tap=True)
@@ -81,7 +87,9 @@ async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(live_server
     await expect(ana.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
 
 
-async def test_a_duplicated_tab_takes_over_without_a_tug_of_war(live_server, people) -> None:
+async def test_a_duplicated_tab_takes_over_without_a_tug_of_war(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
     room = await live_server.create_room("Monday circle")
     fac = await people("Fay", WIDE)
     ana = await people("Ana", NARROW, tap=True)

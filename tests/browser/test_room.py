@@ -7,12 +7,16 @@ import re
 import pytest
 from playwright.async_api import expect
 
-from .conftest import NARROW, WIDE, check_axe, shoot
+from tests.support import LiveServer
+
+from .conftest import NARROW, WIDE, PersonFactory, check_axe, shoot
 
 pytestmark = pytest.mark.browser
 
 
-async def test_hands_floor_chat_consent_and_mute(live_server, people) -> None:
+async def test_hands_floor_chat_consent_and_mute(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
     room = await live_server.create_room("Tuesday circle")
     fac = await people("Fay", WIDE)
     ana = await people("Ana", NARROW)
@@ -147,7 +151,9 @@ async def test_hands_floor_chat_consent_and_mute(live_server, people) -> None:
     )
 
 
-async def test_facilitator_can_stop_camera_lower_hands_and_promote(live_server, people) -> None:
+async def test_facilitator_can_stop_camera_lower_hands_and_promote(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
     room = await live_server.create_room("Thursday circle")
     fac = await people("Fay", WIDE)
     ana = await people("Ana", NARROW)
@@ -195,7 +201,7 @@ async def test_facilitator_can_stop_camera_lower_hands_and_promote(live_server, 
     await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
 
 
-async def test_removal_and_end_of_session(live_server, people) -> None:
+async def test_removal_and_end_of_session(live_server: LiveServer, people: PersonFactory) -> None:
     room = await live_server.create_room("Friday circle")
     fac = await people("Fay", WIDE)
     ana = await people("Ana", NARROW)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from .conftest import NARROW, WIDE, check_axe, shoot
+from tests.support import LiveServer
+
+from .conftest import NARROW, WIDE, PersonFactory, check_axe, shoot
 
 pytestmark = pytest.mark.browser
 
 
-async def test_waiting_room_admit_and_deny(live_server, people) -> None:
+async def test_waiting_room_admit_and_deny(live_server: LiveServer, people: PersonFactory) -> None:
     room = await live_server.create_room("Evening circle", waiting_room=True)
     fac = await people("Fay", NARROW)
     ana = await people("Ana", NARROW)

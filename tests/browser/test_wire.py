@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from playwright.async_api import expect
 
-from .conftest import WIDE
+from tests.support import LiveServer
+
+from .conftest import WIDE, PersonFactory
 
 pytestmark = pytest.mark.browser
 
 
-async def test_msgpack_wire_works_end_to_end(server_factory, people) -> None:
+async def test_msgpack_wire_works_end_to_end(
+    server_factory: Callable[..., Awaitable[LiveServer]], people: PersonFactory
+) -> None:
     server = await server_factory(wire="msgpack")
     room = await server.create_room("Binary circle")
     fac = await people("Fay", WIDE)
