@@ -10,7 +10,7 @@ from playwright.async_api import expect
 
 from tests.support import LiveServer
 
-from .conftest import NARROW, WIDE, Person, PersonFactory
+from .conftest import NARROW, WIDE, Person, PersonFactory, shoot
 
 pytestmark = pytest.mark.browser
 
@@ -40,6 +40,8 @@ async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(
     await ana.go_offline()
     await expect(ana.page.get_by_text("Connection lost. Reconnecting")).to_be_visible()
     await expect(fac.tile("Ana")).to_contain_text("Reconnecting")
+    await shoot(ana.page, "offline-peer", NARROW)
+    await shoot(fac.page, "reconnecting-seen-by-facilitator", NARROW)
     await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
 
     await ana.go_online()
