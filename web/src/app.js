@@ -290,8 +290,8 @@ function showJoin(error) {
         null,
         "No audio or video is recorded. Chat messages are stored only for people who choose to keep them, and everyone in the room sees who that is. Private notes to facilitators are never stored.",
       ),
-      h("p", null, "No computer or data? You can also join by phone: ask your facilitator for the number and PIN."),
     ),
+    h("p", { class: "hint" }, "No computer or data? You can also join by phone: ask your facilitator for the number and PIN."),
     crisisNote(),
   );
   if (error) nameInput.focus();
