@@ -1173,6 +1173,8 @@ async function loadCheckins() {
     const res = await fetch("/api/checkins", { headers: { Authorization: `Bearer ${S.token}` }, cache: "no-store" });
     if (res.status === 404) {
       S.checkins = { state: "unavailable", items: [], message: "Check-ins are not available on this server yet." };
+    } else if (res.status === 401 || res.status === 403) {
+      S.checkins = { state: "error", items: [], message: "Check-ins are shown to facilitators who joined with the facilitator link." };
     } else if (!res.ok) {
       S.checkins = { state: "error", items: [], message: `Check-ins not available (error ${res.status}).` };
     } else {
