@@ -67,6 +67,7 @@ class WsTap:
         self.server_sides: list[WebSocketRoute] = []
         self.drop_next: Callable[[str], bool] | None = None
         self.dropped: list[str] = []
+        self.seen: list[str] = []  # text frames from the server, in order
         self.upgraded = False
 
     async def handle(self, ws: WebSocketRoute) -> None:
@@ -79,6 +80,7 @@ class WsTap:
 
         def from_server(msg: str | bytes) -> None:
             text = msg if isinstance(msg, str) else ""
+            self.seen.append(text)
             if self.drop_next is not None and self.drop_next(text):
                 self.drop_next = None
                 self.dropped.append(text)
@@ -99,6 +101,11 @@ class WsTap:
         for ws in self.routes:
             await ws.close()
         self.routes.clear()
+
+    def replay(self, frame: str) -> None:
+        """Deliver an old server frame again (a duplicate, as after a reconnect)."""
+        for ws in self.routes:
+            ws.send(frame)
 
     def restore(self) -> None:
         self.blocked = False

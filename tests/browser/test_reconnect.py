@@ -124,3 +124,25 @@ async def test_a_duplicated_tab_takes_over_without_a_tug_of_war(
         second.get_by_role("heading", name="This room is open somewhere else")
     ).to_be_visible()
     await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+
+
+async def test_an_old_broadcast_delivered_again_is_ignored(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    room = await live_server.create_room("Monday circle")
+    ana = await people("Ana", NARROW, tap=True)
+    ben = await people("Ben", NARROW)
+    await ana.join(room["invite_url"])
+    await ben.join(room["invite_url"])
+    await wait_for_websocket(ana)
+
+    await ben.page.get_by_role("button", name="Raise my hand").click()
+    await expect(ana.tile("Ben")).to_contain_text("Hand up, 1st")
+    raised = [f for f in ana.tap.seen if f.startswith('42["hands"')][-1]
+    await ben.page.get_by_role("button", name="Lower my hand").click()
+    await expect(ana.queue().get_by_text("No hands raised.")).to_be_visible()
+
+    ana.tap.replay(raised)  # the stale "Ben's hand is up" arrives again
+    await ana.page.wait_for_timeout(500)
+    await expect(ana.queue().get_by_text("No hands raised.")).to_be_visible()
+    await expect(ana.tile("Ben")).not_to_contain_text("Hand up")
