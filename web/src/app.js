@@ -50,6 +50,7 @@ const S = {
   notice: null, // {text, kind}
   unmutePrompt: false,
   confirmEnd: false,
+  confirmLeave: false,
   checkins: { state: "idle", items: [], message: "" },
   checkinTimer: null,
   chatError: "",
@@ -682,6 +683,7 @@ function rebuildChatLog() {
 function buildRoom() {
   S.phase = "room";
   S.unmutePrompt = false;
+  S.confirmLeave = false;
   const chatInput = h("input", {
     id: "chat-text",
     type: "text",
@@ -732,7 +734,7 @@ function buildRoom() {
       "header",
       { class: "topbar" },
       h("div", { class: "topbar-text" }, title, h("p", { id: "status", class: "status" })),
-      h("button", { type: "button", class: "secondary", onclick: leave }, "Leave"),
+      h("div", { id: "leave", class: "leave" }),
     ),
     h("div", { id: "notice" }),
     h(
@@ -767,6 +769,7 @@ function renderAll() {
   title.textContent = S.room.title || "Your group";
   document.title = (S.room.title || "Room") + " · peerroom";
   renderStatus();
+  renderLeave();
   renderNotice();
   renderFloor();
   renderMine();
@@ -776,6 +779,27 @@ function renderAll() {
   renderConsent();
   renderChatSettings();
   rebuildChatLog();
+}
+
+/** Leaving loses your place in the queue: one small confirmation against a mis-tap. */
+function renderLeave() {
+  const el = document.getElementById("leave");
+  if (!el) return;
+  const ask = () => {
+    S.confirmLeave = !S.confirmLeave;
+    renderLeave();
+    focusKey(S.confirmLeave ? "leave-stay" : "leave");
+  };
+  swap(
+    el,
+    S.confirmLeave
+      ? [
+          h("span", { class: "leave-q", id: "leave-q" }, "Leave the room?"),
+          h("button", { type: "button", class: "danger small", "data-key": "leave-yes", "aria-describedby": "leave-q", onclick: leave }, "Leave now"),
+          h("button", { type: "button", class: "secondary small", "data-key": "leave-stay", onclick: ask }, "Stay"),
+        ]
+      : [h("button", { type: "button", class: "secondary", "data-key": "leave", onclick: ask }, "Leave")],
+  );
 }
 
 function renderStatus() {
