@@ -17,11 +17,13 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from presence.resume import ResumeTokens
-from server import handlers, transcripts
+from server import checkins_http, handlers, transcripts
 from server.http import routes, security_headers, storage_errors
-from server.keys import LIVE, METRICS, RECORDER, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
+from server.keys import LIVE, METRICS, PHONE, RECORDER, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
 from server.live import LiveStore, MemoryStore
 from server.metrics import Metrics
+from server.phone import bridge, twilio_http
+from server.phone.lines import PhoneLines
 from server.recorder import SPILL_FILE, Recorder
 from server.retention import run_retention
 from server.service import RoomService
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 
 SIO = web.AppKey("sio", socketio.AsyncServer)
 SQLITE_FILE = "peerroom.sqlite3"
+# Loggers that write query parameters (phone numbers, chat text) at DEBUG: capped at
+# INFO, so even a server run with DEBUG logging never writes them.
+QUIET_LOGGERS = ("aiosqlite", "asyncpg")
 
 
 def resolve_secrets(settings: Settings) -> Settings:
@@ -100,6 +105,8 @@ def make_runner(app: web.Application) -> web.AppRunner:
 def create_app(settings: Settings) -> web.Application:
     settings = resolve_secrets(settings)
     assert settings.secret is not None
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
     app = web.Application(middlewares=[security_headers, storage_errors], client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
@@ -116,12 +123,14 @@ def create_app(settings: Settings) -> web.Application:
     app[SIO] = sio
     app.add_routes(routes)
     app.add_routes(transcripts.routes)
+    app.add_routes(checkins_http.routes)
     dist = settings.web_dir / "dist"
     if dist.is_dir():
         app.router.add_static("/static", dist, append_version=False)
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_recorder_ctx)
     app.cleanup_ctx.append(_service_ctx)
+    twilio_http.add_routes(app)  # its context needs the service's: after it
     return app
 
 
@@ -175,9 +184,15 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[SERVICE] = service
     handlers.register(app[SIO], service)
+    phone = PhoneLines(service, secret=settings.secret)
+    service.set_phone(phone)
+    app[PHONE] = phone
+    phone.start()
+    bridge.register(app[SIO], phone, settings.bridge_token)
     clock = asyncio.get_running_loop().create_task(service.run_clock())
     yield
     clock.cancel()
     await asyncio.gather(clock, return_exceptions=True)
     await service.close()
+    await phone.close()
     await store.close()

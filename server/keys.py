@@ -6,6 +6,7 @@ from aiohttp import web
 
 from server.live import LiveStore
 from server.metrics import Metrics
+from server.phone.lines import PhoneLines
 from server.recorder import Recorder
 from server.service import RoomService
 from server.settings import Settings
@@ -19,3 +20,4 @@ METRICS = web.AppKey("metrics", Metrics)
 ROOM_TOKENS = web.AppKey("room_tokens", RoomTokens)
 SERVICE = web.AppKey("service", RoomService)
 RECORDER = web.AppKey("recorder", Recorder)
+PHONE = web.AppKey("phone", PhoneLines)

@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import socketio
 
@@ -70,6 +70,12 @@ class Conn:
     other: Bucket
 
 
+class PhoneDelivery(Protocol):
+    """Where room events reach phone calls (:class:`server.phone.lines.PhoneLines`)."""
+
+    async def deliver(self, room_id: str, state: RoomState | None, ev: Event) -> None: ...
+
+
 class RoomService:
     def __init__(
         self,
@@ -98,8 +104,13 @@ class RoomService:
         self.conns: dict[str, Conn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._rooms: dict[str, RoomRecord] = {}
+        self.phone: PhoneDelivery | None = None
         store.set_deliver(self.deliver)
         recorder.set_unsaved(self._line_unsaved)
+
+    def set_phone(self, phone: PhoneDelivery) -> None:
+        """Phone participants have no Socket.IO connection: their events go here."""
+        self.phone = phone
 
     # the one path for every change ------------------------------------------------------
 
@@ -258,8 +269,17 @@ class RoomService:
         state = outcome.state
         if state is not None:
             self.recorder.session_seen(state.room_id, state.session_id, state.started_at)
+        closing: list[str] = []
         for ev in outcome.events:
+            if isinstance(ev, Disconnect) and ev.conn and self.conns.pop(ev.conn, None):
+                closing.append(ev.conn)
+                self.metrics.connections.dec()
             await self._deliver_one(room_id, state, ev)
+        # Connections close only after every event of this outcome is out (an emit yields
+        # to the loop) and, since the tasks run after the caller's next yield, after the
+        # ack of the command that caused it: the client hears why before the line closes.
+        for conn in closing:
+            self.spawn(self.sio.disconnect(conn))
 
     async def _deliver_one(self, room_id: str, state: RoomState | None, ev: Event) -> None:
         if isinstance(ev, Emit):
@@ -275,15 +295,6 @@ class RoomService:
             # A connection still in its handshake is greeted by _greet_when_connected.
             if state and p and p.conn and self.sio.manager.is_connected(p.conn, "/"):
                 await self._welcome(state, p.id, p.conn)
-        elif (
-            isinstance(ev, Disconnect)
-            and ev.conn is not None
-            and self.conns.pop(ev.conn, None) is not None
-        ):
-            self.metrics.connections.dec()
-            # After this transition's emits (and the ack of the command that caused it)
-            # are queued, so the client hears why before the line closes.
-            self.spawn(self.sio.disconnect(ev.conn))
         elif isinstance(ev, STORAGE_EVENTS):
             # Decided by the machine; queued for the recorder, never awaited here (the
             # room's lock is held). Access facts are noted first, so that a withdrawal
@@ -291,6 +302,10 @@ class RoomService:
             if isinstance(ev, Consent | Audit):
                 self.facts.note(ev)
             self.recorder.submit(ev)
+        if self.phone is not None:
+            # Phone calls have no Socket.IO connection; the phone lines queue what reaches
+            # them and never await a call's transport here (the room's lock is held).
+            await self.phone.deliver(room_id, state, ev)
 
     def _line_unsaved(self, line: Transcribe, reason: str) -> None:
         """Tell the sender their line will not be kept (never a silent loss)."""
@@ -298,6 +313,15 @@ class RoomService:
         self.spawn(
             self.sio.emit("transcript.unsaved", payload, to=participant_channel(line.sender_id))
         )
+
+    async def notify_moderators(self, event: str, payload: dict[str, Any]) -> None:
+        """A server notice (not a room broadcast: no seq) to the moderators of every live
+        session, e.g. a new phone check-in."""
+        for room_id in await self.store.room_ids():
+            state = await self.store.get(room_id)
+            ids = state.moderator_ids() if state else ()
+            if ids:
+                await self.sio.emit(event, payload, to=[participant_channel(p) for p in ids])
 
     # the clock -------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ CHAT_BURST: Final = 5  # chat lines a participant may send at once...
 CHAT_PER_SEC: Final = 1.0  # ...refilled at this rate: a fast typist, not a flood
 EVENT_BURST: Final = 20  # any other event: clicking around is fine, a script is not
 EVENT_PER_SEC: Final = 5.0
+DEFAULT_TWILIO_API_BASE: Final = "https://api.twilio.com"  # or a compatible one (docs/phone.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,12 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)
     secret: str | None = field(default=None, repr=False)
     bridge_token: str | None = field(default=None, repr=False)
+    # Twilio-style voice webhooks (docs/phone.md). No auth token: the /phone routes are off.
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_api_base: str = DEFAULT_TWILIO_API_BASE
+    twilio_webhook_base: str | None = None  # the public URL Twilio calls, for signatures
+    twilio_talk_number: str | None = None  # "talk now" check-ins are put through to it
     web_dir: Path = Path(__file__).resolve().parent.parent / "web"
 
     @property
@@ -83,6 +90,10 @@ _OPTIONS: Final[dict[str, tuple[str, type | object]]] = {
     "event_burst": ("PEERROOM_EVENT_BURST", int),
     "event_per_sec": ("PEERROOM_EVENT_RATE", float),
     "metrics_allow": ("PEERROOM_METRICS_ALLOW", _csv),
+    "twilio_account_sid": ("PEERROOM_TWILIO_ACCOUNT_SID", str),
+    "twilio_api_base": ("PEERROOM_TWILIO_API_BASE", str),
+    "twilio_webhook_base": ("PEERROOM_TWILIO_WEBHOOK_BASE", str),
+    "twilio_talk_number": ("PEERROOM_TWILIO_TALK_NUMBER", str),
 }
 
 
@@ -156,6 +167,7 @@ def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> Set
     values["admin_token"] = env.get("PEERROOM_ADMIN_TOKEN") or None
     values["secret"] = env.get("PEERROOM_SECRET") or None
     values["bridge_token"] = env.get("PEERROOM_BRIDGE_TOKEN") or None
+    values["twilio_auth_token"] = env.get("PEERROOM_TWILIO_AUTH_TOKEN") or None
     if "web_dir" not in values and env.get("PEERROOM_WEB_DIR"):
         values["web_dir"] = Path(env["PEERROOM_WEB_DIR"])
     settings = Settings(**values)  # type: ignore[arg-type]
