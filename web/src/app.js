@@ -435,6 +435,13 @@ function connect() {
     if (amModerator() && S.room.waiting.length > before) announce(`${S.room.waiting.length} waiting to join.`);
     renderMod();
   });
+  // A server notice to moderators (no seq): a check-in arrived or was resolved.
+  socket.on("checkins.updated", (p) => {
+    if (!amModerator() || S.checkins.state === "unavailable") return;
+    const c = p && p.checkin;
+    if (c && !c.resolved_at && c.status !== "ok") announce(`New phone check-in: ${CHECKIN_STATUS[c.status] || c.status}.`);
+    loadCheckins();
+  });
   for (const ev of BROADCASTS) socket.on(ev, (p) => onBroadcast(ev, p));
   socket.connect();
 }
@@ -1061,8 +1068,16 @@ function renderMod() {
   el.hidden = false;
   const st = S.room.settings || {};
   const nextName = S.room.hands.length ? nameOf(S.room.hands[0]) : null;
+  const toCall = S.checkins.items.filter((x) => x.status !== "ok").length;
   swap(bar, [
     h("h2", { class: "sr-only" }, "Facilitator quick actions"),
+    toCall
+      ? h(
+          "p",
+          { class: "to-call" },
+          h("a", { href: "#checkins-h", "data-key": "to-call" }, `${toCall} phone check-in${toCall === 1 ? "" : "s"} waiting for a call`),
+        )
+      : null,
     h(
       "div",
       { class: "row" },
@@ -1168,23 +1183,38 @@ function checkinBlock() {
     body = h(
       "ul",
       { class: "checkins" },
-      c.items.map((it) =>
-        h(
+      c.items.map((it) => {
+        const status = CHECKIN_STATUS[it.status] || String(it.status || "Check-in");
+        const when = clock(it.created_at || it.ts);
+        return h(
           "li",
-          { class: it.status === "callback" ? "callback" : "" },
-          h("p", null, h("strong", null, CHECKIN_STATUS[it.status] || String(it.status || "Check-in"))),
-          h("p", { class: "hint" }, [it.caller ? String(it.caller) : null, clock(it.ts || it.created_at || it.created)].filter(Boolean).join(" · ")),
-          it.resolved
-            ? h("p", { class: "hint" }, "Done")
-            : h("button", { type: "button", class: "secondary small", "data-key": "resolve-" + it.id, onclick: () => resolveCheckin(it.id) }, "Mark as done"),
-        ),
-      ),
+          { class: it.status === "ok" ? "" : "callback" },
+          h("p", null, h("strong", null, status), when ? h("span", { class: "hint" }, " · " + when) : null),
+          // The full number comes (over HTTP only) where someone must call back.
+          it.number
+            ? h("p", null, h("a", { href: "tel:" + String(it.number).replace(/[^0-9+]/g, "") }, "Call " + it.number))
+            : it.caller
+              ? h("p", { class: "hint" }, "Caller " + it.caller)
+              : null,
+          h(
+            "button",
+            {
+              type: "button",
+              class: "secondary small",
+              "data-key": "resolve-" + it.id,
+              "aria-label": `Mark as done: ${status}${when ? ", " + when : ""}`,
+              onclick: () => resolveCheckin(it.id),
+            },
+            "Mark as done",
+          ),
+        );
+      }),
     );
   }
   return h(
-    "div",
-    { class: "mod-block" },
-    h("h3", null, "Phone check-ins"),
+    "section",
+    { class: "mod-block", "aria-labelledby": "checkins-h" },
+    h("h3", { id: "checkins-h" }, "Phone check-ins"),
     body,
     h("button", { type: "button", class: "link", "data-key": "checkins-refresh", onclick: loadCheckins }, "Refresh check-ins"),
   );
@@ -1204,7 +1234,11 @@ async function loadCheckins() {
     } else {
       const data = await res.json();
       const items = Array.isArray(data) ? data : data.checkins || data.items || [];
-      S.checkins = { state: "ok", items: items.filter((x) => x && !x.resolved), message: "" };
+      const open = items.filter((x) => x && !x.resolved && !x.resolved_at);
+      // Someone to call first, longest waiting first; "doing OK" notes after.
+      const urgent = (x) => (x.status === "ok" ? 1 : 0);
+      open.sort((a, b) => urgent(a) - urgent(b) || (a.created_at || 0) - (b.created_at || 0));
+      S.checkins = { state: "ok", items: open, message: "" };
     }
   } catch (e) {
     S.checkins = { state: "error", items: [], message: "Check-ins not available right now." };
