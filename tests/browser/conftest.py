@@ -6,6 +6,7 @@ tests/conftest.py. Nothing here downloads a browser: chromium is Debian's.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -164,6 +165,15 @@ class Person:
 
     def announcer(self) -> Any:
         return self.page.locator("#announcer")
+
+    async def wait_for_websocket(self) -> None:
+        """Socket.IO starts on long-polling and upgrades; wait until the tapped
+        websocket (which a test can cut) carries the traffic."""
+        for _ in range(100):
+            if self.tap.upgraded:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError("the client never upgraded to a websocket")
 
     async def go_offline(self) -> None:
         """Drop the connection and keep it down (websocket and polling)."""

@@ -10,19 +10,9 @@ from playwright.async_api import expect
 
 from tests.support import LiveServer
 
-from .conftest import NARROW, WIDE, Person, PersonFactory, shoot
+from .conftest import NARROW, WIDE, PersonFactory, shoot
 
 pytestmark = pytest.mark.browser
-
-
-async def wait_for_websocket(person: Person) -> None:
-    """Socket.IO starts on long-polling and upgrades; wait until the
-    websocket (which the test can cut) carries the traffic."""
-    for _ in range(100):
-        if person.tap.upgraded:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the client never upgraded to a websocket")
 
 
 async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(
@@ -33,7 +23,7 @@ async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(
     ana = await people("Ana", NARROW, tap=True)
     await fac.join(room["facilitator_url"])
     await ana.join(room["invite_url"])
-    await wait_for_websocket(ana)
+    await ana.wait_for_websocket()
     await ana.page.get_by_role("button", name="Raise my hand").click()
     await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
 
@@ -69,7 +59,7 @@ async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(
     ):
         await person.join(url)
     await expect(ana.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
-    await wait_for_websocket(ana)
+    await ana.wait_for_websocket()
 
     # Ana's connection loses exactly the `hands` broadcast for Ben's hand.
     ana.tap.drop_next = lambda frame: frame.startswith('42["hands"')
@@ -134,7 +124,7 @@ async def test_an_old_broadcast_delivered_again_is_ignored(
     ben = await people("Ben", NARROW)
     await ana.join(room["invite_url"])
     await ben.join(room["invite_url"])
-    await wait_for_websocket(ana)
+    await ana.wait_for_websocket()
 
     await ben.page.get_by_role("button", name="Raise my hand").click()
     await expect(ana.tile("Ben")).to_contain_text("Hand up, 1st")

@@ -53,3 +53,31 @@ async def test_waiting_room_admit_and_deny(live_server: LiveServer, people: Pers
     cai = await people("Cai", WIDE)
     await cai.join(room["invite_url"])
     await expect(fac.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
+
+
+async def test_a_dropped_waiting_person_comes_back_to_the_waiting_list(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    room = await live_server.create_room("Evening circle", waiting_room=True)
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW, tap=True)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"], expect_room=False)
+    await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible()
+    await ana.wait_for_websocket()
+
+    await ana.go_offline()
+    await expect(fac.page.get_by_role("heading", name="Waiting to join (0)")).to_be_visible()
+    await expect(
+        ana.page.get_by_role("heading", name="You are in the waiting room")
+    ).to_be_visible()
+    await expect(ana.page.get_by_text("Connection lost. Reconnecting")).to_be_visible()
+    await ana.go_online()
+    await expect(ana.page.get_by_text("Connection lost. Reconnecting")).to_have_count(
+        0, timeout=20_000
+    )
+    await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible(
+        timeout=20_000
+    )
+    await fac.page.get_by_role("button", name="Let in: Ana").click()
+    await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_visible()

@@ -51,6 +51,7 @@ const S = {
   unmutePrompt: false,
   confirmEnd: false,
   confirmLeave: false,
+  waitRetries: 0, // a dropped waiting place is freed a moment after we reconnect
   checkins: { state: "idle", items: [], message: "" },
   checkinTimer: null,
   chatError: "",
@@ -309,6 +310,7 @@ function showWaiting() {
     "You are in the waiting room",
     h("p", { class: "lead" }, "A facilitator will let you in soon. You can leave this page open and take your time."),
     h("p", null, "Your camera and microphone are off."),
+    h("p", { id: "wait-status", class: "status offline", role: "status" }),
     h("button", { type: "button", class: "secondary", onclick: leave }, "Leave"),
     crisisNote(),
   );
@@ -391,6 +393,8 @@ function connect() {
   });
   socket.on("disconnect", (reason) => {
     S.online = false;
+    const waitStatus = document.getElementById("wait-status");
+    if (waitStatus) waitStatus.textContent = "Connection lost. Reconnecting… you will be back in the waiting room.";
     if (S.phase !== "room") return;
     if (reason === "io server disconnect" && !S.resyncing) {
       // Closed by the server with no you.removed / session.ended: the same person
@@ -415,7 +419,10 @@ function connect() {
   socket.on("welcome", onWelcome);
   socket.on("waiting", () => {
     S.welcomed = false;
-    showWaiting();
+    S.waitRetries = 0;
+    if (S.phase !== "waiting") showWaiting();
+    const waitStatus = document.getElementById("wait-status");
+    if (waitStatus) waitStatus.textContent = "";
   });
   socket.on("admitted", () => showConnecting("You are in. Opening the room…"));
   socket.on("denied", () => finish("denied"));
@@ -447,6 +454,12 @@ function connect() {
 }
 
 function refused(data) {
+  if (data.code === "name_taken" && S.phase === "waiting" && S.waitRetries < 3) {
+    // Our own waiting place may not be cleared yet after a drop: ask again shortly.
+    S.waitRetries += 1;
+    setTimeout(() => S.socket && S.socket.connect(), 1500);
+    return;
+  }
   const text = REFUSAL[data.code] || data.message || "The server did not let you in.";
   const s = S.socket;
   S.socket = null;
