@@ -169,7 +169,10 @@ async def test_facilitator_can_stop_camera_lower_hands_and_promote(
 
     await ana.page.get_by_role("button", name="Raise my hand").click()
     await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
-    await fac.tile("Ana").get_by_role("button", name="Lower hand").click()
+    # By keyboard: the button goes away with the hand, focus stays in Ana's menu.
+    await fac.tile("Ana").get_by_role("button", name="Lower hand").focus()
+    await fac.page.keyboard.press("Enter")
+    await expect(fac.tile("Ana").locator("summary")).to_be_focused()
     await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_visible()
     await expect(ana.page.get_by_text("No hands raised.")).to_be_visible()
 

@@ -63,7 +63,14 @@ export function swap(region, children) {
     if (openKeys.has(d.getAttribute("data-key"))) d.open = true;
   }
   if (focusKey) {
-    const again = region.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+    // The same control again; or, if it is gone (a hand lowered, someone let in),
+    // its menu's summary, or the region's heading: never drop a keyboard user at the top.
+    const find = (key) => region.querySelector(`[data-key="${CSS.escape(key)}"]:not([disabled])`);
+    let again = find(focusKey) || find(focusKey.replace(/-[^-]+$/, "") + "-summary");
+    if (!again) {
+      again = region.querySelector("h2, h3");
+      if (again) again.setAttribute("tabindex", "-1");
+    }
     if (again) again.focus();
   }
 }
