@@ -185,17 +185,24 @@ async def test_facilitator_can_stop_camera_lower_hands_and_promote(
     await fac.tile("Ana").get_by_role("button", name="Make participant").click()
     await expect(ana.page.get_by_role("heading", name="Facilitator tools")).to_have_count(0)
 
-    # Pausing the chat: the peer is told, and cannot type until it is back.
+    # Pausing the chat: the peer is told, and can still reach the facilitators privately.
+    paused = "The facilitator has paused the group chat. You can still send them a private note."
     await fac.page.get_by_role("switch", name="Group chat").click()
+    await expect(ana.page.get_by_text(paused)).to_be_visible()
     await expect(
-        ana.page.get_by_text("The facilitator has paused the chat for now.")
-    ).to_be_visible()
-    await expect(ana.page.get_by_label("Your message")).to_be_disabled()
+        ana.page.get_by_label("Private note: only the facilitators see it")
+    ).to_be_checked()
+    await expect(
+        ana.page.get_by_label("Private note: only the facilitators see it")
+    ).to_be_disabled()
+    await ana.page.get_by_label("Your message").fill("is it ok if I step out?")
+    await ana.page.get_by_role("button", name="Send privately").click()
+    await expect(fac.page.get_by_text("is it ok if I step out?")).to_be_visible()
     await fac.page.get_by_role("switch", name="Group chat").click()
-    await expect(ana.page.get_by_label("Your message")).to_be_enabled()
+    await expect(ana.page.get_by_text(paused)).to_have_count(0)
     await expect(
-        ana.page.get_by_text("The facilitator has paused the chat for now.")
-    ).to_have_count(0)
+        ana.page.get_by_label("Private note: only the facilitators see it")
+    ).to_be_enabled()
 
     # Queue order setting reaches the server and comes back.
     await fac.page.get_by_label("Queue order").select_option("quieter_first")

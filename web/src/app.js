@@ -1324,14 +1324,23 @@ function renderChatSettings() {
   const priv = document.getElementById("chat-private");
   const btn = document.getElementById("chat-send");
   if (!input || !priv) return;
-  // The server refuses every chat line from a peer while the chat is paused.
+  // While the group chat is paused a peer can still send a private note to the
+  // facilitators (the server allows exactly that), so the box stays, set to private.
   const off = (S.room.settings || {}).chat_enabled === false && !amModerator();
-  input.disabled = off;
+  if (off && !priv.disabled) {
+    S.privateBeforePause = priv.checked; // what the person had chosen, back when it resumes
+    priv.checked = true;
+  } else if (!off && priv.disabled) {
+    priv.checked = Boolean(S.privateBeforePause);
+  }
   priv.disabled = off;
-  btn.disabled = off;
   btn.textContent = priv.checked ? "Send privately" : "Send";
   const note = document.getElementById("chat-paused");
-  if (note) note.textContent = off ? "The facilitator has paused the chat for now." : "";
+  if (note) {
+    note.textContent = off
+      ? "The facilitator has paused the group chat. You can still send them a private note."
+      : "";
+  }
 }
 
 // ---------------------------------------------------------------- start
