@@ -60,6 +60,7 @@ from redis.exceptions import RedisError
 from rooms.events import Disconnect, Emit, Event, Welcome
 from rooms.machine import Outcome, Rules
 from rooms.model import RoomState
+from server import redis_scripts as scripts
 from server.live import (
     Attach,
     Deliver,
@@ -80,6 +81,7 @@ from server.live_codec import (
     encode_header,
     encode_state,
 )
+from server.redis_scripts import next_due
 
 log = logging.getLogger(__name__)
 
@@ -101,73 +103,6 @@ RECONNECT_MAX_SECS: Final = 2.0
 MAX_ATTEMPTS: Final = 50  # optimistic retries of one transition under contention
 CLAIM_SECS: Final = 5.0  # a claimed due room goes to another node if not ticked by then
 CLAIM_BATCH: Final = 100  # due rooms one node takes per tick
-
-_COMMIT = """
-local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if cur ~= tonumber(ARGV[1]) then return 0 end
-if ARGV[3] == '' then
-  redis.call('HDEL', KEYS[1], 's')
-  redis.call('HSET', KEYS[1], 'v', ARGV[2])
-else
-  redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3])
-end
-if ARGV[4] == '' then
-  redis.call('ZREM', KEYS[2], ARGV[8])
-else
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[8])
-  redis.call('PEXPIRE', KEYS[2], ARGV[7])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. ARGV[3])
-return 1
-"""
-
-_RESTORE = """
-local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if cur >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if ARGV[3] == '' then
-  redis.call('ZREM', KEYS[2], ARGV[5])
-else
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-end
-return 1
-"""
-
-_CLAIM_DUE = """
-local rooms = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-local out = {}
-for _, r in ipairs(rooms) do
-  if redis.call('HEXISTS', ARGV[4] .. r, 's') == 1 then
-    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), r)
-    table.insert(out, r)
-  else
-    redis.call('ZREM', KEYS[1], r)
-  end
-end
-return out
-"""
-
-_HEARTBEAT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
-"""
-
-
-def next_due(state: RoomState | None, grace_secs: float) -> float | None:
-    """When a Tick would next change ``state`` (see :func:`rooms.machine.due`)."""
-    if state is None:
-        return None
-    times = [p.dropped_at + grace_secs for p in state.participants if p.dropped_at is not None]
-    if state.empty_since is not None:
-        times.append(state.empty_since + grace_secs)
-    return min(times, default=None)
 
 
 def _ms(secs: float) -> int:
@@ -225,10 +160,10 @@ class RedisStore:
         self._ok_since = time.monotonic()  # Redis answering this node's heartbeat since
         self._last_refresh = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
-        self._commit = self._r.register_script(_COMMIT)
-        self._restore = self._r.register_script(_RESTORE)
-        self._claim_due = self._r.register_script(_CLAIM_DUE)
-        self._heartbeat = self._r.register_script(_HEARTBEAT)
+        self._commit = self._r.register_script(scripts.COMMIT)
+        self._restore = self._r.register_script(scripts.RESTORE)
+        self._claim_due = self._r.register_script(scripts.CLAIM_DUE)
+        self._heartbeat = self._r.register_script(scripts.HEARTBEAT)
 
     def _client(self) -> Redis:
         # No silent retries: a retried commit could run twice, and a pub/sub connection

@@ -30,7 +30,7 @@ from server.live_codec import (
     event_from_list,
     event_to_list,
 )
-from server.redis_live import next_due
+from server.redis_scripts import next_due
 
 text = st.text(max_size=12)
 ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=16)

@@ -1,0 +1,88 @@
+"""The Lua scripts of the Redis live store, and the due time they index.
+
+Each runs atomically in Redis. Keys and arguments are named at each script; see
+:mod:`server.redis_live` for the key layout. Scripts read keys of one room plus the
+deployment's shared indexes, so they need a single Redis, not a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from rooms.model import RoomState
+
+# KEYS: room hash, due index. ARGV: expected version, new version, state bytes ('' when
+# the session ended), due ms ('' for none), channel, message header, TTL ms, room id.
+# Refuses (0) if the version moved: the caller runs its transition again.
+COMMIT: Final = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if cur ~= tonumber(ARGV[1]) then return 0 end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], 's')
+  redis.call('HSET', KEYS[1], 'v', ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3])
+end
+if ARGV[4] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[8])
+else
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[8])
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ARGV[3])
+return 1
+"""
+
+# KEYS: room hash, due index. ARGV: version, state bytes, due ms or '', TTL ms, room id.
+# Writes back a node's copy only if Redis has nothing newer (after a restart: nothing).
+RESTORE: Final = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if cur >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[3] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[5])
+else
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+return 1
+"""
+
+# KEYS: due index. ARGV: now ms, claim ms, batch size, room key prefix. Returns the due
+# rooms and pushes them back by the claim, so one node ticks each; forgets ended rooms.
+CLAIM_DUE: Final = """
+local rooms = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local out = {}
+for _, r in ipairs(rooms) do
+  if redis.call('HEXISTS', ARGV[4] .. r, 's') == 1 then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), r)
+    table.insert(out, r)
+  else
+    redis.call('ZREM', KEYS[1], r)
+  end
+end
+return out
+"""
+
+# KEYS: nodes index, this node's rooms set. ARGV: node id, TTL ms, dead after ms.
+# Redis's own clock, so nodes' clocks need not agree. Returns the nodes gone silent.
+HEARTBEAT: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+"""
+
+
+def next_due(state: RoomState | None, grace_secs: float) -> float | None:
+    """When a Tick would next change ``state`` (see :func:`rooms.machine.due`)."""
+    if state is None:
+        return None
+    times = [p.dropped_at + grace_secs for p in state.participants if p.dropped_at is not None]
+    if state.empty_since is not None:
+        times.append(state.empty_since + grace_secs)
+    return min(times, default=None)
