@@ -94,3 +94,22 @@ async def test_lock_on_one_node_holds_on_another(
     w = await make_client(b.url).join(room["invite_token"], "Bo")
     assert w["room"]["settings"]["locked"] is False
     assert [p["name"] for p in w["room"]["participants"]] == ["Ann", "Bo"]
+
+
+async def test_waiting_room_across_nodes(
+    cluster: Cluster, make_client: Callable[[str], Client]
+) -> None:
+    a, b = await cluster.start(2)
+    room = await cluster.create_room(a, waiting_room=True)
+    fac = make_client(a.url)
+    await fac.join(room["facilitator_token"], "Ann")
+    peer = make_client(b.url)
+    waiting = await peer.join(room["invite_token"], "Bo", expect="waiting")
+    assert waiting["position"] == 1
+    listed = await fac.wait_for("waiting.updated", lambda d: len(d["waiting"]) == 1)
+    await fac.ok("mod.admit", {"id": listed["waiting"][0]["id"]})
+    await peer.wait_for("admitted")
+    w = await peer.wait_for("welcome")
+    assert [p["name"] for p in w["room"]["participants"]] == ["Ann", "Bo"]
+    joined = await fac.wait_for("participant.joined", lambda d: d["participant"]["name"] == "Bo")
+    assert joined["seq"] == w["room"]["seq"]
