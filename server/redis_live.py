@@ -501,6 +501,9 @@ class RedisStore:
             if msg is not None and msg["type"] == "subscribe":
                 pending.discard(_text(msg["channel"]))
         self._probe_since = None
+        # Idle command connections may be from before the outage (a restarted Redis
+        # closed them): start afresh, so the first command after it does not fail.
+        await self._r.connection_pool.disconnect(inuse_connections=False)
         await self._resync()
         self._connected.set()
         log.info("Redis pub/sub connected (%d rooms)", len(self._rooms))
