@@ -8,7 +8,7 @@ string values. A state written by another version of the codec is refused
 
 A fan-out message is ``header`` followed by the state's bytes (two msgpack values back to
 back), so the state is encoded once and Redis can glue the two together in the commit
-script: ``header = [version, origin_node, events]``. An ended session has no state part.
+script: ``header = [version, commit tag, events]``. An ended session has no state part.
 """
 
 from __future__ import annotations
@@ -190,14 +190,14 @@ class Message:
     """One committed transition as every node receives it."""
 
     version: int  # the room's store version after this transition
-    origin: str  # node that committed it: the only one that acts on durable events
+    tag: str  # the commit's own name, ``<node id>.<n>``: its node knows it for its own
     events: tuple[Event, ...]
     state: RoomState | None
 
 
-def encode_header(version: int, origin: str, events: tuple[Event, ...]) -> bytes:
+def encode_header(version: int, tag: str, events: tuple[Event, ...]) -> bytes:
     out: bytes = msgpack.packb(
-        [CODEC_VERSION, version, origin, [event_to_list(e) for e in events]], use_bin_type=True
+        [CODEC_VERSION, version, tag, [event_to_list(e) for e in events]], use_bin_type=True
     )
     return out
 
@@ -206,13 +206,13 @@ def decode_message(data: bytes) -> Message:
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
     unpacker.feed(data)
     try:
-        codec, version, origin, events = next(unpacker)
+        codec, version, tag, events = next(unpacker)
         if codec != CODEC_VERSION:
             raise CodecError(f"message codec version {codec!r}, expected {CODEC_VERSION}")
         state_part = next(unpacker, None)
         return Message(
             version=version,
-            origin=origin,
+            tag=tag,
             events=tuple(event_from_list(e) for e in events),
             state=None if state_part is None else state_from_list(state_part),
         )

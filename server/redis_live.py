@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import secrets
@@ -116,12 +117,15 @@ class _Mine:
     The listener does not deliver it: when the message comes back it tells the task that
     committed (``turn``), which delivers and then returns to its caller, exactly as with
     the in-memory store; the listener goes on once that is ``done``. So a Disconnect
-    spawned by the delivery runs after the ack of the command that caused it.
+    spawned by the delivery runs after the ack of the command that caused it. Should
+    that task be cancelled first, it says ``done`` at once and the listener delivers.
     """
 
+    version: int
     outcome: Outcome
     turn: asyncio.Future[None]
     done: asyncio.Future[None]
+    delivering: bool = False
 
 
 @dataclass
@@ -133,7 +137,7 @@ class _Held:
     state: RoomState | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # delivery and attach
     commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # this node's commits
-    mine: dict[int, _Mine] = field(default_factory=dict)  # committed here, not yet back
+    mine: dict[str, _Mine] = field(default_factory=dict)  # by commit tag: not yet back
     idle_since: float | None = None
 
 
@@ -160,6 +164,8 @@ class RedisStore:
         self._ok_since = time.monotonic()  # Redis answering this node's heartbeat since
         self._last_refresh = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._tags = itertools.count(1)
         self._commit = self._r.register_script(scripts.COMMIT)
         self._restore = self._r.register_script(scripts.RESTORE)
         self._claim_due = self._r.register_script(scripts.CLAIM_DUE)
@@ -234,9 +240,12 @@ class RedisStore:
         log.info("live state on Redis as node %s (prefix %r)", self.node_id, self._p)
 
     async def close(self) -> None:
+        # The flag as well as the cancel: on Python 3.11 a redis-py read timing out just
+        # as it is cancelled can swallow the cancellation; the loops see the flag.
+        self._closing = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.wait(self._tasks, timeout=2 * HEARTBEAT_SECS + COMMAND_TIMEOUT_SECS)
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             # Leaving: score 0 makes the others reap what is left of us at once.
             await asyncio.wait_for(
@@ -326,22 +335,32 @@ class RedisStore:
             if not outcome.events and outcome.state == state:
                 return outcome
             loop = asyncio.get_running_loop()
-            mine = _Mine(outcome, loop.create_future(), loop.create_future())
-            held.mine[version + 1] = mine
-            committed = False
+            tag = self._new_tag()
+            mine = _Mine(version + 1, outcome, loop.create_future(), loop.create_future())
+            held.mine[tag] = mine
             try:
-                committed = await self._commit_outcome(room_id, version, outcome)
-            finally:
-                if held.mine.get(version + 1) is mine and not committed:
-                    del held.mine[version + 1]
+                committed = await self._commit_outcome(room_id, version, outcome, tag)
+            except BaseException:
+                # Cancelled, or Redis failed: committed or not, we cannot tell. If it
+                # was, the listener finds this ``done`` and delivers the outcome itself.
+                if not mine.done.done():
+                    mine.done.set_result(None)
+                raise
+            if not committed:
+                held.mine.pop(tag, None)
             if committed:
-                await self._deliver_mine(room_id, held, version + 1, mine)
+                await self._deliver_mine(room_id, held, tag, mine)
                 return outcome
             fresh = True
             await _backoff(attempt)
         raise LiveUnavailable("This room is very busy right now: try again.")
 
-    async def _commit_outcome(self, room_id: str, version: int, outcome: Outcome) -> bool:
+    def _new_tag(self) -> str:
+        return f"{self.node_id}.{next(self._tags)}"
+
+    async def _commit_outcome(
+        self, room_id: str, version: int, outcome: Outcome, tag: str | None = None
+    ) -> bool:
         transport = tuple(e for e in outcome.events if isinstance(e, TRANSPORT_EVENTS))
         due = next_due(outcome.state, self._grace)
         result = await self._commit(
@@ -352,26 +371,31 @@ class RedisStore:
                 b"" if outcome.state is None else encode_state(outcome.state),
                 "" if due is None else _ms(due),
                 self._room_channel(room_id),
-                encode_header(version + 1, self.node_id, transport),
+                encode_header(version + 1, tag or self._new_tag(), transport),
                 _ms(ROOM_TTL_SECS),
                 room_id,
             ],
         )
         return bool(result)
 
-    async def _deliver_mine(self, room_id: str, held: _Held, version: int, mine: _Mine) -> None:
+    async def _deliver_mine(self, room_id: str, held: _Held, tag: str, mine: _Mine) -> None:
         try:
             await asyncio.wait_for(asyncio.shield(mine.turn), DELIVERY_WAIT_SECS)
         except TimeoutError:
-            if held.mine.get(version) is mine:
-                del held.mine[version]  # if it comes after all, it is delivered as anyone's
-            log.warning("room %s: own v%d did not come back; resubscribing", room_id, version)
+            held.mine.pop(tag, None)  # if it comes after all, it is delivered as anyone's
+            log.warning("room %s: own v%d did not come back; resubscribing", room_id, mine.version)
             self._reconnect = True
             return
+        except asyncio.CancelledError:
+            if not mine.done.done():
+                mine.done.set_result(None)  # the listener delivers it instead
+            raise
         try:
+            mine.delivering = True
             await self._deliver(room_id, mine.outcome)
         finally:
-            mine.done.set_result(None)
+            if not mine.done.done():
+                mine.done.set_result(None)
 
     async def attach(self, room_id: str, fn: Attach) -> None:
         held = await self._guard(self._hold(room_id))
@@ -456,7 +480,7 @@ class RedisStore:
     async def _listen(self) -> None:
         """Read pub/sub forever; on any trouble reconnect, resubscribe and resync."""
         backoff = RECONNECT_MIN_SECS
-        while True:
+        while not self._closing:
             try:
                 if self._pubsub is None:
                     await self._connect_pubsub()
@@ -544,13 +568,18 @@ class RedisStore:
             if held.version and m.version > held.version + 1:
                 log.warning("room %s: v%d after v%d", room_id, m.version, held.version)
             held.version, held.state = m.version, m.state
-            mine = held.mine.pop(m.version, None) if m.origin == self.node_id else None
+            mine = held.mine.pop(m.tag, None)
             if mine is not None:
                 mine.turn.set_result(None)  # the committing task delivers it now
                 try:
                     await asyncio.wait_for(asyncio.shield(mine.done), DELIVERY_WAIT_SECS)
                 except TimeoutError:
                     log.warning("room %s: delivery of v%d is slow", room_id, m.version)
+                if not mine.delivering:  # its task was cancelled before its turn
+                    try:
+                        await self._deliver(room_id, mine.outcome)
+                    except Exception:
+                        log.exception("room %s: delivery failed", room_id)
                 self._wake(held)
                 return
             try:
@@ -561,8 +590,8 @@ class RedisStore:
 
     def _wake(self, held: _Held) -> None:
         """Own transitions at or below the held version will not come back: deliver."""
-        for v in [v for v in held.mine if v <= held.version]:
-            mine = held.mine.pop(v)
+        for tag in [t for t, x in held.mine.items() if x.version <= held.version]:
+            mine = held.mine.pop(tag)
             if not mine.turn.done():
                 mine.turn.set_result(None)
 
@@ -633,7 +662,7 @@ class RedisStore:
         self._dead_nodes = [n for n in map(_text, dead) if n != self.node_id]
 
     async def _run_heartbeat(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self._beat()
                 if self._connected.is_set():
@@ -649,7 +678,7 @@ class RedisStore:
                     await self._r.publish(self._probe_channel, b"1")
                     await self._release_idle()
                     await self._refresh_ttls()
-                if any(t.done() for t in self._tasks[:1]):
+                if any(t.done() for t in self._tasks[:1]) and not self._closing:
                     log.error("pub/sub listener ended; restarting it")
                     self._tasks[0] = asyncio.get_running_loop().create_task(self._listen())
                 if not self._redis_ok:

@@ -4,6 +4,7 @@ contention, one delivery order everywhere, and a deaf subscription that heals it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -148,3 +149,25 @@ async def test_a_notice_reaches_every_node(nodes: Callable[[], Node]) -> None:
         ("a", "checkins.updated", {"checkin": {"id": "c1"}}),
         ("b", "checkins.updated", {"checkin": {"id": "c1"}}),
     ]
+
+
+async def test_a_cancelled_transition_neither_stalls_nor_loses_delivery(
+    nodes: Callable[[], Node],
+) -> None:
+    """Whenever the caller goes away, what was committed is still delivered, in order."""
+    a = nodes()
+    await a.store.start()
+    await a.join("pa")
+    for i in range(30):
+        task = asyncio.create_task(a.run("pa", c.ToggleHand()))
+        await asyncio.sleep(0.0005 * (i % 6))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    start = time.monotonic()
+    await a.run("pa", c.ToggleHand())
+    assert time.monotonic() - start < 1.0, "the listener was left waiting"
+    state = await a.store.get(ROOM)
+    assert state is not None
+    await wait_until(lambda: len(a.seqs) == state.seq, 5, lambda: (a.seqs, state.seq))
+    assert a.seqs == list(range(1, state.seq + 1))

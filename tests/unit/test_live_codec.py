@@ -136,7 +136,7 @@ def test_message_round_trip(
         b"" if state is None else encode_state(state)
     )
     m = decode_message(data)
-    assert (m.version, m.origin, m.events, m.state) == (version, origin, transport, state)
+    assert (m.version, m.tag, m.events, m.state) == (version, origin, transport, state)
 
 
 @pytest.mark.parametrize(
