@@ -100,6 +100,14 @@ class RedactingAccessLogger(AbstractAccessLogger):
         self.logger.info("%s %s %s %.1fms", request.method, path, response.status, time * 1000)
 
 
+async def _disconnect_all(app: web.Application) -> None:
+    """Before aiohttp waits for open connections: let them go, as Drops (see
+    :meth:`RoomService.disconnect_all`), while live state is still there to record it."""
+    service = app.get(SERVICE)
+    if service is not None:
+        await service.disconnect_all()
+
+
 def make_runner(app: web.Application) -> web.AppRunner:
     """The one way to run the app (CLI and tests): with the token-free access log."""
     # shutdown_timeout: a websocket whose client vanished without closing must not hold a
@@ -135,6 +143,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_recorder_ctx)
     app.cleanup_ctx.append(_service_ctx)
+    app.on_shutdown.append(_disconnect_all)
     twilio_http.add_routes(app)  # its context needs the service's: after it
     return app
 

@@ -392,6 +392,13 @@ class RoomService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def disconnect_all(self) -> None:
+        """Shutting down: close every connection of this node now. Each is a Drop, so the
+        room shows it at once and the person can resume on another node (or on this one
+        after a restart) within the grace period, keeping their place."""
+        sids = list(self.conns)
+        await asyncio.gather(*(self.sio.disconnect(sid) for sid in sids), return_exceptions=True)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -205,3 +206,29 @@ async def test_room_of_a_dead_node_ends_and_leaves_nothing_behind(
         assert await redis.hget(f"{cluster.prefix}room:{room['room_id']}", "s") is None
     finally:
         await redis.aclose()
+
+
+async def test_a_node_stopped_cleanly_hands_its_people_over_at_once(
+    cluster: Cluster, make_client: Callable[[str], Client]
+) -> None:
+    """A rolling restart: SIGTERM closes the node's connections as drops, right away."""
+    a, b = await cluster.start(2)
+    room = await cluster.create_room(a)
+    fac = make_client(a.url)
+    await fac.join(room["facilitator_token"], "Ann")
+    peer = make_client(b.url)
+    w = await peer.join(room["invite_token"], "Bo")
+    await peer.ok("hand.raise")
+    me = w["you"]["id"]
+    start = time.monotonic()
+    b.proc.send_signal(signal.SIGTERM)
+    await wait_event(
+        fac,
+        "participant.updated",
+        lambda d: d["participant"]["id"] == me and not d["participant"]["connected"],
+        2,
+    )
+    print(f"\nSIGTERM -> connected:false in {time.monotonic() - start:.2f}s")
+    back = make_client(a.url)
+    again = await back.join(room["invite_token"], "Bo", resume=w["resume"])
+    assert again["you"]["id"] == me and again["room"]["hands"] == [me]
