@@ -16,7 +16,6 @@ Run: ``python -m bench.raw_server --port 8765 [--wire msgpack]``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import secrets
 import time
@@ -224,7 +223,9 @@ def main(argv: list[str] | None = None) -> None:
 
         uvloop.install()
     # aiohttp's default listen backlog (128), as peerroom gets it.
-    web.run_app(make_app(args.wire), host=args.host, port=args.port, print=None)
+    web.run_app(
+        make_app(args.wire), host=args.host, port=args.port, print=None, shutdown_timeout=1.0
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,78 @@
+"""Command line: ``python -m bench run [--smoke] [--targets ...] [--out FILE]``.
+
+Runs the workloads (see ``bench.workloads``) against each target (see
+``bench.targets``), writes the markdown report and a JSON record, and exits 0
+if every target either ran or was skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench import report, runner, targets
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description="peerroom benchmarks")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the workloads and write the report")
+    run.add_argument(
+        "--targets",
+        default=",".join(targets.ALL_TARGETS),
+        help=f"comma-separated subset of {','.join(targets.ALL_TARGETS)}",
+    )
+    run.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
+    run.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    run.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    run.add_argument("--levels", default=None, help="capacity levels, e.g. 1000,5000,10000")
+    run.add_argument("--join-storm", type=int, default=None)
+    run.add_argument("--step-seconds", type=float, default=None)
+    run.add_argument("--fanout-max", type=float, default=None, help="deliveries/s cap")
+    run.add_argument("--no-pin", action="store_true", help="do not pin server and generator")
+    run.add_argument("--note", default="", help="a note printed at the top of the report")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    keys = [k.strip() for k in args.targets.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in targets.ALL_TARGETS]
+    if unknown:
+        print(f"unknown targets: {unknown}", file=sys.stderr)
+        return 2
+    cfg = runner.Config.smoke(keys) if args.smoke else runner.Config.full(keys)
+    if args.levels:
+        cfg.levels = [int(x) for x in args.levels.split(",")]
+    if args.join_storm is not None:
+        cfg.join_storm = args.join_storm
+    if args.step_seconds is not None:
+        cfg.step_seconds = args.step_seconds
+    if args.fanout_max is not None:
+        cfg.fanout_max = args.fanout_max
+    if args.no_pin:
+        cfg.server_core = cfg.gen_core = None
+    info = report.machine_info()
+    t0 = time.monotonic()
+    import uvloop
+
+    try:
+        results = uvloop.run(runner.run_all(cfg))
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
+    wall = time.monotonic() - t0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report.render(results, cfg, info, args.note, wall))
+    json_path = args.json or Path("bench/results") / f"run-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(report.to_json(results, cfg, info))
+    print(f"wrote {args.out} and {json_path} in {wall:.0f} s", file=sys.stderr)
+    bad = [r for r in results if r.status.startswith(("error", "partial"))]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
