@@ -7,8 +7,9 @@
   t0 + k/rate from room k mod R, sent by the room's next member in turn, so
   each participant sends rate/participants msgs/s); every delivery's latency
   is taken from the intended send time. A step passes when nothing is lost
-  and p99 <= 50 ms. The rate climbs geometrically until a step fails, one
-  bisection step refines the knee, then fixed fractions of the knee are run.
+  and p99 <= 50 ms. The rate climbs geometrically until a step fails twice in
+  a row (the machine is shared, so one retry), one bisection step refines the
+  knee, then fixed fractions of the knee are run.
 - hand storm: every participant sends ``hand.raise`` at once; time until every
   client has seen its room's complete queue.
 - join storm: N fresh participants connect at once into fresh rooms of 10;
@@ -228,6 +229,11 @@ async def fanout(
         pt = await fanout_step(gen, rooms, "sweep", rate, duration, drain, server_pids)
         points.append(pt)
         await _wait_quiet(gen, 0.5, 15.0)
+        if not pt.passed:
+            # The machine is shared: a failure counts only if it repeats.
+            pt = await fanout_step(gen, rooms, "sweep, again", rate, duration, drain, server_pids)
+            points.append(pt)
+            await _wait_quiet(gen, 0.5, 15.0)
         if not pt.passed:
             fail = rate
             break
