@@ -1,0 +1,148 @@
+"""A session's life: join (or wait, or resume), drop, expire, admit, end.
+
+::
+
+    (no session) --first Join--> live --End / empty for the grace period--> (no session)
+
+    Join: refused (name_taken, banned, room_locked, room_full)
+          | into the waiting room (waiting room on, joiner not a moderator)
+          | admitted: participant.joined + Welcome
+    Join with resume_id of a participant still in the session: restored, same id,
+          role, hand ticket, turns and consent; camera and mic off.
+    Drop: connected false, place kept; Tick after the grace period: left ("timeout").
+
+Moderators (joined with a facilitator token) are never held by the lock, the size cap
+or the waiting room: a facilitator must always be able to get into their own room.
+"""
+
+from __future__ import annotations
+
+from presence.state import dropped, expired, reconnected
+from rooms.commands import Drop, Join
+from rooms.errors import ErrorCode, RoomError
+from rooms.events import Disconnect, SessionClosed, Welcome
+from rooms.model import Participant, RoomState, Waiting
+from rooms.tx import Tx
+
+MAX_NAME_CHARS = 40
+
+
+def new_session(cmd: Join, now: float) -> RoomState:
+    return RoomState(
+        room_id=cmd.room.room_id,
+        title=cmd.room.title,
+        session_id=cmd.new_session_id,
+        started_at=now,
+        settings=cmd.room.settings,
+    )
+
+
+def _name_in_use(state: RoomState, name: str) -> bool:
+    folded = name.casefold()
+    return any(p.name.casefold() == folded for p in state.participants) or any(
+        w.name.casefold() == folded for w in state.waiting
+    )
+
+
+def join(tx: Tx, cmd: Join, max_participants: int) -> None:
+    if cmd.resume_id is not None:
+        back = tx.state.get(cmd.resume_id)
+        if back is not None:
+            _resume(tx, back, cmd.conn)
+            return
+    state = tx.state
+    if cmd.ban_keys & state.banned:
+        raise RoomError(ErrorCode.BANNED, "You cannot join this session.")
+    if _name_in_use(state, cmd.name):
+        raise RoomError(ErrorCode.NAME_TAKEN, "Someone here already uses that name: pick another.")
+    moderator = cmd.role.is_moderator
+    if state.settings.locked and not moderator:
+        raise RoomError(ErrorCode.ROOM_LOCKED, "The facilitator has locked this room for now.")
+    if len(state.participants) + len(state.waiting) >= max_participants and not moderator:
+        raise RoomError(ErrorCode.ROOM_FULL, "This room is full.")
+    if state.settings.waiting_room and not moderator:
+        w = Waiting(cmd.participant_id, cmd.name, cmd.role, cmd.via, cmd.conn, cmd.ban_keys)
+        tx.state = state.copy_and_replace(waiting=(*state.waiting, w))
+        tx.send([w.id], "waiting", position=len(tx.state.waiting))
+        tx.waiting_changed()
+        tx.reply.update(participant_id=w.id, waiting=True)
+        return
+    p = Participant(
+        id=cmd.participant_id,
+        name=cmd.name,
+        role=cmd.role,
+        via=cmd.via,
+        conn=cmd.conn,
+        ban_keys=cmd.ban_keys,
+    )
+    enter(tx, p)
+
+
+def enter(tx: Tx, p: Participant) -> None:
+    """Make ``p`` a participant: everyone hears of it, and ``p`` gets the room."""
+    tx.state = tx.state.copy_and_replace(participants=(*tx.state.participants, p))
+    tx.broadcast("participant.joined", participant=p.public())
+    tx.emit(Welcome(p.id))
+    if p.role.is_moderator and tx.state.waiting:
+        tx.send(
+            [p.id],
+            "waiting.updated",
+            waiting=[{"id": w.id, "name": w.name} for w in tx.state.waiting],
+        )
+    tx.reply.update(participant_id=p.id, waiting=False)
+
+
+def admit(tx: Tx, w: Waiting, by: str | None) -> None:
+    tx.state = tx.state.copy_and_replace(waiting=tuple(x for x in tx.state.waiting if x.id != w.id))
+    tx.send([w.id], "admitted", by=by)
+    enter(tx, Participant(w.id, w.name, w.role, w.via, w.conn, ban_keys=w.ban_keys))
+    tx.waiting_changed()
+
+
+def _resume(tx: Tx, p: Participant, conn: str | None) -> None:
+    if p.connected and p.conn is not None and p.conn != conn:
+        tx.emit(Disconnect(p.id, p.conn))  # the same person on a new connection: close the old
+    tx.updated(reconnected(p, conn))
+    tx.emit(Welcome(p.id))
+    tx.reply.update(participant_id=p.id, waiting=False, resumed=True)
+
+
+def drop(tx: Tx, cmd: Drop) -> None:
+    p = tx.state.get(cmd.participant_id)
+    if p is not None:
+        if p.conn == cmd.conn and p.connected:
+            tx.updated(dropped(p, tx.now))
+        return
+    w = tx.state.get_waiting(cmd.participant_id)
+    if w is not None and w.conn == cmd.conn:
+        tx.state = tx.state.copy_and_replace(
+            waiting=tuple(x for x in tx.state.waiting if x.id != w.id)
+        )
+        tx.waiting_changed()
+
+
+def leave(tx: Tx, p: Participant, reason: str) -> None:
+    tx.drop_participant(p.id)
+    tx.broadcast("participant.left", id=p.id, reason=reason)
+    tx.emit(Disconnect(p.id, p.conn))
+
+
+def expire(tx: Tx, grace_secs: float) -> bool:
+    """Let go of dropped participants past the grace period. True if the session ends."""
+    for p in tx.state.participants:
+        if expired(p, tx.now, grace_secs):
+            tx.drop_participant(p.id)
+            tx.broadcast("participant.left", id=p.id, reason="timeout")
+    since = tx.state.empty_since
+    return since is not None and tx.now - since >= grace_secs
+
+
+def end(tx: Tx, reason: str) -> None:
+    """Everyone, waiting or in, hears the session ended and is disconnected."""
+    everyone = [p.id for p in tx.state.participants] + [w.id for w in tx.state.waiting]
+    tx.send(everyone, "session.ended", reason=reason)
+    for p in tx.state.participants:
+        tx.emit(Disconnect(p.id, p.conn))
+    for w in tx.state.waiting:
+        tx.emit(Disconnect(w.id, w.conn))
+    tx.emit(SessionClosed(tx.state.room_id, tx.state.session_id, reason, tx.now))

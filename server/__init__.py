@@ -1,0 +1,1 @@
+"""The peerroom server: aiohttp + python-socketio wiring around the pure room machine."""

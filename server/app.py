@@ -1,0 +1,131 @@
+"""``create_app(settings)``: builds everything, explicitly. Shared resources live under
+typed ``AppKey``s and are opened and closed by ``cleanup_ctx``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+import socketio
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+from presence.resume import ResumeTokens
+from server import handlers
+from server.http import routes, security_headers
+from server.keys import LIVE, METRICS, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
+from server.live import LiveStore, MemoryStore
+from server.metrics import Metrics
+from server.service import RoomService
+from server.settings import MAX_PAYLOAD_BYTES, Settings
+from server.storage.base import Storage
+from server.storage.sqlite import SqliteStorage
+from server.tokens import RoomTokens, load_or_create
+
+log = logging.getLogger(__name__)
+
+SIO = web.AppKey("sio", socketio.AsyncServer)
+
+
+def resolve_secrets(settings: Settings) -> Settings:
+    """Admin token and signing secret from the environment, else kept in the data dir."""
+    d = settings.data_dir
+    return replace(
+        settings,
+        admin_token=settings.admin_token
+        or load_or_create(d / "admin_token", announce="Admin token (for POST /api/rooms)"),
+        secret=settings.secret or load_or_create(d / "secret_key"),
+    )
+
+
+def _origins(settings: Settings) -> list[str] | None:
+    """None: same origin only (python-engineio checks Origin against Host)."""
+    if not settings.allowed_origins:
+        return None
+    base = urlsplit(settings.base_url)
+    return [f"{base.scheme}://{base.netloc}", *settings.allowed_origins]
+
+
+async def open_storage(settings: Settings) -> Storage:
+    if settings.database_url:
+        raise SystemExit("--database-url (PostgreSQL) is not supported by this build yet.")
+    return await SqliteStorage.open(settings.data_dir / "peerroom.sqlite3")
+
+
+def open_live_store(settings: Settings) -> LiveStore:
+    if settings.redis_url:
+        raise SystemExit("--redis-url (many nodes) is not supported by this build yet.")
+    return MemoryStore()
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """Access log without tokens: /r/<token> and query strings are never written."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        path = request.path
+        if path.startswith("/r/"):
+            path = "/r/<token>"
+        self.logger.info("%s %s %s %.1fms", request.method, path, response.status, time * 1000)
+
+
+def create_app(settings: Settings) -> web.Application:
+    settings = resolve_secrets(settings)
+    assert settings.secret is not None
+    app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics.create()
+    app[ROOM_TOKENS] = RoomTokens(settings.secret)
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        serializer="msgpack" if settings.wire == "msgpack" else "default",
+        cors_allowed_origins=_origins(settings),
+        max_http_buffer_size=MAX_PAYLOAD_BYTES,
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.attach(app)
+    app[SIO] = sio
+    app.add_routes(routes)
+    dist = settings.web_dir / "dist"
+    if dist.is_dir():
+        app.router.add_static("/static", dist, append_version=False)
+    app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_service_ctx)
+    return app
+
+
+async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    storage = await open_storage(app[SETTINGS])
+    app[STORAGE] = storage
+    yield
+    await storage.close()
+
+
+async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.secret is not None
+    store = open_live_store(settings)
+    await store.start()
+    app[LIVE] = store
+    service = RoomService(
+        sio=app[SIO],
+        store=store,
+        storage=app[STORAGE],
+        settings=settings,
+        room_tokens=app[ROOM_TOKENS],
+        resume_tokens=ResumeTokens(settings.secret),
+        metrics=app[METRICS],
+    )
+    app[SERVICE] = service
+    handlers.register(app[SIO], service)
+    clock = asyncio.get_running_loop().create_task(service.run_clock())
+    yield
+    clock.cancel()
+    await asyncio.gather(clock, return_exceptions=True)
+    await service.close()
+    await store.close()

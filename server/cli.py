@@ -1,0 +1,87 @@
+"""``peerroom serve`` and ``peerroom create-room TITLE``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from server.app import RedactingAccessLogger, create_app, open_storage, resolve_secrets
+from server.http import create_room
+from server.keys import SETTINGS
+from server.settings import Settings, add_serve_arguments, from_sources
+from server.tokens import RoomTokens
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="peerroom", description="Live rooms for peer support.")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server")
+    add_serve_arguments(serve)
+    create = sub.add_parser("create-room", help="create a room and print its links and PIN")
+    create.add_argument("title")
+    create.add_argument("--waiting-room", action="store_true", help="hold joiners until admitted")
+    create.add_argument("--no-transcripts", action="store_true", help="never keep chat")
+    create.add_argument("--data-dir", type=Path)
+    create.add_argument("--database-url")
+    create.add_argument("--public-url")
+    create.add_argument("--host")
+    create.add_argument("--port", type=int)
+    return p
+
+
+async def _serve(settings: Settings) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    base = app[SETTINGS].base_url
+    print(f"peerroom is up. Open {base}/ in a browser.", flush=True)
+    print('Create a room: peerroom create-room "Tuesday evening circle"', flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+async def _create_room(settings: Settings, args: argparse.Namespace) -> None:
+    settings = resolve_secrets(settings)
+    assert settings.secret is not None
+    storage = await open_storage(settings)
+    try:
+        body = await create_room(
+            storage,
+            RoomTokens(settings.secret),
+            settings.base_url,
+            title=args.title,
+            waiting_room=args.waiting_room,
+            transcripts_allowed=not args.no_transcripts,
+        )
+    finally:
+        await storage.close()
+    print(f'Room "{args.title}" ({body["room_id"]})')
+    print(f"  Facilitator link (keep it private): {body['facilitator_url']}")
+    print(f"  Invite link for peers:              {body['invite_url']}")
+    print(f"  Phone PIN:                          {body['phone_pin']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = from_sources(args, os.environ)
+    if args.command == "serve":
+        asyncio.run(_serve(settings))
+    else:
+        asyncio.run(_create_room(settings, args))
+    return 0

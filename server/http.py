@@ -1,0 +1,219 @@
+"""HTTP routes: rooms, health, metrics and the browser client's files."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from rooms.errors import ErrorCode
+from rooms.model import QueueOrder
+from server.errors import http_error
+from server.keys import LIVE, METRICS, ROOM_TOKENS, SETTINGS, STORAGE
+from server.storage.base import PinTaken, RoomRecord, Storage
+from server.tokens import RoomTokens, TokenKind, same_secret
+
+MAX_TITLE_CHARS: Final = 100
+MAX_BODY_BYTES: Final = 8 * 1024
+PIN_DIGITS: Final = 6  # easy to key in on a phone, a million to guess from
+PIN_TRIES: Final = 20
+
+routes = web.RouteTableDef()
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def is_admin(request: web.Request) -> bool:
+    return same_secret(bearer(request), request.app[SETTINGS].admin_token)
+
+
+def require_admin_or_facilitator(request: web.Request, room_id: str | None) -> None:
+    """Admin token, or the facilitator token of ``room_id`` (any room if None)."""
+    if is_admin(request):
+        return
+    token = request.app[ROOM_TOKENS].verify(bearer(request))
+    if (
+        token is not None
+        and token.kind is TokenKind.FACILITATOR
+        and (room_id is None or token.room_id == room_id)
+    ):
+        return
+    if bearer(request) is None:
+        raise http_error(ErrorCode.BAD_TOKEN, "Send 'Authorization: Bearer <token>'.")
+    raise http_error(ErrorCode.FORBIDDEN, "That token cannot see this.")
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise http_error(ErrorCode.BAD_REQUEST, "The request body is too large.")
+    try:
+        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise http_error(ErrorCode.BAD_REQUEST, "The request body is too large.")
+        data = json.loads(raw or b"{}")
+    except ValueError:
+        raise http_error(ErrorCode.BAD_REQUEST, "The body must be JSON.") from None
+    if not isinstance(data, dict):
+        raise http_error(ErrorCode.BAD_REQUEST, "The body must be a JSON object.")
+    return data
+
+
+def _opt_bool(data: dict[str, Any], key: str, default: bool) -> bool:
+    v = data.get(key, default)
+    if not isinstance(v, bool):
+        raise http_error(ErrorCode.BAD_REQUEST, f"'{key}' must be true or false.")
+    return v
+
+
+async def create_room(
+    storage: Storage,
+    tokens: RoomTokens,
+    base_url: str,
+    *,
+    title: str,
+    waiting_room: bool = False,
+    transcripts_allowed: bool = True,
+) -> dict[str, str]:
+    """Create a durable room; returns the contract's ``POST /api/rooms`` body."""
+    room_id = secrets.token_urlsafe(9)
+    for _ in range(PIN_TRIES):
+        pin = "".join(secrets.choice("0123456789") for _ in range(PIN_DIGITS))
+        record = RoomRecord(
+            id=room_id,
+            title=title,
+            phone_pin=pin,
+            waiting_room=waiting_room,
+            transcripts_allowed=transcripts_allowed,
+            chat_enabled=True,
+            queue_order=QueueOrder.TIME,
+            created_at=time.time(),
+        )
+        try:
+            await storage.create_room(record)
+            break
+        except PinTaken:
+            continue
+    else:
+        raise http_error(ErrorCode.UNAVAILABLE, "Could not find a free phone PIN; try again.")
+    facilitator = tokens.issue(room_id, TokenKind.FACILITATOR)
+    invite = tokens.issue(room_id, TokenKind.INVITE)
+    return {
+        "room_id": room_id,
+        "facilitator_token": facilitator,
+        "invite_token": invite,
+        "phone_pin": pin,
+        "facilitator_url": f"{base_url}/r/{facilitator}",
+        "invite_url": f"{base_url}/r/{invite}",
+    }
+
+
+@routes.post("/api/rooms")
+async def post_room(request: web.Request) -> web.Response:
+    if not is_admin(request):
+        raise http_error(ErrorCode.FORBIDDEN, "Creating rooms needs the admin token.")
+    data = await json_body(request)
+    title = data.get("title")
+    if not isinstance(title, str) or not 0 < len(title.strip()) <= MAX_TITLE_CHARS:
+        raise http_error(
+            ErrorCode.BAD_REQUEST, f"'title' must be 1 to {MAX_TITLE_CHARS} characters."
+        )
+    body = await create_room(
+        request.app[STORAGE],
+        request.app[ROOM_TOKENS],
+        request.app[SETTINGS].base_url,
+        title=title.strip(),
+        waiting_room=_opt_bool(data, "waiting_room", False),
+        transcripts_allowed=_opt_bool(data, "transcripts_allowed", True),
+    )
+    return web.json_response(body, status=201)
+
+
+@routes.get("/api/rooms/{room_id}")
+async def get_room(request: web.Request) -> web.Response:
+    room_id = request.match_info["room_id"]
+    require_admin_or_facilitator(request, room_id)
+    room = await request.app[STORAGE].get_room(room_id)
+    if room is None:
+        raise http_error(ErrorCode.NOT_FOUND, "No such room.")
+    state = await request.app[LIVE].get(room_id)
+    settings = (state.settings if state else room.settings()).as_dict()
+    return web.json_response(
+        {
+            "room_id": room.id,
+            "title": room.title,
+            "phone_pin": room.phone_pin,
+            "settings": settings,
+            "live": state is not None,
+            "session_id": state.session_id if state else None,
+            "participants": len(state.participants) if state else 0,
+            "waiting": len(state.waiting) if state else 0,
+        }
+    )
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    storage_ok = await request.app[STORAGE].healthy()
+    live_ok = await request.app[LIVE].healthy()
+    ok = storage_ok and live_ok
+    return web.json_response(
+        {"ok": ok, "storage": storage_ok, "live": live_ok}, status=200 if ok else 503
+    )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    allowed = request.app[SETTINGS].metrics_allow
+    try:
+        remote = ipaddress.ip_address(request.remote or "")
+        ok = any(remote in ipaddress.ip_network(net, strict=False) for net in allowed)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise http_error(ErrorCode.FORBIDDEN, "Metrics are served to the configured hosts only.")
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# the browser client ----------------------------------------------------------------------
+
+SECURITY_HEADERS: Final = {
+    # Links carry room tokens: never leak them to another site through Referer.
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+def _index_file(web_dir: Path) -> Path:
+    built = web_dir / "dist" / "index.html"
+    return built if built.exists() else web_dir / "fallback.html"
+
+
+@routes.get("/")
+@routes.get("/r/{token}")
+async def client_page(request: web.Request) -> web.FileResponse:
+    page = _index_file(request.app[SETTINGS].web_dir)
+    headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
+    return web.FileResponse(page, headers=headers)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
+    if request.path.startswith("/static/"):
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+    return response

@@ -1,0 +1,25 @@
+"""Token buckets per connection: a burst, then a steady rate. Time is passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Bucket:
+    capacity: float
+    per_sec: float
+    tokens: float
+    at: float
+
+    @classmethod
+    def full(cls, capacity: float, per_sec: float, now: float) -> Bucket:
+        return cls(capacity, per_sec, capacity, now)
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.per_sec)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False

@@ -1,0 +1,137 @@
+"""Server settings: a frozen value built from flags and ``PEERROOM_*`` environment.
+
+Flags win over the environment; the environment wins over defaults. No secret has a
+default in code: the admin token and signing secret are read from the environment or
+created once in the data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+DEFAULT_PORT: Final = 8080
+DEFAULT_GRACE_SECS: Final = 60.0  # a phone dropping in a tunnel comes back within a minute
+DEFAULT_MAX_ROOM_SIZE: Final = 100  # peer groups are 5-20; the cap guards memory
+DEFAULT_RETENTION_DAYS: Final = 30
+MAX_PAYLOAD_BYTES: Final = 16 * 1024  # the largest event is a 2,000-character chat line
+CHAT_BURST: Final = 5  # chat lines a participant may send at once...
+CHAT_PER_SEC: Final = 1.0  # ...refilled at this rate: a fast typist, not a flood
+EVENT_BURST: Final = 20  # any other event: clicking around is fine, a script is not
+EVENT_PER_SEC: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path("data")
+    grace_secs: float = DEFAULT_GRACE_SECS
+    redis_url: str | None = None
+    database_url: str | None = None
+    wire: str = "json"  # json | msgpack
+    public_url: str | None = None  # how links are printed; default http://host:port
+    allowed_origins: tuple[str, ...] = ()  # () means same origin only
+    max_room_size: int = DEFAULT_MAX_ROOM_SIZE
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    chat_burst: int = CHAT_BURST
+    chat_per_sec: float = CHAT_PER_SEC
+    event_burst: int = EVENT_BURST
+    event_per_sec: float = EVENT_PER_SEC
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    admin_token: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    bridge_token: str | None = field(default=None, repr=False)
+    web_dir: Path = Path(__file__).resolve().parent.parent / "web"
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+# flag -> (env var, parser). Every flag may come from the environment.
+_OPTIONS: Final[dict[str, tuple[str, type | object]]] = {
+    "host": ("PEERROOM_HOST", str),
+    "port": ("PEERROOM_PORT", int),
+    "data_dir": ("PEERROOM_DATA_DIR", Path),
+    "grace_secs": ("PEERROOM_GRACE", float),
+    "redis_url": ("PEERROOM_REDIS_URL", str),
+    "database_url": ("PEERROOM_DATABASE_URL", str),
+    "wire": ("PEERROOM_WIRE", str),
+    "public_url": ("PEERROOM_PUBLIC_URL", str),
+    "allowed_origins": ("PEERROOM_ALLOWED_ORIGINS", _csv),
+    "max_room_size": ("PEERROOM_MAX_ROOM_SIZE", int),
+    "retention_days": ("PEERROOM_RETENTION_DAYS", int),
+    "chat_burst": ("PEERROOM_CHAT_BURST", int),
+    "chat_per_sec": ("PEERROOM_CHAT_RATE", float),
+    "event_burst": ("PEERROOM_EVENT_BURST", int),
+    "event_per_sec": ("PEERROOM_EVENT_RATE", float),
+    "metrics_allow": ("PEERROOM_METRICS_ALLOW", _csv),
+}
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--data-dir", type=Path, help="SQLite file, secrets (default ./data)")
+    p.add_argument(
+        "--grace",
+        dest="grace_secs",
+        type=float,
+        help=f"seconds a dropped connection keeps its place (default {DEFAULT_GRACE_SECS:g})",
+    )
+    p.add_argument("--redis-url", help="share live state with other nodes through Redis")
+    p.add_argument("--database-url", help="postgresql://... instead of SQLite")
+    p.add_argument("--wire", choices=("json", "msgpack"), help="Socket.IO serializer")
+    p.add_argument("--public-url", help="base URL used in printed links")
+    p.add_argument(
+        "--allowed-origins",
+        type=_csv,
+        help="comma-separated browser origins allowed besides the same origin",
+    )
+    p.add_argument(
+        "--max-room-size",
+        type=int,
+        help=f"participants per session (default {DEFAULT_MAX_ROOM_SIZE})",
+    )
+    p.add_argument(
+        "--retention-days",
+        type=int,
+        help=f"days transcripts and check-ins are kept (default {DEFAULT_RETENTION_DAYS})",
+    )
+
+
+def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> Settings:
+    values: dict[str, object] = {}
+    for name, (var, parse) in _OPTIONS.items():
+        if var in env and env[var] != "":
+            values[name] = parse(env[var])  # type: ignore[operator]
+        flag = getattr(args, name, None) if args is not None else None
+        if flag is not None:
+            values[name] = flag
+    values["admin_token"] = env.get("PEERROOM_ADMIN_TOKEN") or None
+    values["secret"] = env.get("PEERROOM_SECRET") or None
+    values["bridge_token"] = env.get("PEERROOM_BRIDGE_TOKEN") or None
+    if "web_dir" not in values and env.get("PEERROOM_WEB_DIR"):
+        values["web_dir"] = Path(env["PEERROOM_WEB_DIR"])
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.wire not in ("json", "msgpack"):
+        raise ValueError("--wire must be json or msgpack")
+    return settings
+
+
+def from_argv(argv: Sequence[str] | None = None) -> Settings:
+    p = argparse.ArgumentParser()
+    add_serve_arguments(p)
+    return from_sources(p.parse_args(argv), os.environ)

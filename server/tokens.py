@@ -1,0 +1,78 @@
+"""Room-scoped tokens (signed with itsdangerous), the admin token and the signing secret.
+
+A room token says "room R, kind K" (``f`` facilitator, ``i`` invite) and is signed
+with the server's secret, so it needs no database lookup to check and cannot be forged
+or moved to another room. Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+log = logging.getLogger(__name__)
+
+_SALT = "peerroom.room-token.v1"
+
+
+class TokenKind(StrEnum):
+    FACILITATOR = "f"
+    INVITE = "i"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomToken:
+    room_id: str
+    kind: TokenKind
+
+
+class RoomTokens:
+    def __init__(self, secret: str) -> None:
+        self._s = URLSafeSerializer(secret, salt=_SALT)
+
+    def issue(self, room_id: str, kind: TokenKind) -> str:
+        return self._s.dumps([room_id, kind.value])
+
+    def verify(self, token: object) -> RoomToken | None:
+        if not isinstance(token, str) or not 0 < len(token) <= 256:
+            return None
+        try:
+            data = self._s.loads(token)
+        except BadSignature:
+            return None
+        if not (isinstance(data, list) and len(data) == 2 and isinstance(data[0], str)):
+            return None
+        try:
+            return RoomToken(room_id=data[0], kind=TokenKind(data[1]))
+        except ValueError:
+            return None
+
+
+def same_secret(given: str | None, expected: str | None) -> bool:
+    """Constant-time comparison for bearer secrets (admin, bridge)."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def load_or_create(path: Path, announce: str | None = None) -> str:
+    """Read a secret kept in the data directory, creating it (mode 0600) the first time.
+
+    ``announce``, if given, is printed once when the secret is created: the admin token
+    is shown to the person starting the server, once, and never logged.
+    """
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(value + "\n")
+    if announce:
+        print(f"{announce}: {value}\n  (kept in {path}; shown only this once)", flush=True)
+    return value

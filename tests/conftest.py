@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import Client, LiveServer, start_server
+
+
+@pytest.fixture
+async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[LiveServer]]]:
+    started: list[LiveServer] = []
+
+    async def factory(**overrides: Any) -> LiveServer:
+        server = await start_server(tmp_path / f"data{len(started)}", **overrides)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        await server.stop()
+
+
+@pytest.fixture
+async def live_server(server_factory: Callable[..., Awaitable[LiveServer]]) -> LiveServer:
+    return await server_factory()
+
+
+@pytest.fixture
+async def clients(live_server: LiveServer) -> AsyncIterator[Callable[[], Client]]:
+    """Make clients of ``live_server``; all are closed at the end of the test."""
+    made: list[Client] = []
+
+    def make(url: str | None = None, wire: str = "json") -> Client:
+        client = Client(url or live_server.url, wire=wire)
+        made.append(client)
+        return client
+
+    yield make
+    for c in made:
+        await c.close()

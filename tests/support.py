@@ -1,0 +1,180 @@
+"""Test helpers: a real server on a free port, and a real Socket.IO client around it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import socketio
+from aiohttp import web
+
+from server.app import create_app
+from server.settings import Settings
+
+ADMIN_TOKEN = "test-admin-token"
+WAIT_SECS = 5.0
+
+
+@dataclass
+class LiveServer:
+    url: str
+    admin_token: str
+    app: web.Application
+    runner: web.AppRunner
+    settings: Settings
+
+    async def create_room(self, title: str = "Tuesday circle", **settings: Any) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{self.url}/api/rooms",
+                json={"title": title, **settings},
+                headers={"Authorization": f"Bearer {self.admin_token}"},
+            ) as r,
+        ):
+            assert r.status == 201, await r.text()
+            body: dict[str, Any] = await r.json()
+            return body
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_server(data_dir: Path, **overrides: Any) -> LiveServer:
+    settings = Settings(
+        host="127.0.0.1", port=0, data_dir=data_dir, admin_token=ADMIN_TOKEN, **overrides
+    )
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    settings = replace(settings, port=port)
+    return LiveServer(f"http://127.0.0.1:{port}", ADMIN_TOKEN, app, runner, settings)
+
+
+class SeqGap(AssertionError):
+    pass
+
+
+@dataclass
+class Client:
+    """One person's connection: every event received is kept, in order."""
+
+    url: str
+    wire: str = "json"
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    connect_error: Any = None
+    last_seq: int = 0
+    sio: socketio.AsyncClient = field(init=False)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.sio = socketio.AsyncClient(
+            reconnection=False, serializer="msgpack" if self.wire == "msgpack" else "default"
+        )
+
+        @self.sio.on("*")
+        async def catch_all(event: str, data: Any = None) -> None:
+            self._record(event, data)
+
+        @self.sio.on("connect_error")
+        async def on_error(data: Any) -> None:
+            self.connect_error = data
+            self._changed.set()
+
+    def _record(self, event: str, data: Any) -> None:
+        if event == "welcome":
+            self.last_seq = data["room"]["seq"]
+        elif isinstance(data, dict) and "seq" in data and not _is_private_chat(event, data):
+            seq = data["seq"]
+            if seq > self.last_seq + 1:
+                raise SeqGap(f"{event}: seq {seq} after {self.last_seq}")
+            if seq == self.last_seq + 1:
+                self.last_seq = seq
+        self.events.append((event, data))
+        self._changed.set()
+
+    async def join(
+        self,
+        token: str,
+        name: str,
+        *,
+        resume: str | None = None,
+        expect: str = "welcome",
+        **extra: Any,
+    ) -> Any:
+        auth: dict[str, Any] = {"token": token, "name": name, **extra}
+        if resume:
+            auth["resume"] = resume
+        await self.sio.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=5)
+        return await self.wait_for(expect)
+
+    async def refused(self, token: Any, name: Any, **extra: Any) -> dict[str, Any]:
+        """Try to join; return the refusal's ``{code, message}``."""
+        with contextlib.suppress(socketio.exceptions.ConnectionError):
+            await self.sio.connect(
+                self.url,
+                auth={"token": token, "name": name, **extra},
+                transports=["websocket"],
+                wait_timeout=5,
+            )
+        assert self.connect_error is not None, "the join was not refused"
+        data: dict[str, Any] = self.connect_error
+        return data
+
+    async def call(self, event: str, payload: Any = None) -> dict[str, Any]:
+        ack: dict[str, Any] = await self.sio.call(
+            event, {} if payload is None else payload, timeout=WAIT_SECS
+        )
+        return ack
+
+    async def ok(self, event: str, payload: Any = None) -> dict[str, Any]:
+        ack = await self.call(event, payload)
+        assert ack["ok"] is True, ack
+        return ack
+
+    async def wait_for(
+        self, event: str, pred: Callable[[Any], bool] = lambda d: True, *, after: int = 0
+    ) -> Any:
+        """The first ``event`` (from index ``after`` on) whose data matches ``pred``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_SECS
+        while True:
+            for name, data in self.events[after:]:
+                if name == event and pred(data):
+                    return data
+            self._changed.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                got = [n for n, _ in self.events]
+                raise AssertionError(f"no {event!r} matching within {WAIT_SECS}s; got {got}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def mark(self) -> int:
+        return len(self.events)
+
+    def received(self, event: str, after: int = 0) -> list[Any]:
+        return [d for n, d in self.events[after:] if n == event]
+
+    async def wait_disconnected(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_SECS
+        while self.sio.connected and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        assert not self.sio.connected, "still connected"
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+def _is_private_chat(event: str, data: dict[str, Any]) -> bool:
+    return event == "chat" and data.get("message", {}).get("to") == "moderators"
