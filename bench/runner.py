@@ -50,6 +50,8 @@ class Config:
     server_core: int | None = 0
     gen_core: int | None = 1
     target_budget: float = 150.0
+    settle_seconds: float = 1.0
+    quiet_seconds: float = 0.5
 
     @classmethod
     def full(cls, target_keys: list[str]) -> Config:
@@ -63,8 +65,8 @@ class Config:
             join_concurrency=20,
             fanout_start=100.0,
             fanout_factor=2.0,
-            fanout_max=200.0,
-            step_seconds=1.0,
+            fanout_max=100.0,
+            step_seconds=0.5,
             drain_seconds=2.0,
             fractions=[0.5],
             hand_timeout=10.0,
@@ -72,6 +74,8 @@ class Config:
             server_core=None,
             gen_core=None,
             target_budget=60.0,
+            settle_seconds=0.2,
+            quiet_seconds=0.2,
         )
 
 
@@ -117,6 +121,7 @@ async def run_target(spec: TargetSpec, cfg: Config) -> TargetResult:
         rt = await targets.start(spec, cfg.server_core)
     except TargetSkipped as exc:
         res.status = str(exc)
+        res.seconds = round(time.monotonic() - t_start, 1)
         return res
     gen = LoadGen(spec.wire)
     try:
@@ -128,7 +133,13 @@ async def run_target(spec: TargetSpec, cfg: Config) -> TargetResult:
             main, storm = rooms[:n_rooms], rooms[n_rooms:]
             say(f"{spec.key}: capacity")
             res.capacity = await capacity(
-                gen, main, cfg.levels, cfg.room_size, rt.pids, cfg.join_concurrency
+                gen,
+                main,
+                cfg.levels,
+                cfg.room_size,
+                rt.pids,
+                cfg.join_concurrency,
+                cfg.settle_seconds,
             )
             full = [r for r in main if len(r.members) == cfg.room_size]
             if not full:
@@ -145,6 +156,7 @@ async def run_target(spec: TargetSpec, cfg: Config) -> TargetResult:
                 cfg.step_seconds,
                 cfg.drain_seconds,
                 cfg.fractions,
+                cfg.quiet_seconds,
             )
             say(f"{spec.key}: hand storm")
             res.hands = await hand_storm(gen, full, rt.pids, cfg.hand_timeout)

@@ -216,6 +216,7 @@ async def fanout(
     duration: float,
     drain: float,
     fractions: list[float],
+    quiet: float = 0.5,
     max_steps: int = 14,
 ) -> FanoutResult:
     """Step the offered rate up to the knee, refine once, then run fractions."""
@@ -228,12 +229,12 @@ async def fanout(
             break
         pt = await fanout_step(gen, rooms, "sweep", rate, duration, drain, server_pids)
         points.append(pt)
-        await _wait_quiet(gen, 0.5, 15.0)
+        await _wait_quiet(gen, quiet, 15.0)
         if not pt.passed:
             # The machine is shared: a failure counts only if it repeats.
             pt = await fanout_step(gen, rooms, "sweep, again", rate, duration, drain, server_pids)
             points.append(pt)
-            await _wait_quiet(gen, 0.5, 15.0)
+            await _wait_quiet(gen, quiet, 15.0)
         if not pt.passed:
             fail = rate
             break
@@ -246,7 +247,7 @@ async def fanout(
         mid = (best * fail) ** 0.5
         pt = await fanout_step(gen, rooms, "bisect", mid, duration, drain, server_pids)
         points.append(pt)
-        await _wait_quiet(gen, 0.5, 15.0)
+        await _wait_quiet(gen, quiet, 15.0)
         if pt.passed:
             best = mid
     else:
@@ -257,7 +258,7 @@ async def fanout(
                 gen, rooms, f"{frac:.0%} of knee", best * frac, duration, drain, server_pids
             )
             points.append(pt)
-            await _wait_quiet(gen, 0.5, 15.0)
+            await _wait_quiet(gen, quiet, 15.0)
     participants = sum(len(r.members) for r in rooms)
     room_size = participants / max(len(rooms), 1)
     per_participant = best / room_size / max(participants, 1)
