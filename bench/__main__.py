@@ -32,6 +32,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--step-seconds", type=float, default=None)
     run.add_argument("--fanout-max", type=float, default=None, help="deliveries/s cap")
     run.add_argument("--no-pin", action="store_true", help="do not pin server and generator")
+    run.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness for the generator and servers, e.g. -10 on a shared machine (root)",
+    )
     run.add_argument("--note", default="", help="a note printed at the top of the report")
     return p.parse_args(argv)
 
@@ -52,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.step_seconds = args.step_seconds
     if args.fanout_max is not None:
         cfg.fanout_max = args.fanout_max
+    cfg.nice = args.nice
     if args.no_pin:
         cfg.server_core = cfg.gen_core = None
     info = report.machine_info()

@@ -8,8 +8,9 @@
   each participant sends rate/participants msgs/s); every delivery's latency
   is taken from the intended send time. A step passes when nothing is lost
   and p99 <= 50 ms. The rate climbs geometrically until a step fails twice in
-  a row (the machine is shared, so one retry), one bisection step refines the
-  knee, then fixed fractions of the knee are run.
+  a row (three times if other processes were busy during the retry: the
+  machine is shared), one bisection step refines the knee, then fixed
+  fractions of the knee are run.
 - hand storm: every participant sends ``hand.raise`` at once; time until every
   client has seen its room's complete queue.
 - join storm: N fresh participants connect at once into fresh rooms of 10;
@@ -28,6 +29,7 @@ from bench.meters import CpuMeter, CpuSpan, tree_rss
 from bench.stats import percentiles
 
 P99_LIMIT_MS = 50.0
+NOISY = 0.25  # cores used by other processes (plus steal) that make a step suspect
 
 
 @dataclass(slots=True)
@@ -230,9 +232,15 @@ async def fanout(
         pt = await fanout_step(gen, rooms, "sweep", rate, duration, drain, server_pids)
         points.append(pt)
         await _wait_quiet(gen, quiet, 15.0)
-        if not pt.passed:
-            # The machine is shared: a failure counts only if it repeats.
-            pt = await fanout_step(gen, rooms, "sweep, again", rate, duration, drain, server_pids)
+        tries = 1
+        # The machine is shared: a failure counts only if it repeats, and a step
+        # during which other processes took a noticeable share of the CPU is run
+        # again (at most three tries).
+        while not pt.passed and tries < 3 and (tries == 1 or pt.cpu.other + pt.cpu.steal > NOISY):
+            tries += 1
+            pt = await fanout_step(
+                gen, rooms, f"sweep, try {tries}", rate, duration, drain, server_pids
+            )
             points.append(pt)
             await _wait_quiet(gen, quiet, 15.0)
         if not pt.passed:
