@@ -120,7 +120,7 @@ async def run_target(spec: TargetSpec, cfg: Config, budget: float) -> TargetResu
     res = TargetResult(spec.key, spec.label)
     t_start = time.monotonic()
     try:
-        rt = await targets.start(spec, cfg.server_core)
+        rt = await targets.start(spec, cfg.server_core, nice=cfg.nice)
     except TargetSkipped as exc:
         res.status = str(exc)
         res.seconds = round(time.monotonic() - t_start, 1)
@@ -184,7 +184,7 @@ async def run_all(cfg: Config) -> list[TargetResult]:
     raise_nofile()
     pin_self(cfg.gen_core)
     if cfg.nice:
-        os.nice(cfg.nice)  # children (the servers) inherit it
+        targets.set_priority(os.getpid(), cfg.nice)
     results: list[TargetResult] = []
     deadline = time.monotonic() + cfg.run_budget
     for i, key in enumerate(cfg.targets):
