@@ -35,8 +35,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument(
         "--nice",
         type=int,
-        default=0,
-        help="niceness for the generator and servers, e.g. -10 on a shared machine (root)",
+        default=None,
+        help="niceness (and autogroup niceness) of the generator and servers; "
+        "default -10 for a full run (needs root; ignored otherwise), 0 for --smoke",
     )
     run.add_argument("--note", default="", help="a note printed at the top of the report")
     return p.parse_args(argv)
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.step_seconds = args.step_seconds
     if args.fanout_max is not None:
         cfg.fanout_max = args.fanout_max
-    cfg.nice = args.nice
+    if args.nice is not None:
+        cfg.nice = args.nice
     if args.no_pin:
         cfg.server_core = cfg.gen_core = None
     info = report.machine_info()

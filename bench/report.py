@@ -22,6 +22,7 @@ from typing import Any
 from bench.meters import CpuSpan
 from bench.runner import Config, TargetResult
 from bench.targets import NODE_DIR, PEERROOM_BENCH_ENV
+from bench.workloads import FanoutPoint
 
 REPRODUCE = """\
 ```sh
@@ -113,6 +114,47 @@ def _summary(r: TargetResult) -> dict[str, float | None]:
     }
 
 
+def _knee_point(r: TargetResult) -> FanoutPoint | None:
+    if r.fanout is None:
+        return None
+    ok = [p for p in r.fanout.points if p.passed and not p.label.endswith("of knee")]
+    return max(ok, key=lambda p: p.offered_deliveries_s, default=None)
+
+
+def _headroom(results: list[TargetResult]) -> list[str]:
+    out = [
+        "The generator is one process on one core. At each target's knee (its fastest "
+        "passing step) it used this much of its core, next to the server's:",
+        "",
+        "| target | knee (deliveries/s) | p99 there (ms) | generator CPU | server CPU |",
+        "|---|---|---|---|---|",
+    ]
+    best: tuple[float, str, FanoutPoint] | None = None
+    peer_best = 0.0
+    for r in results:
+        p = _knee_point(r)
+        if p is None:
+            continue
+        out.append(
+            f"| {r.label} | {p.offered_deliveries_s:,.0f} | {_f(p.p99_ms, 2)} | "
+            f"{p.cpu.gen:.2f} | {p.cpu.server:.2f} |"
+        )
+        if best is None or p.offered_deliveries_s > best[0]:
+            best = (p.offered_deliveries_s, r.label, p)
+        if r.key.startswith("peerroom"):
+            peer_best = max(peer_best, p.offered_deliveries_s)
+    if best is not None:
+        rate, label, p = best
+        line = (
+            f"\nThe generator kept up with {rate:,.0f} deliveries/s (against {label}, p99 "
+            f"{_f(p.p99_ms, 2)} ms, no loss) using {p.cpu.gen:.2f} of its core"
+        )
+        if peer_best:
+            line += f": {rate / peer_best:.1f}x peerroom's best knee ({peer_best:,.0f}/s)"
+        out.append(line + ".")
+    return out
+
+
 def render(
     results: list[TargetResult], cfg: Config, info: dict[str, str], note: str, wall: float
 ) -> str:
@@ -169,6 +211,8 @@ def render(
             a, b = sums[r.key], sums[base_key]
             cells = [_ratio(a[k], b[k]) for k in ("kb_pp", "knee", "hands_ms", "joins_s")]
             out.append(f"| {r.label} | {base_name} | " + " | ".join(cells) + " |")
+    out += ["", "## Is the generator the bottleneck?", ""]
+    out += _headroom(results)
     out += ["", "## Capacity: idle participants in rooms of 10", ""]
     out += [
         "RSS per participant = (server RSS now - RSS before the first join) / participants. "

@@ -42,7 +42,7 @@ class Config:
     fanout_start: float = 1_000.0
     fanout_factor: float = 1.6
     fanout_max: float = 400_000.0
-    step_seconds: float = 3.0
+    step_seconds: float = 2.5
     drain_seconds: float = 3.0
     fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
     hand_timeout: float = 30.0
@@ -57,7 +57,7 @@ class Config:
 
     @classmethod
     def full(cls, target_keys: list[str]) -> Config:
-        return cls(target_keys, [1_000, 5_000, 10_000])
+        return cls(target_keys, [1_000, 5_000, 10_000], nice=-10)
 
     @classmethod
     def smoke(cls, target_keys: list[str]) -> Config:
@@ -190,7 +190,7 @@ async def run_all(cfg: Config) -> list[TargetResult]:
     for i, key in enumerate(cfg.targets):
         spec = targets.ALL_TARGETS[key]
         left = len(cfg.targets) - i - 1
-        budget = min(cfg.target_budget, deadline - time.monotonic() - 20.0 * left)
+        budget = min(cfg.target_budget, deadline - time.monotonic() - 60.0 * left)
         if budget < 10:
             results.append(TargetResult(key, spec.label, "n/a: no time left in the run budget"))
             continue

@@ -231,7 +231,7 @@ async def fanout(
             break
         pt = await fanout_step(gen, rooms, "sweep", rate, duration, drain, server_pids)
         points.append(pt)
-        await _wait_quiet(gen, quiet, 15.0)
+        await _wait_quiet(gen, quiet, 8.0)
         tries = 1
         # The machine is shared: a failure counts only if it repeats, and a step
         # during which other processes took a noticeable share of the CPU is run
@@ -242,7 +242,7 @@ async def fanout(
                 gen, rooms, f"sweep, try {tries}", rate, duration, drain, server_pids
             )
             points.append(pt)
-            await _wait_quiet(gen, quiet, 15.0)
+            await _wait_quiet(gen, quiet, 8.0)
         if not pt.passed:
             fail = rate
             break
@@ -255,7 +255,7 @@ async def fanout(
         mid = (best * fail) ** 0.5
         pt = await fanout_step(gen, rooms, "bisect", mid, duration, drain, server_pids)
         points.append(pt)
-        await _wait_quiet(gen, quiet, 15.0)
+        await _wait_quiet(gen, quiet, 8.0)
         if pt.passed:
             best = mid
     else:
@@ -266,7 +266,7 @@ async def fanout(
                 gen, rooms, f"{frac:.0%} of knee", best * frac, duration, drain, server_pids
             )
             points.append(pt)
-            await _wait_quiet(gen, quiet, 15.0)
+            await _wait_quiet(gen, quiet, 8.0)
     participants = sum(len(r.members) for r in rooms)
     room_size = participants / max(len(rooms), 1)
     per_participant = best / room_size / max(participants, 1)
