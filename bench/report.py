@@ -102,7 +102,8 @@ def _summary(r: TargetResult) -> dict[str, float | None]:
     cap = r.capacity[-1] if r.capacity else None
     half = None
     if r.fanout:
-        half = next((p for p in r.fanout.points if p.label == "50% of knee"), None)
+        halves = [p for p in r.fanout.points if p.kind == "fraction" and p.fraction == 0.5]
+        half = halves[-1] if halves else None
     return {
         "participants": cap.participants if cap else None,
         "kb_pp": cap.rss_kb_per_participant if cap else None,
@@ -114,10 +115,15 @@ def _summary(r: TargetResult) -> dict[str, float | None]:
     }
 
 
+def _step(p: FanoutPoint) -> str:
+    name = f"{p.fraction:.0%} of knee" if p.kind == "fraction" else p.kind
+    return name if p.attempt == 1 else f"{name}, try {p.attempt}"
+
+
 def _knee_point(r: TargetResult) -> FanoutPoint | None:
     if r.fanout is None:
         return None
-    ok = [p for p in r.fanout.points if p.passed and not p.label.endswith("of knee")]
+    ok = [p for p in r.fanout.points if p.passed and p.kind != "fraction"]
     return max(ok, key=lambda p: p.offered_deliveries_s, default=None)
 
 
@@ -256,7 +262,7 @@ def render(
         ]
         for p in f.points:
             out.append(
-                f"| {p.label} | {p.offered_msgs_s:,.0f} | {p.offered_deliveries_s:,.0f} | "
+                f"| {_step(p)} | {p.offered_msgs_s:,.0f} | {p.offered_deliveries_s:,.0f} | "
                 f"{p.delivered:,} / {p.expected:,} | {p.lost:,} | {_f(p.p50_ms, 2)} | "
                 f"{_f(p.p99_ms, 2)} | {_f(p.p999_ms, 2)} | {_f(p.max_ms, 1)} | {p.nacks} | "
                 f"{'yes' if p.passed else 'NO'} | {_cpu(p.cpu)} |"
