@@ -35,3 +35,7 @@ class RoomError(Exception):
 
     def as_dict(self) -> dict[str, str]:
         return {"code": self.code.value, "message": self.message}
+
+    def ack(self) -> dict[str, object]:
+        """The contract's refusal ack: ``{ok: false, error: {code, message}}``."""
+        return {"ok": False, "error": self.as_dict()}

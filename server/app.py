@@ -22,7 +22,7 @@ from server.keys import LIVE, METRICS, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
 from server.live import LiveStore, MemoryStore
 from server.metrics import Metrics
 from server.service import RoomService
-from server.settings import MAX_PAYLOAD_BYTES, Settings
+from server.settings import MAX_MESSAGE_BYTES, Settings
 from server.storage.base import Storage
 from server.storage.sqlite import SqliteStorage
 from server.tokens import RoomTokens, load_or_create
@@ -73,6 +73,11 @@ class RedactingAccessLogger(AbstractAccessLogger):
         self.logger.info("%s %s %s %.1fms", request.method, path, response.status, time * 1000)
 
 
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The one way to run the app (CLI and tests): with the token-free access log."""
+    return web.AppRunner(app, access_log_class=RedactingAccessLogger)
+
+
 def create_app(settings: Settings) -> web.Application:
     settings = resolve_secrets(settings)
     assert settings.secret is not None
@@ -84,7 +89,7 @@ def create_app(settings: Settings) -> web.Application:
         async_mode="aiohttp",
         serializer="msgpack" if settings.wire == "msgpack" else "default",
         cors_allowed_origins=_origins(settings),
-        max_http_buffer_size=MAX_PAYLOAD_BYTES,
+        max_http_buffer_size=MAX_MESSAGE_BYTES,
         logger=False,
         engineio_logger=False,
     )

@@ -7,15 +7,16 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
 
-from server.app import RedactingAccessLogger, create_app, open_storage, resolve_secrets
+from server.app import create_app, make_runner, open_storage, resolve_secrets
 from server.http import create_room
-from server.keys import SETTINGS
-from server.settings import Settings, add_serve_arguments, from_sources
+from server.keys import ROOM_TOKENS, SETTINGS, STORAGE
+from server.settings import Settings, SettingsError, add_serve_arguments, from_sources
 from server.tokens import RoomTokens
 
 
@@ -37,14 +38,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(settings: Settings) -> None:
+    first_start = not settings.database_url and not (settings.data_dir / "secret_key").exists()
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     base = app[SETTINGS].base_url
     print(f"peerroom is up. Open {base}/ in a browser.", flush=True)
-    print('Create a room: peerroom create-room "Tuesday evening circle"', flush=True)
+    if first_start:
+        # A fresh data directory: give the newcomer a room to open right away.
+        body = await create_room(app[STORAGE], app[ROOM_TOKENS], base, title="Welcome room")
+        _print_room("Welcome room", body)
+    print('Create another room: peerroom create-room "Tuesday evening circle"', flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -68,10 +74,14 @@ async def _create_room(settings: Settings, args: argparse.Namespace) -> None:
         )
     finally:
         await storage.close()
-    print(f'Room "{args.title}" ({body["room_id"]})')
+    _print_room(args.title, body)
+
+
+def _print_room(title: str, body: dict[str, str]) -> None:
+    print(f'Room "{title}" ({body["room_id"]})')
     print(f"  Facilitator link (keep it private): {body['facilitator_url']}")
     print(f"  Invite link for peers:              {body['invite_url']}")
-    print(f"  Phone PIN:                          {body['phone_pin']}")
+    print(f"  Phone PIN:                          {body['phone_pin']}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = from_sources(args, os.environ)
+    try:
+        settings = from_sources(args, os.environ)
+    except SettingsError as e:
+        print(f"peerroom: {e}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         asyncio.run(_serve(settings))
     else:

@@ -8,7 +8,7 @@ from typing import Any
 
 import socketio
 
-from rooms.errors import RoomError
+from rooms.errors import ErrorCode, RoomError
 from server.payloads import DECODERS
 from server.service import RoomService
 
@@ -19,22 +19,41 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
     async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
         try:
             await service.connect(sid, auth)
+            return
         except RoomError as e:
-            service.metrics.refusals.labels(e.code.value).inc()
-            raise socketio.exceptions.ConnectionRefusedError(e.message, e.as_dict()) from None
+            refusal = e
+        except Exception:
+            log.exception("join failed")  # the traceback; never the auth (it holds tokens)
+            refusal = UNAVAILABLE
+        service.metrics.refusals.labels(refusal.code.value).inc()
+        raise socketio.exceptions.ConnectionRefusedError(refusal.message, refusal.as_dict())
 
     async def disconnect(sid: str, reason: object = None) -> None:
         await service.disconnected(sid)
+
+    async def unknown(event: str, sid: str, *args: object) -> dict[str, object]:
+        message = f"There is no event called {event[:40]!r}."
+        return RoomError(ErrorCode.BAD_REQUEST, message).ack()
 
     sio.on("connect", connect)
     sio.on("disconnect", disconnect)
     for event in DECODERS:
         sio.on(event, _handler(service, event))
+    sio.on("*", unknown)
 
 
-def _handler(service: RoomService, event: str) -> Callable[..., Awaitable[dict[str, Any]]]:
-    async def handle(sid: str, data: object = None, *extra: object) -> dict[str, Any]:
-        return await service.handle(sid, event, data)
+UNAVAILABLE = RoomError(
+    ErrorCode.UNAVAILABLE, "Something went wrong on the server; try again in a minute."
+)
+
+
+def _handler(service: RoomService, event: str) -> Callable[..., Awaitable[dict[str, object]]]:
+    async def handle(sid: str, data: object = None, *extra: object) -> dict[str, object]:
+        try:
+            return await service.handle(sid, event, data)
+        except Exception:
+            log.exception("%s failed", event)  # the event's name only, never its payload
+            return UNAVAILABLE.ack()
 
     handle.__name__ = f"on_{event}"
     return handle

@@ -155,5 +155,26 @@ DECODERS: Final[dict[str, Decoder]] = {
 }
 
 
-def decode(event: str, data: object, fresh_id: str) -> c.Command:
+def too_large(data: object, limit: int) -> bool:
+    """Whether ``data`` would take more than ``limit`` bytes as JSON (a close bound,
+    computed without encoding, and stopping as soon as the limit is passed)."""
+    size, stack = 0, [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            size += len(item) * (1 if isinstance(item, bytes) or item.isascii() else 4) + 3
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        size += 2
+        if size > limit:
+            return True
+    return False
+
+
+def decode(event: str, data: object, fresh_id: str, max_bytes: int) -> c.Command:
+    if too_large(data, max_bytes):
+        raise bad(f"The payload is too large (over {max_bytes // 1024} KiB).")
     return DECODERS[event](_obj(data), fresh_id)

@@ -33,7 +33,7 @@ from server.live import LiveStore
 from server.metrics import Metrics
 from server.payloads import DECODERS, decode, validate_name
 from server.ratelimit import Bucket
-from server.settings import Settings
+from server.settings import MAX_PAYLOAD_BYTES, Settings
 from server.storage.base import Storage
 from server.tokens import RoomTokens, TokenKind
 
@@ -191,7 +191,7 @@ class RoomService:
 
     # client events ---------------------------------------------------------------------
 
-    async def handle(self, sid: str, event: str, data: object) -> dict[str, Any]:
+    async def handle(self, sid: str, event: str, data: object) -> dict[str, object]:
         """Validate, rate-limit and execute one client event; returns the ack."""
         self.metrics.events.labels(event).inc()
         try:
@@ -201,11 +201,11 @@ class RoomService:
             bucket = conn.chat if event == "chat.send" else conn.other
             if not bucket.take(self.clock()):
                 raise RoomError(ErrorCode.RATE_LIMITED, "Too many requests: wait a moment.")
-            command = decode(event, data, new_id())
+            command = decode(event, data, new_id(), MAX_PAYLOAD_BYTES)
             outcome = await self.execute(conn.room_id, conn.participant_id, command)
         except RoomError as e:
             self.metrics.errors.labels(e.code.value).inc()
-            return {"ok": False, "error": e.as_dict()}
+            return e.ack()
         return {"ok": True, **outcome.reply}
 
     # delivery: the one function that turns room events into effects -----------------------
@@ -214,7 +214,6 @@ class RoomService:
         state = outcome.state
         for ev in outcome.events:
             await self._deliver_one(room_id, state, ev)
-        self.metrics.live_sessions.set(len(await self.store.room_ids()))
 
     async def _deliver_one(self, room_id: str, state: RoomState | None, ev: Event) -> None:
         if isinstance(ev, Emit):
@@ -254,7 +253,9 @@ class RoomService:
 
     async def tick(self) -> None:
         now = self.clock()
-        for room_id in await self.store.room_ids():
+        room_ids = await self.store.room_ids()
+        self.metrics.live_sessions.set(len(room_ids))
+        for room_id in room_ids:
             state = await self.store.get(room_id)
             if state is not None and due(state, now, self.rules):
                 with contextlib.suppress(RoomError):

@@ -18,7 +18,9 @@ DEFAULT_PORT: Final = 8080
 DEFAULT_GRACE_SECS: Final = 60.0  # a phone dropping in a tunnel comes back within a minute
 DEFAULT_MAX_ROOM_SIZE: Final = 100  # peer groups are 5-20; the cap guards memory
 DEFAULT_RETENTION_DAYS: Final = 30
-MAX_PAYLOAD_BYTES: Final = 16 * 1024  # the largest event is a 2,000-character chat line
+MAX_PAYLOAD_BYTES: Final = 16 * 1024  # per event: the largest is a 2,000-character chat line
+MAX_MESSAGE_BYTES: Final = 1_000_000  # per transport message: past this it is abuse, and the
+# connection is closed before the message is read (python-engineio's default)
 CHAT_BURST: Final = 5  # chat lines a participant may send at once...
 CHAT_PER_SEC: Final = 1.0  # ...refilled at this rate: a fast typist, not a flood
 EVENT_BURST: Final = 20  # any other event: clicking around is fine, a script is not
@@ -112,14 +114,41 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+class SettingsError(ValueError):
+    """A flag or environment value is unusable; the message names it."""
+
+
+# Lower bounds, checked whichever source a value came from.
+_MINIMUM: Final[dict[str, float]] = {
+    "port": 0,
+    "grace_secs": 0,
+    "max_room_size": 1,
+    "retention_days": 1,
+    "chat_burst": 1,
+    "chat_per_sec": 0.001,
+    "event_burst": 1,
+    "event_per_sec": 0.001,
+}
+
+
 def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> Settings:
     values: dict[str, object] = {}
     for name, (var, parse) in _OPTIONS.items():
+        source = var
         if var in env and env[var] != "":
-            values[name] = parse(env[var])  # type: ignore[operator]
+            try:
+                values[name] = parse(env[var])  # type: ignore[operator]
+            except ValueError:
+                raise SettingsError(f"{var}: {env[var]!r} is not a valid value") from None
         flag = getattr(args, name, None) if args is not None else None
         if flag is not None:
             values[name] = flag
+            source = "--" + name.replace("_secs", "").replace("_", "-")
+        low = _MINIMUM.get(name)
+        if low is not None and name in values and values[name] < low:  # type: ignore[operator]
+            raise SettingsError(f"{source}: must be at least {low:g}")
+    if int(values.get("port", DEFAULT_PORT)) > 65535:  # type: ignore[call-overload]
+        raise SettingsError("the port must be at most 65535")
     values["admin_token"] = env.get("PEERROOM_ADMIN_TOKEN") or None
     values["secret"] = env.get("PEERROOM_SECRET") or None
     values["bridge_token"] = env.get("PEERROOM_BRIDGE_TOKEN") or None
@@ -127,7 +156,7 @@ def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> Set
         values["web_dir"] = Path(env["PEERROOM_WEB_DIR"])
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.wire not in ("json", "msgpack"):
-        raise ValueError("--wire must be json or msgpack")
+        raise SettingsError("PEERROOM_WIRE: must be json or msgpack")
     return settings
 
 

@@ -41,3 +41,4 @@ async def clients(live_server: LiveServer) -> AsyncIterator[Callable[[], Client]
     yield make
     for c in made:
         await c.close()
+    assert [c.gaps for c in made if c.gaps] == [], "a client saw a seq gap"

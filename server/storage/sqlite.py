@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 from dataclasses import astuple
 from pathlib import Path
@@ -12,6 +14,9 @@ from rooms.model import QueueOrder
 from server.storage.base import CheckinRecord, PinTaken, RoomRecord
 from server.storage.migrate import CREATE_TABLE, all_migrations
 
+# aiosqlite's DEBUG lines carry query parameters (chat text, names, numbers): never emit them.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
+
 _CHECKIN_COLUMNS = (
     "id, room_id, call_id, status, caller_masked, caller_full, created_at, resolved_at, resolved_by"
 )
@@ -20,13 +25,19 @@ _ROOM_COLUMNS = (
 )
 
 
+def _prepare_file(path: Path) -> None:
+    # Transcripts live here: readable by the server's user only.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+
+
 class SqliteStorage:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStorage:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(_prepare_file, path)
         db = await aiosqlite.connect(path, isolation_level=None)  # explicit transactions
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA foreign_keys=ON")

@@ -1,7 +1,11 @@
+from collections.abc import Callable
+
 from tests.support import Client, LiveServer
 
 
-async def test_join_raise_and_floor(live_server: LiveServer, clients) -> None:
+async def test_join_raise_and_floor(
+    live_server: LiveServer, clients: Callable[..., Client]
+) -> None:
     room = await live_server.create_room()
     fac: Client = clients()
     w = await fac.join(room["facilitator_token"], "Ann")

@@ -1,0 +1,10 @@
+# Conveniences; the scripts are the real commands (a fresh Debian has no make).
+.PHONY: serve test lint web
+serve:
+	scripts/serve
+test:
+	scripts/test
+lint:
+	scripts/lint
+web:
+	scripts/web-build

@@ -1,0 +1,88 @@
+"""The real command line: `peerroom serve` as a process, and `peerroom create-room`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support import free_port
+
+
+async def read_until(stream: asyncio.StreamReader, pattern: str) -> str:
+    seen = ""
+    while not re.search(pattern, seen):
+        line = await stream.readline()
+        if not line:
+            break
+        seen += line.decode()
+    return seen
+
+
+async def test_serve_on_a_fresh_data_dir_prints_a_room_that_works(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERROOM_")}
+    env["PEERROOM_PORT"] = str(port + 1)  # the flag below wins over this
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "serve", "--port", str(port),
+        "--data-dir", str(tmp_path / "data"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(15):
+            out = await read_until(proc.stdout, r"Phone PIN")
+        assert f"http://127.0.0.1:{port}/" in out
+        assert "Admin token" in out
+        invite = re.search(r"Invite link for peers:\s+(\S+)", out)
+        assert invite is not None
+        async with aiohttp.ClientSession() as http:
+            async with http.get(invite.group(1)) as r:
+                assert r.status == 200
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                assert r.status == 200
+        admin = (tmp_path / "data" / "admin_token").read_text().strip()
+        assert admin in out  # shown once, on the first start
+        assert oct((tmp_path / "data" / "admin_token").stat().st_mode & 0o777) == "0o600"
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0  # a clean shutdown on SIGTERM
+
+
+def test_create_room_prints_links_and_pin(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERROOM_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "create-room", "Tuesday evening circle",
+         "--data-dir", str(tmp_path), "--public-url", "https://peer.example.org"],
+        capture_output=True, text=True, env=env, timeout=30, check=True,
+    )  # fmt: skip
+    assert 'Room "Tuesday evening circle"' in result.stdout
+    assert re.search(r"Facilitator link \(keep it private\): https://peer.example.org/r/\S+",
+                     result.stdout)  # fmt: skip
+    assert re.search(r"Phone PIN:\s+\d{6}", result.stdout)
+
+
+def test_a_bad_flag_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--wire", "xml"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "invalid choice: 'xml'" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "-1"])
+def test_a_bad_environment_value_is_a_clear_error(tmp_path: Path, value: str) -> None:
+    env = {**os.environ, "PEERROOM_PORT": value, "PEERROOM_DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve"], capture_output=True, text=True, env=env,
+        timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "PEERROOM_PORT" in result.stderr

@@ -1,0 +1,101 @@
+"""The HTTP rows of the contract: rooms, health, metrics, the client page."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from tests.support import LiveServer
+
+
+async def request(
+    method: str, url: str, *, token: str | None = None, **kw: Any
+) -> tuple[int, Any, Mapping[str, str]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, url, headers=headers, **kw) as r,
+    ):
+        body = await r.json() if r.content_type == "application/json" else await r.text()
+        return r.status, body, dict(r.headers)
+
+
+async def test_create_room_needs_the_admin_token(live_server: LiveServer) -> None:
+    url = f"{live_server.url}/api/rooms"
+    status, body, _ = await request("POST", url, json={"title": "x"})
+    assert status == 403 and body["error"]["code"] == "forbidden"
+    status, body, _ = await request("POST", url, token="wrong", json={"title": "x"})
+    assert status == 403
+
+
+async def test_create_room_validates_its_body(live_server: LiveServer) -> None:
+    url = f"{live_server.url}/api/rooms"
+    tok = live_server.admin_token
+    for body in ({}, {"title": ""}, {"title": "x" * 101}, {"title": 5},
+                 {"title": "ok", "waiting_room": "yes"}):  # fmt: skip
+        status, got, _ = await request("POST", url, token=tok, json=body)
+        assert status == 400 and got["error"]["code"] == "bad_request", body
+    status, got, _ = await request("POST", url, token=tok, data=b"{not json")
+    assert status == 400 and got["error"]["code"] == "bad_request"
+    status, got, _ = await request("POST", url, token=tok, data=b"x" * 20000)
+    assert status in (400, 413)
+
+
+async def test_create_room_returns_links_and_a_pin(live_server: LiveServer) -> None:
+    room = await live_server.create_room("Circle", waiting_room=True, transcripts_allowed=False)
+    assert set(room) == {
+        "room_id", "facilitator_token", "invite_token", "phone_pin", "facilitator_url",
+        "invite_url",
+    }  # fmt: skip
+    assert room["phone_pin"].isdigit() and len(room["phone_pin"]) == 6
+    assert room["invite_url"] == f"{live_server.url}/r/{room['invite_token']}"
+    status, got, _ = await request(
+        "GET", f"{live_server.url}/api/rooms/{room['room_id']}", token=room["facilitator_token"]
+    )
+    assert status == 200
+    assert got["title"] == "Circle" and got["live"] is False
+    assert got["settings"]["waiting_room"] is True
+    assert got["settings"]["transcripts_allowed"] is False
+
+
+async def test_get_room_access(live_server: LiveServer) -> None:
+    a = await live_server.create_room("A")
+    b = await live_server.create_room("B")
+    url = f"{live_server.url}/api/rooms/{a['room_id']}"
+    assert (await request("GET", url))[0] == 401
+    assert (await request("GET", url, token=a["invite_token"]))[0] == 403
+    assert (await request("GET", url, token=b["facilitator_token"]))[0] == 403
+    assert (await request("GET", url, token=live_server.admin_token))[0] == 200
+    missing = f"{live_server.url}/api/rooms/nope"
+    status, body, _ = await request("GET", missing, token=live_server.admin_token)
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+async def test_healthz(live_server: LiveServer) -> None:
+    status, body, _ = await request("GET", f"{live_server.url}/healthz")
+    assert status == 200 and body["ok"] is True
+
+
+async def test_metrics_from_loopback(live_server: LiveServer) -> None:
+    status, body, _ = await request("GET", f"{live_server.url}/metrics")
+    assert status == 200
+    assert "peerroom_connections" in body and "peerroom_live_sessions" in body
+
+
+async def test_metrics_elsewhere_is_forbidden(server_factory: Any) -> None:
+    server = await server_factory(metrics_allow=("10.0.0.0/8",))
+    status, _body, _ = await request("GET", f"{server.url}/metrics")
+    assert status == 403
+
+
+async def test_the_client_page_is_served_without_leaking_the_token(
+    live_server: LiveServer,
+) -> None:
+    room = await live_server.create_room()
+    for path in ("/", f"/r/{room['invite_token']}"):
+        status, body, headers = await request("GET", live_server.url + path)
+        assert status == 200 and "<html" in body
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert "default-src 'self'" in headers["Content-Security-Policy"]

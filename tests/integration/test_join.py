@@ -1,0 +1,206 @@
+"""Connecting: welcome, waiting, and every refusal code (protocol.md "Connecting")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import socketio
+
+from tests.support import Client, LiveServer
+
+MakeClient = Callable[..., Client]
+
+
+async def test_welcome_has_the_contract_shape(live_server: LiveServer, clients: MakeClient) -> None:
+    room = await live_server.create_room("Tuesday evening circle")
+    fac = clients()
+    w = await fac.join(room["facilitator_token"], "  Ann  ")
+    assert w["you"]["name"] == "Ann"  # trimmed
+    assert w["you"]["role"] == "facilitator"
+    assert isinstance(w["resume"], str) and w["resume"]
+    snap = w["room"]
+    assert snap["id"] == room["room_id"]
+    assert snap["title"] == "Tuesday evening circle"
+    assert snap["seq"] == 1
+    assert snap["hands"] == [] and snap["floor"] is None and snap["consenting"] == []
+    assert snap["settings"] == {
+        "locked": False,
+        "waiting_room": False,
+        "transcripts_allowed": True,
+        "chat_enabled": True,
+        "queue_order": "time",
+    }
+    assert snap["participants"] == [
+        {
+            "id": w["you"]["id"],
+            "name": "Ann",
+            "role": "facilitator",
+            "via": "web",
+            "camera": False,
+            "mic": False,
+            "away": False,
+            "connected": True,
+            "hand": False,
+        }
+    ]
+
+
+async def test_others_see_the_joiner(live_server: LiveServer, clients: MakeClient) -> None:
+    room = await live_server.create_room()
+    fac, peer = clients(), clients()
+    await fac.join(room["facilitator_token"], "Ann")
+    w = await peer.join(room["invite_token"], "Bo")
+    assert w["you"]["role"] == "peer"
+    joined = await fac.wait_for("participant.joined")
+    assert joined == {"seq": 2, "participant": w["room"]["participants"][1]}
+    assert w["room"]["seq"] == 2
+
+
+@pytest.mark.parametrize(
+    ("token", "name", "code"),
+    [
+        ("not-a-token", "Bo", "bad_token"),
+        (None, "Bo", "bad_token"),
+        (12345, "Bo", "bad_token"),
+        ("VALID", "", "name_invalid"),
+        ("VALID", "   ", "name_invalid"),
+        ("VALID", "x" * 41, "name_invalid"),
+        ("VALID", "Bo\x07", "name_invalid"),
+        ("VALID", "Bo\nBo", "name_invalid"),
+        ("VALID", None, "name_invalid"),
+        ("VALID", ["Bo"], "name_invalid"),
+    ],
+)
+async def test_refusals_for_bad_tokens_and_names(
+    live_server: LiveServer, clients: MakeClient, token: Any, name: Any, code: str
+) -> None:
+    room = await live_server.create_room()
+    if token == "VALID":
+        token = room["invite_token"]
+    err = await clients().refused(token, name)
+    assert err["data"]["code"] == code
+    assert err["data"]["message"]
+
+
+async def test_a_token_signed_by_another_server_is_refused(
+    server_factory: Callable[..., Any], clients: MakeClient
+) -> None:
+    other = await server_factory(secret="another-secret")
+    room = await other.create_room()
+    err = await clients().refused(room["invite_token"], "Bo")
+    assert err["data"]["code"] == "bad_token"
+
+
+async def test_name_taken(live_server: LiveServer, clients: MakeClient) -> None:
+    room = await live_server.create_room()
+    await clients().join(room["invite_token"], "Bo")
+    err = await clients().refused(room["invite_token"], "bo")
+    assert err["data"]["code"] == "name_taken"
+
+
+async def test_room_locked(live_server: LiveServer, clients: MakeClient) -> None:
+    room = await live_server.create_room()
+    fac = clients()
+    await fac.join(room["facilitator_token"], "Ann")
+    await fac.ok("mod.lock", {"locked": True})
+    err = await clients().refused(room["invite_token"], "Bo")
+    assert err["data"]["code"] == "room_locked"
+    await clients().join(room["facilitator_token"], "Cam")  # facilitators still get in
+    await fac.ok("mod.lock", {"locked": False})
+    await clients().join(room["invite_token"], "Bo")
+
+
+async def test_room_full(server_factory: Callable[..., Any], clients: MakeClient) -> None:
+    server = await server_factory(max_room_size=2)
+    room = await server.create_room()
+    await clients(server.url).join(room["facilitator_token"], "Ann")
+    await clients(server.url).join(room["invite_token"], "Bo")
+    err = await clients(server.url).refused(room["invite_token"], "Cy")
+    assert err["data"]["code"] == "room_full"
+
+
+async def test_banned(live_server: LiveServer, clients: MakeClient) -> None:
+    room = await live_server.create_room()
+    fac, peer = clients(), clients()
+    await fac.join(room["facilitator_token"], "Ann")
+    w = await peer.join(room["invite_token"], "Bo", device="phone-of-bo")
+    await fac.ok("mod.remove", {"id": w["you"]["id"], "ban": True})
+    await peer.wait_disconnected()
+    err = await clients().refused(room["invite_token"], "Bo")
+    assert err["data"]["code"] == "banned"
+    err = await clients().refused(room["invite_token"], "Someone else", device="phone-of-bo")
+    assert err["data"]["code"] == "banned"
+
+
+async def test_waiting_room_then_admitted(live_server: LiveServer, clients: MakeClient) -> None:
+    room = await live_server.create_room(waiting_room=True)
+    fac, peer = clients(), clients()
+    fw = await fac.join(room["facilitator_token"], "Ann")
+    assert fw["room"]["settings"]["waiting_room"] is True
+    waiting = await peer.join(room["invite_token"], "Bo", expect="waiting")
+    assert waiting == {"position": 1}
+    listed = await fac.wait_for("waiting.updated", lambda d: d["waiting"])
+    (entry,) = listed["waiting"]
+    assert entry["name"] == "Bo"
+    assert not peer.received("welcome")
+    await fac.ok("mod.admit", {"id": entry["id"]})
+    assert await peer.wait_for("admitted") == {"by": fw["you"]["id"]}
+    w = await peer.wait_for("welcome")
+    assert w["you"]["id"] == entry["id"]
+    assert w["room"]["waiting"] == []  # peers never see the waiting list
+    await fac.wait_for("participant.joined", lambda d: d["participant"]["name"] == "Bo")
+
+
+async def test_waiting_room_then_denied(live_server: LiveServer, clients: MakeClient) -> None:
+    room = await live_server.create_room(waiting_room=True)
+    fac, peer = clients(), clients()
+    await fac.join(room["facilitator_token"], "Ann")
+    await peer.join(room["invite_token"], "Bo", expect="waiting")
+    listed = await fac.wait_for("waiting.updated", lambda d: d["waiting"])
+    await fac.ok("mod.deny", {"id": listed["waiting"][0]["id"]})
+    await peer.wait_for("denied")
+    await peer.wait_disconnected()
+    assert (await fac.wait_for("waiting.updated", lambda d: d["waiting"] == []))["waiting"] == []
+
+
+async def test_a_foreign_browser_origin_is_refused(live_server: LiveServer) -> None:
+    room = await live_server.create_room()
+    sio = socketio.AsyncClient(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await sio.connect(
+            live_server.url,
+            auth={"token": room["invite_token"], "name": "Bo"},
+            headers={"Origin": "https://elsewhere.example"},
+            transports=["websocket"],
+            wait_timeout=5,
+        )
+    ok = Client(live_server.url)
+    ok.sio = socketio.AsyncClient(reconnection=False)
+    await ok.sio.connect(
+        live_server.url,
+        auth={"token": room["invite_token"], "name": "Bo"},
+        headers={"Origin": live_server.url},
+        transports=["websocket"],
+        wait_timeout=5,
+    )
+    assert ok.sio.connected
+    await ok.sio.disconnect()
+
+
+async def test_configured_origins_are_allowed(
+    server_factory: Callable[..., Any],
+) -> None:
+    server = await server_factory(allowed_origins=("https://portal.example",))
+    room = await server.create_room()
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(
+        server.url,
+        auth={"token": room["invite_token"], "name": "Bo"},
+        headers={"Origin": "https://portal.example"},
+        transports=["websocket"],
+        wait_timeout=5,
+    )
+    assert sio.connected
+    await sio.disconnect()

@@ -1,0 +1,205 @@
+"""Every moderator control and who may use it: protocol.md "Client to server"."""
+
+from __future__ import annotations
+
+import pytest
+
+from rooms import commands as c
+from rooms.errors import ErrorCode, RoomError
+from rooms.events import Audit, Disconnect, Unstore
+from rooms.model import QueueOrder, Role, Settings
+from tests.unit.helpers import do, emits, join, live, payload, person, session
+
+MOD_COMMANDS: list[c.Command] = [
+    c.ModLowerHand("p2"),
+    c.ClearHands(),
+    c.FloorNext(),
+    c.FloorGive("p2"),
+    c.FloorClear(),
+    c.Mute("p2"),
+    c.MuteAll(),
+    c.AskUnmute("p2"),
+    c.StopCamera("p2"),
+    c.Remove("p2"),
+    c.Lock(locked=True),
+    c.SetWaitingRoom(on=True),
+    c.Admit("p2"),
+    c.Deny("p2"),
+    c.SetRole("p2", Role.COFACILITATOR),
+    c.ChangeSettings(chat_enabled=False),
+    c.RemoveChat("m1"),
+    c.End(),
+]
+
+
+@pytest.mark.parametrize("command", MOD_COMMANDS, ids=lambda x: type(x).__name__)
+def test_peers_cannot_use_moderator_controls(command: c.Command) -> None:
+    with pytest.raises(RoomError) as e:
+        do(session("p1", "p2"), "p1", command)
+    assert e.value.code is ErrorCode.FORBIDDEN
+
+
+FACILITATOR_ONLY = [c.SetRole("p2", Role.PEER), c.End()]
+
+
+@pytest.mark.parametrize("command", FACILITATOR_ONLY, ids=lambda x: type(x).__name__)
+def test_cofacilitators_cannot_change_roles_or_end(command: c.Command) -> None:
+    state = live(do(session("co", "p2"), "fac", c.SetRole("co", Role.COFACILITATOR)))
+    assert state is not None
+    with pytest.raises(RoomError) as e:
+        do(state, "co", command)
+    assert e.value.code is ErrorCode.FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    "command", [c.Mute("fac"), c.Remove("fac"), c.StopCamera("fac"), c.AskUnmute("fac")]
+)
+def test_a_cofacilitator_cannot_act_on_a_facilitator(command: c.Command) -> None:
+    state = live(do(session("co"), "fac", c.SetRole("co", Role.COFACILITATOR)))
+    assert state is not None
+    with pytest.raises(RoomError) as e:
+        do(state, "co", command)
+    assert e.value.code is ErrorCode.FORBIDDEN
+
+
+def test_a_cofacilitator_can_moderate_peers() -> None:
+    state = live(do(session("co", "p1"), "fac", c.SetRole("co", Role.COFACILITATOR)))
+    assert state is not None
+    out = do(state, "co", c.Mute("p1"))
+    assert emits(out.events, "you.muted")[0].to == ("p1",)
+
+
+def test_mute_turns_the_mic_off_and_tells_the_target() -> None:
+    state = live(do(session("p1"), "p1", c.SetPresence(mic=True)))
+    assert state is not None
+    out = do(state, "fac", c.Mute("p1"))
+    assert payload(out.events, "participant.updated")["participant"]["mic"] is False
+    assert emits(out.events, "you.muted")[0].payload == {"by": "fac"}
+    assert Audit("room1", "s1", "fac", "mute", "p1", 1.0) in out.events
+
+
+def test_mute_all_spares_moderators() -> None:
+    state = session("p1", "p2")
+    for pid in ("fac", "p1", "p2"):
+        state = live(do(state, pid, c.SetPresence(mic=True)))
+    out = do(state, "fac", c.MuteAll())
+    assert out.state is not None
+    assert [p.mic for p in out.state.participants] == [True, False, False]
+    assert {e.to for e in emits(out.events, "you.muted")} == {("p1",), ("p2",)}
+
+
+def test_ask_unmute_never_turns_a_mic_on() -> None:
+    out = do(session("p1"), "fac", c.AskUnmute("p1"))
+    assert person(out, "p1").mic is False
+    assert emits(out.events, "you.asked_to_unmute")[0].to == ("p1",)
+    assert not emits(out.events, "participant.updated")
+
+
+def test_stop_camera() -> None:
+    state = live(do(session("p1"), "p1", c.SetPresence(camera=True)))
+    assert state is not None
+    out = do(state, "fac", c.StopCamera("p1"))
+    assert payload(out.events, "participant.updated")["participant"]["camera"] is False
+    assert emits(out.events, "you.camera_stopped")[0].to == ("p1",)
+
+
+def test_remove_tells_broadcasts_and_disconnects() -> None:
+    state = live(do(session("p1"), "p1", c.RaiseHand()))
+    assert state is not None
+    out = do(state, "fac", c.Remove("p1"))
+    names = [e.name for e in emits(out.events)]
+    assert names.index("you.removed") < names.index("participant.left")
+    assert payload(out.events, "participant.left")["reason"] == "removed"
+    assert payload(out.events, "hands")["hands"] == []
+    assert Disconnect("p1", "sid-p1") in out.events
+    assert join(out.state, "p1b", "P1").state is not None  # not banned: may come back
+
+
+def test_ban_keeps_them_out_of_this_session() -> None:
+    out = do(session("p1"), "fac", c.Remove("p1", ban=True))
+    with pytest.raises(RoomError) as e:
+        join(out.state, "p1b", "p1")  # same name, any case
+    assert e.value.code is ErrorCode.BANNED
+    with pytest.raises(RoomError):
+        join(out.state, "p1c", "Other", ban_keys=frozenset({"device:d1", "name:p1"}))
+
+
+def test_a_moderator_cannot_remove_themselves() -> None:
+    with pytest.raises(RoomError) as e:
+        do(session(), "fac", c.Remove("fac"))
+    assert e.value.code is ErrorCode.NOT_ALLOWED_NOW
+
+
+def test_removing_someone_absent_is_not_found() -> None:
+    with pytest.raises(RoomError) as e:
+        do(session(), "fac", c.Mute("ghost"))
+    assert e.value.code is ErrorCode.NOT_FOUND
+
+
+def test_lock_and_unlock_broadcast_settings() -> None:
+    out = do(session(), "fac", c.Lock(locked=True))
+    assert payload(out.events, "settings")["settings"]["locked"] is True
+    again = do(out.state, "fac", c.Lock(locked=True))
+    assert not emits(again.events, "settings")
+
+
+def test_handover_is_reversible_and_never_to_oneself() -> None:
+    out = do(session("p1"), "fac", c.SetRole("p1", Role.FACILITATOR))
+    assert payload(out.events, "participant.updated")["participant"]["role"] == "facilitator"
+    back = do(out.state, "p1", c.SetRole("fac", Role.PEER))
+    assert person(back, "fac").role is Role.PEER
+    with pytest.raises(RoomError) as e:
+        do(session(), "fac", c.SetRole("fac", Role.PEER))
+    assert e.value.code is ErrorCode.NOT_ALLOWED_NOW
+
+
+def test_a_new_moderator_gets_the_waiting_list() -> None:
+    state = live(join(session("p1"), "fac2", role=Role.FACILITATOR))
+    state = live(do(state, "fac", c.SetWaitingRoom(on=True)))
+    state = live(join(state, "p2"))
+    out = do(state, "fac", c.SetRole("p1", Role.COFACILITATOR))
+    assert emits(out.events, "waiting.updated")[0].to == ("p1",)
+
+
+def test_settings_change_broadcasts_once_and_reorders_hands() -> None:
+    state = session("p1", "p2")
+    state = live(do(state, "p1", c.RaiseHand()))
+    state = live(do(state, "fac", c.FloorNext()))
+    state = live(do(state, "p1", c.RaiseHand()))
+    state = live(do(state, "p2", c.RaiseHand()))
+    assert state is not None and state.hands() == ["p1", "p2"]
+    out = do(state, "fac", c.ChangeSettings(queue_order=QueueOrder.QUIETER_FIRST))
+    assert payload(out.events, "settings")["settings"]["queue_order"] == "quieter_first"
+    assert payload(out.events, "hands")["hands"] == ["p2", "p1"]
+
+
+def test_transcripts_off_withdraws_everyone() -> None:
+    state = live(do(session("p1"), "p1", c.SetConsent(on=True)))
+    assert state is not None
+    out = do(state, "fac", c.ChangeSettings(transcripts_allowed=False))
+    assert payload(out.events, "consent")["consenting"] == []
+
+
+def test_remove_chat_deletes_everywhere() -> None:
+    state = live(do(session("p1"), "p1", c.SendChat("m1", "hello")))
+    assert state is not None
+    out = do(state, "fac", c.RemoveChat("m1"))
+    assert payload(out.events, "chat.removed")["message_id"] == "m1"
+    assert Unstore("s1", message_id="m1") in out.events
+    with pytest.raises(RoomError) as e:
+        do(out.state, "fac", c.RemoveChat("m1"))
+    assert e.value.code is ErrorCode.NOT_FOUND
+
+
+def test_moderators_chat_even_when_chat_is_paused() -> None:
+    state = live(do(session("p1"), "fac", c.ChangeSettings(chat_enabled=False)))
+    assert state is not None
+    with pytest.raises(RoomError) as e:
+        do(state, "p1", c.SendChat("m1", "hi"))
+    assert e.value.code is ErrorCode.NOT_ALLOWED_NOW
+    assert do(state, "fac", c.SendChat("m2", "we pause chat for a moment")).reply["id"] == "m2"
+
+
+def test_waiting_room_setting_is_remembered_in_snapshot() -> None:
+    out = do(session(settings=Settings()), "fac", c.SetWaitingRoom(on=True))
+    assert out.state is not None and out.state.settings.waiting_room is True

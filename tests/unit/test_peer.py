@@ -1,0 +1,130 @@
+"""Hands, floor, presence, chat and consent: what anyone may do for themselves."""
+
+from __future__ import annotations
+
+import pytest
+
+from rooms import commands as c
+from rooms.errors import ErrorCode, RoomError
+from rooms.events import Consent, Transcribe, Unstore
+from rooms.model import Settings, Via
+from tests.unit.helpers import do, emits, join, live, payload, person, session
+
+
+def test_raise_is_idempotent_and_reports_position() -> None:
+    state = live(do(session("p1", "p2"), "p2", c.RaiseHand()))
+    assert state is not None
+    out = do(state, "p1", c.RaiseHand())
+    assert out.reply == {"hand": True, "position": 2}
+    again = do(out.state, "p1", c.RaiseHand())
+    assert again.events == () and again.reply["position"] == 2
+
+
+def test_lower_leaves_the_queue() -> None:
+    state = live(do(session("p1"), "p1", c.RaiseHand()))
+    out = do(state, "p1", c.LowerHand())
+    assert payload(out.events, "hands") == {"seq": 4, "hands": [], "floor": None}
+    assert out.reply == {"hand": False, "position": None}
+
+
+def test_floor_next_takes_the_first_hand() -> None:
+    state = session("p1", "p2")
+    for pid in ("p2", "p1"):
+        state = live(do(state, pid, c.RaiseHand()))
+    out = do(state, "fac", c.FloorNext())
+    assert payload(out.events, "hands")["hands"] == ["p1"]
+    assert payload(out.events, "hands")["floor"] == "p2"
+    assert person(out, "p2").turns == 1
+
+
+def test_floor_next_with_no_hands_is_not_allowed_now() -> None:
+    with pytest.raises(RoomError) as e:
+        do(session("p1"), "fac", c.FloorNext())
+    assert e.value.code is ErrorCode.NOT_ALLOWED_NOW
+
+
+def test_floor_give_and_clear() -> None:
+    out = do(session("p1"), "fac", c.FloorGive("p1"))
+    assert payload(out.events, "hands")["floor"] == "p1"
+    out = do(out.state, "fac", c.FloorClear())
+    assert payload(out.events, "hands")["floor"] is None
+
+
+def test_the_floor_goes_when_its_holder_leaves() -> None:
+    state = live(do(session("p1"), "fac", c.FloorGive("p1")))
+    out = do(state, "p1", c.Leave())
+    assert payload(out.events, "hands")["floor"] is None
+
+
+def test_presence_updates_only_what_is_given() -> None:
+    out = do(session("p1"), "p1", c.SetPresence(away=True))
+    p = payload(out.events, "participant.updated")["participant"]
+    assert (p["away"], p["camera"], p["mic"]) == (True, False, False)
+    same = do(out.state, "p1", c.SetPresence(away=True))
+    assert same.events == ()
+
+
+def test_a_phone_line_has_no_camera() -> None:
+    state = live(join(session(), "ph", via=Via.PHONE))
+    out = do(state, "ph", c.SetPresence(camera=True, mic=True))
+    p = payload(out.events, "participant.updated")["participant"]
+    assert (p["via"], p["camera"], p["mic"]) == ("phone", False, True)
+
+
+def test_phone_toggles() -> None:
+    state = live(join(session(), "ph", via=Via.PHONE))
+    out = do(state, "ph", c.ToggleHand())
+    assert out.reply == {"hand": True, "position": 1, "mic": False}
+    out = do(out.state, "ph", c.ToggleMic())
+    assert out.reply == {"hand": True, "position": 1, "mic": True}
+    out = do(out.state, "ph", c.ToggleHand())
+    assert out.reply == {"hand": False, "position": None, "mic": True}
+
+
+def test_chat_broadcasts_with_the_contract_shape() -> None:
+    out = do(session("p1"), "p1", c.SendChat("m1", "hello"), now=5)
+    assert payload(out.events, "chat") == {
+        "seq": 3,
+        "message": {"id": "m1", "from": "p1", "name": "P1", "text": "hello", "ts": 5},
+    }
+    assert out.reply == {"id": "m1"}
+
+
+def test_a_private_note_goes_to_moderators_and_sender_without_a_seq() -> None:
+    state = session("p1", "p2")
+    out = do(state, "p1", c.SendChat("m1", "can we talk after?", to_moderators=True))
+    (emit,) = emits(out.events, "chat")
+    assert emit.to == ("fac", "p1")
+    assert emit.payload["seq"] == state.seq  # not consumed
+    assert emit.payload["message"]["to"] == "moderators"
+    assert out.state is not None and out.state.seq == state.seq
+    assert not [e for e in out.events if isinstance(e, Transcribe)]
+
+
+def test_only_consenting_senders_are_transcribed() -> None:
+    state = session("p1", "p2")
+    state = live(do(state, "p1", c.SetConsent(on=True)))
+    a = do(state, "p1", c.SendChat("m1", "kept"))
+    b = do(state, "p2", c.SendChat("m2", "not kept"))
+    assert [e.message_id for e in a.events if isinstance(e, Transcribe)] == ["m1"]
+    assert not [e for e in b.events if isinstance(e, Transcribe)]
+
+
+def test_nothing_is_transcribed_when_the_room_does_not_allow_it() -> None:
+    state = session("p1", settings=Settings(transcripts_allowed=False))
+    with pytest.raises(RoomError) as e:
+        do(state, "p1", c.SetConsent(on=True))
+    assert e.value.code is ErrorCode.NOT_ALLOWED_NOW
+
+
+def test_consent_is_broadcast_so_nobody_is_transcribed_silently() -> None:
+    out = do(session("p1"), "p1", c.SetConsent(on=True), now=7)
+    assert payload(out.events, "consent") == {"seq": 3, "consenting": ["p1"]}
+    assert Consent("room1", "s1", "p1", True, 7) in out.events
+    off = do(out.state, "p1", c.SetConsent(on=False))
+    assert payload(off.events, "consent")["consenting"] == []
+
+
+def test_erase_asks_storage_to_delete_my_lines() -> None:
+    out = do(session("p1"), "p1", c.EraseTranscript())
+    assert out.events == (Unstore("s1", participant_id="p1"),)

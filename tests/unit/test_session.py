@@ -1,0 +1,216 @@
+"""Joining, waiting, resuming, dropping and ending: protocol.md "Connecting" and "Words"."""
+
+from __future__ import annotations
+
+import pytest
+
+from rooms import commands as c
+from rooms.errors import ErrorCode, RoomError
+from rooms.events import Disconnect, SessionClosed, Welcome
+from rooms.model import Role, Settings
+from tests.unit.helpers import do, emits, join, live, payload, person, session
+
+
+def test_first_join_starts_a_session_with_seq_1() -> None:
+    out = join(None, "fac", role=Role.FACILITATOR)
+    assert out.state is not None
+    assert out.state.session_id == "s1"
+    assert payload(out.events, "participant.joined")["seq"] == 1
+    assert Welcome("fac") in out.events
+
+
+def test_snapshot_has_contract_fields_and_hides_waiting_from_peers() -> None:
+    state = session("p1", settings=Settings(waiting_room=True))
+    state = live(join(state, "p2"))
+    assert state is not None
+    snap = state.snapshot(for_moderator=False)
+    assert set(snap) == {
+        "id", "title", "session_id", "seq", "settings", "participants", "hands", "floor",
+        "consenting", "waiting",
+    }  # fmt: skip
+    assert set(snap["settings"]) == {  # type: ignore[call-overload]
+        "locked",
+        "waiting_room",
+        "transcripts_allowed",
+        "chat_enabled",
+        "queue_order",
+    }
+    assert set(snap["participants"][0]) == {  # type: ignore[index]
+        "id", "name", "role", "via", "camera", "mic", "away", "connected", "hand"
+    }  # fmt: skip
+    assert snap["waiting"] == []
+    assert state.snapshot(for_moderator=True)["waiting"] == [
+        {"id": "p1", "name": "P1"},
+        {"id": "p2", "name": "P2"},
+    ]
+
+
+@pytest.mark.parametrize("name", ["ann", "ANN", "Ann"])
+def test_name_taken_is_case_insensitive(name: str) -> None:
+    state = session()
+    state = live(join(state, "p1", "Ann"))
+    with pytest.raises(RoomError) as e:
+        join(state, "p2", name)
+    assert e.value.code is ErrorCode.NAME_TAKEN
+
+
+def test_locked_room_refuses_peers_but_not_facilitators() -> None:
+    state = live(do(session(), "fac", c.Lock(locked=True)))
+    with pytest.raises(RoomError) as e:
+        join(state, "p1")
+    assert e.value.code is ErrorCode.ROOM_LOCKED
+    assert join(state, "fac2", role=Role.FACILITATOR).state is not None
+
+
+def test_full_room_refuses_peers_but_not_facilitators() -> None:
+    state = session("p1", "p2", "p3", "p4")  # RULES.max_participants == 5
+    with pytest.raises(RoomError) as e:
+        join(state, "p5")
+    assert e.value.code is ErrorCode.ROOM_FULL
+    assert join(state, "fac2", role=Role.FACILITATOR).state is not None
+
+
+def test_waiting_room_holds_peers_until_admitted() -> None:
+    state = session(settings=Settings(waiting_room=True))
+    out = join(state, "p1")
+    assert out.reply["waiting"] is True
+    assert out.state is not None and out.state.get("p1") is None
+    assert emits(out.events, "waiting")[0].to == ("p1",)
+    assert payload(out.events, "waiting.updated")["waiting"] == [{"id": "p1", "name": "P1"}]
+    assert emits(out.events, "waiting.updated")[0].to == ("fac",)
+    assert not emits(out.events, "participant.joined")
+    out = do(out.state, "fac", c.Admit("p1"))
+    assert emits(out.events, "admitted")[0].to == ("p1",)
+    assert payload(out.events, "participant.joined")["participant"]["name"] == "P1"
+    assert Welcome("p1") in out.events
+    assert out.state is not None and out.state.waiting == ()
+
+
+def test_moderators_skip_the_waiting_room() -> None:
+    state = session(settings=Settings(waiting_room=True))
+    out = join(state, "fac2", role=Role.FACILITATOR)
+    assert out.reply["waiting"] is False
+
+
+def test_deny_tells_and_disconnects_the_waiting_person() -> None:
+    state = live(join(session(settings=Settings(waiting_room=True)), "p1"))
+    assert state is not None
+    out = do(state, "fac", c.Deny("p1"))
+    assert emits(out.events, "denied")[0].to == ("p1",)
+    assert Disconnect("p1", "sid-p1") in out.events
+    assert out.state is not None and out.state.waiting == ()
+
+
+def test_turning_the_waiting_room_off_admits_everyone_waiting() -> None:
+    state = live(join(session(settings=Settings(waiting_room=True)), "p1"))
+    state = live(join(state, "p2"))
+    assert state is not None
+    out = do(state, "fac", c.SetWaitingRoom(on=False))
+    assert out.state is not None
+    assert [p.id for p in out.state.participants] == ["fac", "p1", "p2"]
+    assert out.state.waiting == ()
+
+
+def test_a_waiting_person_who_drops_is_gone() -> None:
+    state = live(join(session(settings=Settings(waiting_room=True)), "p1"))
+    assert state is not None
+    out = do(state, "fac", c.Drop("p1", "sid-p1"))
+    assert out.state is not None and out.state.waiting == ()
+    assert payload(out.events, "waiting.updated")["waiting"] == []
+
+
+def test_drop_keeps_the_place_and_resume_restores_it() -> None:
+    state = session("p1", "p2")
+    state = live(do(state, "p1", c.RaiseHand()))
+    state = live(do(state, "p2", c.RaiseHand()))
+    state = live(do(state, "p1", c.SetConsent(on=True)))
+    state = live(do(state, "p1", c.SetPresence(camera=True, mic=True)))
+    assert state is not None
+    out = do(state, "p1", c.Drop("p1", "sid-p1"), now=10)
+    assert payload(out.events, "participant.updated")["participant"]["connected"] is False
+    out = join(out.state, "new-id", "Whatever", resume_id="p1", conn="sid-new", now=50)
+    assert out.reply == {"participant_id": "p1", "waiting": False, "resumed": True}
+    assert out.state is not None
+    p = out.state.get("p1")
+    assert p is not None
+    assert (p.name, p.connected, p.consent, p.conn) == ("P1", True, True, "sid-new")
+    assert (p.camera, p.mic) == (False, False)  # a reconnect never turns them on
+    assert out.state.hands() == ["p1", "p2"]
+    assert out.state.get("new-id") is None
+
+
+def test_resume_on_a_new_connection_closes_the_old_one() -> None:
+    state = session("p1")
+    out = join(state, "x", resume_id="p1", conn="sid-2")
+    assert Disconnect("p1", "sid-p1") in out.events
+
+
+def test_a_stale_drop_from_an_old_connection_is_ignored() -> None:
+    state = live(join(session("p1"), "x", resume_id="p1", conn="sid-2"))
+    assert state is not None
+    out = do(state, "fac", c.Drop("p1", "sid-p1"))
+    assert out.events == ()
+    assert person(out, "p1").connected
+
+
+def test_resume_of_an_unknown_participant_is_a_fresh_join() -> None:
+    out = join(session(), "p9", "Nine", resume_id="gone")
+    assert out.reply["participant_id"] == "p9"
+
+
+def test_after_the_grace_period_a_dropped_participant_leaves_with_timeout() -> None:
+    state = live(do(session("p1"), "p1", c.RaiseHand()))
+    state = live(do(state, "fac", c.Drop("p1", "sid-p1"), now=100))
+    assert state is not None
+    out = do(state, "fac", c.Tick(), now=159)
+    assert out.events == ()
+    out = do(state, "fac", c.Tick(), now=160)
+    assert payload(out.events, "participant.left") == {"seq": 6, "id": "p1", "reason": "timeout"}
+    assert payload(out.events, "hands")["hands"] == []
+    assert out.state is not None and out.state.get("p1") is None
+
+
+def test_leave_is_immediate() -> None:
+    out = do(session("p1"), "p1", c.Leave())
+    assert payload(out.events, "participant.left")["reason"] == "left"
+    assert Disconnect("p1", "sid-p1") in out.events
+
+
+def test_an_empty_session_ends_after_the_grace_period() -> None:
+    state = live(do(session(), "fac", c.Leave(), now=10))
+    assert state is not None and state.empty_since == 10
+    assert do(state, "fac", c.Tick(), now=69).state is not None
+    out = do(state, "fac", c.Tick(), now=70)
+    assert out.state is None
+    assert SessionClosed("room1", "s1", "empty", 70) in out.events
+
+
+def test_end_tells_everyone_and_disconnects_all() -> None:
+    state = live(join(session("p1", settings=Settings(waiting_room=True)), "p2"))
+    assert state is not None
+    out = do(state, "fac", c.End())
+    assert out.state is None
+    ended = emits(out.events, "session.ended")
+    assert ended[0].to == ("fac", "p1", "p2") and ended[0].payload == {"reason": "ended"}
+    assert {e.participant_id for e in out.events if isinstance(e, Disconnect)} == {
+        "fac", "p1", "p2"
+    }  # fmt: skip
+
+
+def test_a_new_session_after_the_end_starts_at_seq_1_again() -> None:
+    out = join(None, "fac", role=Role.FACILITATOR)
+    assert payload(out.events, "participant.joined")["seq"] == 1
+
+
+def test_commands_without_a_session_are_refused() -> None:
+    from rooms.machine import apply
+
+    with pytest.raises(RoomError) as e:
+        apply(None, "p1", c.RaiseHand(), now=0)
+    assert e.value.code is ErrorCode.NOT_FOUND
+
+
+def test_a_stranger_cannot_act() -> None:
+    with pytest.raises(RoomError) as e:
+        do(session(), "nobody", c.RaiseHand())
+    assert e.value.code is ErrorCode.FORBIDDEN
