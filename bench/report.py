@@ -115,6 +115,26 @@ def _summary(r: TargetResult) -> dict[str, float | None]:
     }
 
 
+def _shared_note(results: list[TargetResult], info: dict[str, str]) -> str:
+    spans = [p.cpu for r in results if r.fanout for p in r.fanout.points]
+    spans += [c.cpu for r in results for c in r.capacity]
+    spans += [x.cpu for r in results for x in (r.hands, r.joins) if x is not None]
+    if not spans:
+        return ""
+    others = [c.other + c.steal for c in spans]
+    mean = sum(others) / len(others)
+    busy = sum(1 for o in others if o > 0.25)
+    if mean < 0.05 and busy == 0:
+        return ""
+    return (
+        f"other processes used {mean:.2f} cores on average while points were measured "
+        f"(at most {max(others):.2f}; above 0.25 cores in {busy} of {len(others)} points; "
+        f"load average at start {info.get('load average at start', '?')}). See the "
+        "others' CPU column next to each number: a failing step with a busy neighbour "
+        "was run again (see Fan-out)."
+    )
+
+
 def _step(p: FanoutPoint) -> str:
     name = f"{p.fraction:.0%} of knee" if p.kind == "fraction" else p.kind
     return name if p.attempt == 1 else f"{name}, try {p.attempt}"
@@ -184,6 +204,9 @@ def render(
     ]
     if note:
         out += [f"**Note:** {note}", ""]
+    shared = _shared_note(results, info)
+    if shared:
+        out += [f"**Shared machine:** {shared}", ""]
     out += ["## Summary", ""]
     out += [
         "| target | status | RSS / participant at "
