@@ -22,7 +22,7 @@ from typing import Any
 from bench.meters import CpuSpan
 from bench.runner import Config, TargetResult
 from bench.targets import NODE_DIR, PEERROOM_BENCH_ENV
-from bench.workloads import FanoutPoint
+from bench.workloads import NOISY, FanoutPoint
 
 REPRODUCE = """\
 ```sh
@@ -92,10 +92,18 @@ def _cpu(c: CpuSpan) -> str:
     return f"{c.server:.2f} | {c.gen:.2f} | {others}"
 
 
-def _ratio(a: float | None, b: float | None) -> str:
+def _ratio(a: float | None, b: float | None, floor: float = 0.0) -> str:
     if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
         return "n/a"
+    if a == 0 and floor:
+        return f"< {floor / b:.3f}"  # a knee below the first step
     return f"{a / b:.2f}"
+
+
+def _knee(x: float | None, cfg: Config) -> str:
+    if x == 0:
+        return f"< {cfg.fanout_start:,.0f} (p99 > 50 ms at the first step)"
+    return _f(x, 0)
 
 
 def _summary(r: TargetResult) -> dict[str, float | None]:
@@ -147,24 +155,62 @@ def _knee_point(r: TargetResult) -> FanoutPoint | None:
     return max(ok, key=lambda p: p.offered_deliveries_s, default=None)
 
 
+def _first_fail(r: TargetResult) -> FanoutPoint | None:
+    """The last try of the sweep step that ended the sweep (None if none failed)."""
+    if r.fanout is None:
+        return None
+    sweep = [p for p in r.fanout.points if p.kind == "sweep"]
+    return sweep[-1] if sweep and not sweep[-1].passed else None
+
+
+def _bound_by(p: FanoutPoint | None) -> str:
+    if p is None:
+        return "n/a"
+    # CPU is averaged over the step and its drain, so "full" is taken as >= 0.85.
+    full = 0.85
+    if p.cpu.server >= full and p.cpu.gen >= full:
+        return "both cores nearly full (generator and server)"
+    if p.cpu.server >= full:
+        return "server (its core is full)"
+    if p.cpu.gen >= full:
+        return "GENERATOR (its core is full)"
+    if p.cpu.other + p.cpu.steal > NOISY:
+        return "neither core full; other processes busy"
+    return "neither core full: server stalls"
+
+
 def _headroom(results: list[TargetResult]) -> list[str]:
     out = [
         "The generator is one process on one core. At each target's knee (its fastest "
-        "passing step) it used this much of its core, next to the server's:",
+        "passing step) it used this much of its core, next to the server's; at the step "
+        "that failed next, the column on the right says which side ran out of CPU.",
         "",
-        "| target | knee (deliveries/s) | p99 there (ms) | generator CPU | server CPU |",
-        "|---|---|---|---|---|",
+        "| target | knee (deliveries/s) | p99 there (ms) | generator CPU | server CPU "
+        "| first failing step: server / generator / others' CPU | limited by |",
+        "|---|---|---|---|---|---|---|",
     ]
     best: tuple[float, str, FanoutPoint] | None = None
     peer_best = 0.0
     for r in results:
         p = _knee_point(r)
+        fail = _first_fail(r)
+        if p is None and fail is None:
+            continue
+        knee = (
+            f"{p.offered_deliveries_s:,.0f} | {_f(p.p99_ms, 2)} | {p.cpu.gen:.2f} | "
+            f"{p.cpu.server:.2f}"
+            if p is not None
+            else "none | n/a | n/a | n/a"
+        )
+        failed = (
+            f"{fail.offered_deliveries_s:,.0f}/s: {fail.cpu.server:.2f} / {fail.cpu.gen:.2f} / "
+            f"{fail.cpu.other:.2f}"
+            if fail is not None
+            else "none failed"
+        )
+        out.append(f"| {r.label} | {knee} | {failed} | {_bound_by(fail)} |")
         if p is None:
             continue
-        out.append(
-            f"| {r.label} | {p.offered_deliveries_s:,.0f} | {_f(p.p99_ms, 2)} | "
-            f"{p.cpu.gen:.2f} | {p.cpu.server:.2f} |"
-        )
         if best is None or p.offered_deliveries_s > best[0]:
             best = (p.offered_deliveries_s, r.label, p)
         if r.key.startswith("peerroom"):
@@ -219,7 +265,7 @@ def render(
     for r in results:
         s = sums[r.key]
         out.append(
-            f"| {r.label} | {r.status} | {_f(s['kb_pp'])} | {_f(s['knee'], 0)} | "
+            f"| {r.label} | {r.status} | {_f(s['kb_pp'])} | {_knee(s['knee'], cfg)} | "
             f"{_f(s['p99_half'], 2)} | {_f(s['hands_ms'])} | {_f(s['joins_s'])} | "
             f"{_f(s['join_p99'], 1)} |"
         )
@@ -238,7 +284,10 @@ def render(
             if base_key not in sums:
                 continue
             a, b = sums[r.key], sums[base_key]
-            cells = [_ratio(a[k], b[k]) for k in ("kb_pp", "knee", "hands_ms", "joins_s")]
+            cells = [
+                _ratio(a[k], b[k], cfg.fanout_start if k == "knee" else 0.0)
+                for k in ("kb_pp", "knee", "hands_ms", "joins_s")
+            ]
             out.append(f"| {r.label} | {base_name} | " + " | ".join(cells) + " |")
     out += ["", "## Is the generator the bottleneck?", ""]
     out += _headroom(results)

@@ -39,7 +39,7 @@ class Config:
     levels: list[int]
     room_size: int = 10
     join_concurrency: int = 200
-    fanout_start: float = 1_000.0
+    fanout_start: float = 250.0
     fanout_factor: float = 1.6
     fanout_max: float = 400_000.0
     step_seconds: float = 2.5
