@@ -116,6 +116,7 @@ class RunningTarget:
     admin_token: str = ""
     workdir: Path | None = None
     logs: list[Path] = field(default_factory=list)
+    redis_prefix: str = ""
 
     @property
     def pids(self) -> list[int]:
@@ -143,6 +144,8 @@ class RunningTarget:
                 p.wait(timeout=5)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.spec.redis_url and self.redis_prefix:
+            _delete_redis_prefix(self.spec.redis_url, self.redis_prefix)
 
     def log_tail(self, n: int = 20) -> str:
         out: list[str] = []
@@ -150,6 +153,20 @@ class RunningTarget:
             with contextlib.suppress(OSError):
                 out.extend(log.read_text(errors="replace").splitlines()[-n:])
         return "\n".join(out)
+
+
+def _delete_redis_prefix(url: str, prefix: str) -> None:
+    """Remove the keys this run left in Redis (its own prefix only)."""
+    try:
+        import redis
+    except ImportError:
+        return
+    with contextlib.suppress(Exception):
+        client = redis.Redis.from_url(url, socket_timeout=5)
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        client.close()
 
 
 def _command(spec: TargetSpec, port: int, http_port: int, data_dir: Path) -> list[str]:
@@ -211,6 +228,10 @@ async def start(
     env = dict(os.environ)
     env["PEERROOM_ADMIN_TOKEN"] = rt.admin_token
     env.update(PEERROOM_BENCH_ENV)
+    if spec.redis_url:
+        # Both nodes share one SQLite data dir and one Redis prefix of their own.
+        rt.redis_prefix = f"peerroom-bench-{secrets.token_hex(4)}:"
+        env["PEERROOM_REDIS_PREFIX"] = rt.redis_prefix
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     data_dir = workdir / "data"
     data_dir.mkdir()
