@@ -40,6 +40,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "default -10 for a full run (needs root; ignored otherwise), 0 for --smoke",
     )
     run.add_argument("--note", default="", help="a note printed at the top of the report")
+    run.add_argument(
+        "--peerroom-src",
+        type=Path,
+        default=None,
+        help="run peerroom from this checkout instead of this one (e.g. another branch)",
+    )
     return p.parse_args(argv)
 
 
@@ -59,11 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg.step_seconds = args.step_seconds
     if args.fanout_max is not None:
         cfg.fanout_max = args.fanout_max
+    if args.peerroom_src is not None:
+        cfg.peerroom_src = str(args.peerroom_src.resolve())
     if args.nice is not None:
         cfg.nice = args.nice
     if args.no_pin:
         cfg.server_core = cfg.gen_core = None
     info = report.machine_info()
+    info["peerroom source"] = report.source_info(cfg.peerroom_src)
     t0 = time.monotonic()
     import uvloop
 

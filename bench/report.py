@@ -50,6 +50,17 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def source_info(src: str | None) -> str:
+    """Where peerroom ran from and at which commit (a dirty tree is said so)."""
+    path = src or str(NODE_DIR.parent.parent)
+    commit = _cmd(["git", "-C", path, "rev-parse", "--short", "HEAD"])
+    if not commit or " " in commit:
+        commit = "no git metadata"
+    elif _cmd(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"]):
+        commit += " + local changes"
+    return f"{path} at {commit}"
+
+
 def machine_info() -> dict[str, str]:
     cpu = "unknown"
     try:

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench import targets
 from bench.loadgen import LoadGen, Room
@@ -52,6 +53,7 @@ class Config:
     target_budget: float = 200.0
     run_budget: float = 560.0
     nice: int = 0
+    peerroom_src: str | None = None
     settle_seconds: float = 1.0
     quiet_seconds: float = 0.5
 
@@ -120,7 +122,8 @@ async def run_target(spec: TargetSpec, cfg: Config, budget: float) -> TargetResu
     res = TargetResult(spec.key, spec.label)
     t_start = time.monotonic()
     try:
-        rt = await targets.start(spec, cfg.server_core, nice=cfg.nice)
+        src = Path(cfg.peerroom_src) if cfg.peerroom_src else None
+        rt = await targets.start(spec, cfg.server_core, nice=cfg.nice, peerroom_src=src)
     except TargetSkipped as exc:
         res.status = str(exc)
         res.seconds = round(time.monotonic() - t_start, 1)

@@ -218,9 +218,15 @@ async def _wait_ready(rt: RunningTarget, limit: float) -> None:
 
 
 async def start(
-    spec: TargetSpec, core: int | None, ready_timeout: float = 30.0, nice: int = 0
+    spec: TargetSpec,
+    core: int | None,
+    ready_timeout: float = 30.0,
+    nice: int = 0,
+    peerroom_src: Path | None = None,
 ) -> RunningTarget:
-    """Start the target's process(es); raises TargetSkipped if it cannot run."""
+    """Start the target's process(es); raises TargetSkipped if it cannot run.
+
+    ``peerroom_src`` runs peerroom from another checkout (default: this one)."""
     if spec.kind == "node" and (why := node_available()):
         raise TargetSkipped(why)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{spec.key}-"))
@@ -232,7 +238,8 @@ async def start(
         # Both nodes share one SQLite data dir and one Redis prefix of their own.
         rt.redis_prefix = f"peerroom-bench-{secrets.token_hex(4)}:"
         env["PEERROOM_REDIS_PREFIX"] = rt.redis_prefix
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    src = peerroom_src if spec.kind == "peerroom" and peerroom_src is not None else ROOT
+    env["PYTHONPATH"] = str(src) + os.pathsep + env.get("PYTHONPATH", "")
     data_dir = workdir / "data"
     data_dir.mkdir()
     try:
@@ -244,7 +251,7 @@ async def start(
             with log.open("wb") as fh:
                 proc = subprocess.Popen(  # noqa: S603, ASYNC220 - fixed argv; a quick fork
                     _pin(_command(spec, port, http_port, data_dir), core),
-                    cwd=ROOT,
+                    cwd=src,
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=fh,
