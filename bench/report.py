@@ -26,10 +26,9 @@ from bench.workloads import NOISY, FanoutPoint
 
 REPRODUCE = """\
 ```sh
-python -m venv .venv && . .venv/bin/activate
-pip install -e . picows uvloop psutil   # generator deps (proposed extra: .[bench])
-npm ci --prefix bench/node         # Node socket.io baseline
-python -m bench run --out docs/benchmarks.md
+scripts/bootstrap test,lint,bench    # .venv with the bench extra: picows, uvloop, psutil
+npm ci --prefix bench/node           # the Node socket.io baseline (package-lock.json)
+.venv/bin/python -m bench run        # < 10 min; docs/benchmarks.md + bench/results/*.json
 ```"""
 
 
@@ -404,13 +403,20 @@ def render(
         f"{cfg.hand_timeout:g} s.",
         "- The raw aiohttp baseline runs on asyncio's own loop (as peerroom does), with "
         "aiohttp's default listen backlog; Node socket.io uses Node's default backlog (511).",
+        "- The two-node row: both peerroom nodes share the server core (its server CPU is "
+        "their sum), one SQLite data dir and Redis (db 15, a key prefix of its own, removed "
+        "afterwards); each room's members alternate between the nodes, so every broadcast "
+        "crosses Redis. Redis itself is the machine's shared service and is not pinned: its "
+        "CPU shows in others' CPU.",
     ]
     out += ["", "## Machine", ""]
     out += [f"- {k}: {v}" for k, v in info.items()]
     out += ["", "## Reproduce", "", REPRODUCE, ""]
     out += [
-        "`python -m bench run --targets raw,node` runs a subset; "
-        "`python -m bench run --smoke` is the few-second version the test suite runs.",
+        "`python -m bench run --targets raw,node` runs a subset, `--levels 1000 --join-storm "
+        "200` a small one, `--peerroom-src DIR` measures peerroom from another checkout, "
+        "`--nice 0` leaves priorities alone; `python -m bench run --smoke` is the "
+        "few-second version the test suite runs (tests/bench/test_bench_smoke.py).",
         "",
     ]
     return "\n".join(out)
