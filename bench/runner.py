@@ -71,7 +71,7 @@ class Config:
             fanout_factor=2.0,
             fanout_max=100.0,
             step_seconds=0.5,
-            drain_seconds=2.0,
+            drain_seconds=5.0,  # only waited for if something is still missing
             fractions=[0.5],
             hand_timeout=10.0,
             join_storm=20,
