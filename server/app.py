@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from urllib.parse import urlsplit
@@ -16,20 +17,29 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from presence.resume import ResumeTokens
-from server import handlers
-from server.http import routes, security_headers
-from server.keys import LIVE, METRICS, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
+from server import checkins_http, handlers, transcripts
+from server.http import routes, security_headers, storage_errors
+from server.keys import LIVE, METRICS, PHONE, RECORDER, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
 from server.live import LiveStore, MemoryStore
 from server.metrics import Metrics
+from server.phone import bridge, twilio_http
+from server.phone.lines import PhoneLines
+from server.recorder import SPILL_FILE, Recorder
+from server.retention import run_retention
 from server.service import RoomService
 from server.settings import MAX_MESSAGE_BYTES, Settings
-from server.storage.base import Storage
+from server.storage.base import Storage, StorageUnavailable
+from server.storage.postgres import PostgresStorage
 from server.storage.sqlite import SqliteStorage
 from server.tokens import RoomTokens, load_or_create
 
 log = logging.getLogger(__name__)
 
 SIO = web.AppKey("sio", socketio.AsyncServer)
+SQLITE_FILE = "peerroom.sqlite3"
+# Loggers that write query parameters (phone numbers, chat text) at DEBUG: capped at
+# INFO, so even a server run with DEBUG logging never writes them.
+QUIET_LOGGERS = ("aiosqlite", "asyncpg")
 
 
 def resolve_secrets(settings: Settings) -> Settings:
@@ -51,10 +61,24 @@ def _origins(settings: Settings) -> list[str] | None:
     return [f"{base.scheme}://{base.netloc}", *settings.allowed_origins]
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 async def open_storage(settings: Settings) -> Storage:
-    if settings.database_url:
-        raise SystemExit("--database-url (PostgreSQL) is not supported by this build yet.")
-    return await SqliteStorage.open(settings.data_dir / "peerroom.sqlite3")
+    """PostgreSQL when ``--database-url`` is given, else SQLite in the data directory.
+
+    Migrations run here, before the server accepts anyone. A database that cannot be
+    reached at start is a clear exit, not a half-working server.
+    """
+    url = settings.database_url
+    if not url:
+        return await SqliteStorage.open(settings.data_dir / SQLITE_FILE)
+    if not url.startswith(POSTGRES_SCHEMES):
+        raise SystemExit("--database-url must start with postgresql://")
+    try:
+        return await PostgresStorage.open(url)
+    except StorageUnavailable as e:
+        raise SystemExit(f"Cannot start: {e}. Is PostgreSQL running? See docs/storage.md.") from e
 
 
 def open_live_store(settings: Settings) -> LiveStore:
@@ -81,7 +105,9 @@ def make_runner(app: web.Application) -> web.AppRunner:
 def create_app(settings: Settings) -> web.Application:
     settings = resolve_secrets(settings)
     assert settings.secret is not None
-    app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
+    app = web.Application(middlewares=[security_headers, storage_errors], client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
     app[ROOM_TOKENS] = RoomTokens(settings.secret)
@@ -96,19 +122,48 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app[SIO] = sio
     app.add_routes(routes)
+    app.add_routes(transcripts.routes)
+    app.add_routes(checkins_http.routes)
     dist = settings.web_dir / "dist"
     if dist.is_dir():
         app.router.add_static("/static", dist, append_version=False)
     app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_recorder_ctx)
     app.cleanup_ctx.append(_service_ctx)
+    twilio_http.add_routes(app)  # its context needs the service's: after it
     return app
 
 
 async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    storage = await open_storage(app[SETTINGS])
+    settings = app[SETTINGS]
+    storage = await open_storage(settings)
     app[STORAGE] = storage
+    retention = asyncio.get_running_loop().create_task(
+        run_retention(
+            storage,
+            retention_days=settings.retention_days,
+            every_secs=settings.retention_sweep_secs,
+            clock=time.time,
+        )
+    )
     yield
+    retention.cancel()
+    await asyncio.gather(retention, return_exceptions=True)
     await storage.close()
+
+
+async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Started before the service and closed after it, so every event the service
+    delivers is written (or its loss logged) before storage closes."""
+    recorder = Recorder(
+        app[STORAGE],
+        registry=app[METRICS].registry,
+        spill_path=app[SETTINGS].data_dir / SPILL_FILE,
+    )
+    recorder.start()
+    app[RECORDER] = recorder
+    yield
+    await recorder.close()
 
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -121,6 +176,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         sio=app[SIO],
         store=store,
         storage=app[STORAGE],
+        recorder=app[RECORDER],
         settings=settings,
         room_tokens=app[ROOM_TOKENS],
         resume_tokens=ResumeTokens(settings.secret),
@@ -128,9 +184,15 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[SERVICE] = service
     handlers.register(app[SIO], service)
+    phone = PhoneLines(service, secret=settings.secret)
+    service.set_phone(phone)
+    app[PHONE] = phone
+    phone.start()
+    bridge.register(app[SIO], phone, settings.bridge_token)
     clock = asyncio.get_running_loop().create_task(service.run_clock())
     yield
     clock.cancel()
     await asyncio.gather(clock, return_exceptions=True)
     await service.close()
+    await phone.close()
     await store.close()

@@ -15,8 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rooms.errors import ErrorCode
 from rooms.model import QueueOrder
 from server.errors import http_error
-from server.keys import LIVE, METRICS, ROOM_TOKENS, SETTINGS, STORAGE
-from server.storage.base import PinTaken, RoomRecord, Storage
+from server.keys import LIVE, METRICS, RECORDER, ROOM_TOKENS, SETTINGS, STORAGE
+from server.storage.base import PinTaken, RoomRecord, Storage, StorageUnavailable
 from server.tokens import RoomTokens, TokenKind, same_secret
 
 MAX_TITLE_CHARS: Final = 100
@@ -163,12 +163,13 @@ async def get_room(request: web.Request) -> web.Response:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    storage_ok = await request.app[STORAGE].healthy()
+    recorder = request.app[RECORDER]
+    # Storage is fine when it answers now and the recorder is not stuck retrying.
+    storage_ok = await request.app[STORAGE].healthy() and not recorder.failing
     live_ok = await request.app[LIVE].healthy()
     ok = storage_ok and live_ok
-    return web.json_response(
-        {"ok": ok, "storage": storage_ok, "live": live_ok}, status=200 if ok else 503
-    )
+    body = {"ok": ok, "storage": storage_ok, "live": live_ok, "storage_backlog": recorder.backlog}
+    return web.json_response(body, status=200 if ok else 503)
 
 
 @routes.get("/metrics")
@@ -208,6 +209,18 @@ async def client_page(request: web.Request) -> web.FileResponse:
     page = _index_file(request.app[SETTINGS].web_dir)
     headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
     return web.FileResponse(page, headers=headers)
+
+
+@web.middleware
+async def storage_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A request that needs the database while it is down gets a coded 503."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except StorageUnavailable:
+        raise http_error(
+            ErrorCode.UNAVAILABLE, "The database is unavailable right now; try again soon."
+        ) from None
+    return response
 
 
 @web.middleware

@@ -6,6 +6,8 @@ from aiohttp import web
 
 from server.live import LiveStore
 from server.metrics import Metrics
+from server.phone.lines import PhoneLines
+from server.recorder import Recorder
 from server.service import RoomService
 from server.settings import Settings
 from server.storage.base import Storage
@@ -17,3 +19,5 @@ LIVE = web.AppKey("live", LiveStore)
 METRICS = web.AppKey("metrics", Metrics)
 ROOM_TOKENS = web.AppKey("room_tokens", RoomTokens)
 SERVICE = web.AppKey("service", RoomService)
+RECORDER = web.AppKey("recorder", Recorder)
+PHONE = web.AppKey("phone", PhoneLines)

@@ -19,29 +19,33 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import socketio
 
 from presence.resume import ResumeClaim, ResumeTokens
 from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
-from rooms.events import Disconnect, Emit, Event, Welcome
+from rooms.events import Audit, Consent, Disconnect, Emit, Event, Transcribe, Unstore, Welcome
 from rooms.machine import Outcome, Rules, apply, due
 from rooms.model import Role, RoomState, Via
 from server.live import LiveStore
 from server.metrics import Metrics
 from server.payloads import DECODERS, decode, validate_name
 from server.ratelimit import Bucket
+from server.recorder import STORAGE_EVENTS, Recorder
 from server.settings import MAX_PAYLOAD_BYTES, Settings
-from server.storage.base import Storage
+from server.storage.base import RoomRecord, Storage, StorageUnavailable
 from server.tokens import RoomTokens, TokenKind
+from server.transcript_access import SessionFacts
 
 log = logging.getLogger(__name__)
 
 TICK_SECS: Final = 1.0  # how often dropped connections and empty sessions are checked
 CONNECT_WAIT_SECS: Final = 5.0  # a handshake that has not completed by then is gone
 MAX_DEVICE_CHARS: Final = 64
+ERASE_ACK_WAIT_SECS: Final = 2.0  # an erase acks with its count if storage is this quick
+ROOMS_CACHED: Final = 1_000  # room records kept to let people join while storage is down
 
 
 def room_channel(room_id: str) -> str:
@@ -66,6 +70,12 @@ class Conn:
     other: Bucket
 
 
+class PhoneDelivery(Protocol):
+    """Where room events reach phone calls (:class:`server.phone.lines.PhoneLines`)."""
+
+    async def deliver(self, room_id: str, state: RoomState | None, ev: Event) -> None: ...
+
+
 class RoomService:
     def __init__(
         self,
@@ -73,6 +83,7 @@ class RoomService:
         sio: socketio.AsyncServer,
         store: LiveStore,
         storage: Storage,
+        recorder: Recorder,
         settings: Settings,
         room_tokens: RoomTokens,
         resume_tokens: ResumeTokens,
@@ -82,6 +93,8 @@ class RoomService:
         self.sio = sio
         self.store = store
         self.storage = storage
+        self.recorder = recorder
+        self.facts = SessionFacts()
         self.settings = settings
         self.room_tokens = room_tokens
         self.resume_tokens = resume_tokens
@@ -90,7 +103,14 @@ class RoomService:
         self.rules = Rules(grace_secs=settings.grace_secs, max_participants=settings.max_room_size)
         self.conns: dict[str, Conn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rooms: dict[str, RoomRecord] = {}
+        self.phone: PhoneDelivery | None = None
         store.set_deliver(self.deliver)
+        recorder.set_unsaved(self._line_unsaved)
+
+    def set_phone(self, phone: PhoneDelivery) -> None:
+        """Phone participants have no Socket.IO connection: their events go here."""
+        self.phone = phone
 
     # the one path for every change ------------------------------------------------------
 
@@ -106,7 +126,7 @@ class RoomService:
         """Join (or wait, or resume). Raises RoomError with a connect-refusal code."""
         a = auth if isinstance(auth, dict) else {}
         token = self.room_tokens.verify(a.get("token"))
-        room = await self.storage.get_room(token.room_id) if token else None
+        room = await self._room(token.room_id) if token else None
         if token is None or room is None:
             raise RoomError(
                 ErrorCode.BAD_TOKEN, "This link is not valid. Ask your facilitator for a new one."
@@ -140,6 +160,25 @@ class RoomService:
         )
         self.metrics.connections.inc()
         self.spawn(self._greet_when_connected(sid, room.id, pid))
+
+    async def _room(self, room_id: str) -> RoomRecord | None:
+        """The room's record; while storage is down, the copy from its last lookup, so a
+        live room goes on letting people in (a room's title and PIN rarely change)."""
+        try:
+            room = await self.storage.get_room(room_id)
+        except StorageUnavailable:
+            room = self._rooms.get(room_id)
+            if room is None:
+                raise RoomError(
+                    ErrorCode.UNAVAILABLE, "The server cannot reach its database: try again soon."
+                ) from None
+            return room
+        if room is not None:
+            self._rooms.pop(room_id, None)
+            self._rooms[room_id] = room
+            while len(self._rooms) > ROOMS_CACHED:
+                del self._rooms[next(iter(self._rooms))]
+        return room
 
     async def _greet_when_connected(self, sid: str, room_id: str, pid: str) -> None:
         """After the handshake completes, send ``welcome`` (or ``waiting``) and subscribe.
@@ -206,14 +245,41 @@ class RoomService:
         except RoomError as e:
             self.metrics.errors.labels(e.code.value).inc()
             return e.ack()
-        return {"ok": True, **outcome.reply}
+        ack: dict[str, object] = {"ok": True, **outcome.reply}
+        erases = [ev for ev in outcome.events if isinstance(ev, Unstore)]
+        if erases:  # transcript.erase, mod.chat.remove: out of the lock, bounded wait
+            ack["erased"] = await self._erased(erases)
+        return ack
+
+    async def _erased(self, erases: list[Unstore]) -> int | None:
+        """Lines deleted by these erases, or None if storage has not done them yet (they
+        stay queued and run as soon as it can)."""
+        futures = [self.recorder.erase_result(ev) for ev in erases]
+        if any(f is None for f in futures):
+            return None
+        pending = [f for f in futures if f is not None]
+        done, _ = await asyncio.wait(pending, timeout=ERASE_ACK_WAIT_SECS)
+        if len(done) < len(pending) or any(f.cancelled() for f in done):
+            return None
+        return sum(f.result() for f in done)
 
     # delivery: the one function that turns room events into effects -----------------------
 
     async def deliver(self, room_id: str, outcome: Outcome) -> None:
         state = outcome.state
+        if state is not None:
+            self.recorder.session_seen(state.room_id, state.session_id, state.started_at)
+        closing: list[str] = []
         for ev in outcome.events:
+            if isinstance(ev, Disconnect) and ev.conn and self.conns.pop(ev.conn, None):
+                closing.append(ev.conn)
+                self.metrics.connections.dec()
             await self._deliver_one(room_id, state, ev)
+        # Connections close only after every event of this outcome is out (an emit yields
+        # to the loop) and, since the tasks run after the caller's next yield, after the
+        # ack of the command that caused it: the client hears why before the line closes.
+        for conn in closing:
+            self.spawn(self.sio.disconnect(conn))
 
     async def _deliver_one(self, room_id: str, state: RoomState | None, ev: Event) -> None:
         if isinstance(ev, Emit):
@@ -229,17 +295,33 @@ class RoomService:
             # A connection still in its handshake is greeted by _greet_when_connected.
             if state and p and p.conn and self.sio.manager.is_connected(p.conn, "/"):
                 await self._welcome(state, p.id, p.conn)
-        elif (
-            isinstance(ev, Disconnect)
-            and ev.conn is not None
-            and self.conns.pop(ev.conn, None) is not None
-        ):
-            self.metrics.connections.dec()
-            # After this transition's emits (and the ack of the command that caused it)
-            # are queued, so the client hears why before the line closes.
-            self.spawn(self.sio.disconnect(ev.conn))
-        # Transcribe, Unstore, Consent, Audit, SessionClosed: durable storage of these is
-        # the transcripts issue; nothing is written for them yet.
+        elif isinstance(ev, STORAGE_EVENTS):
+            # Decided by the machine; queued for the recorder, never awaited here (the
+            # room's lock is held). Access facts are noted first, so that a withdrawal
+            # or a removal ends transcript access before storage has caught up.
+            if isinstance(ev, Consent | Audit):
+                self.facts.note(ev)
+            self.recorder.submit(ev)
+        if self.phone is not None:
+            # Phone calls have no Socket.IO connection; the phone lines queue what reaches
+            # them and never await a call's transport here (the room's lock is held).
+            await self.phone.deliver(room_id, state, ev)
+
+    def _line_unsaved(self, line: Transcribe, reason: str) -> None:
+        """Tell the sender their line will not be kept (never a silent loss)."""
+        payload = {"message_id": line.message_id, "session_id": line.session_id, "reason": reason}
+        self.spawn(
+            self.sio.emit("transcript.unsaved", payload, to=participant_channel(line.sender_id))
+        )
+
+    async def notify_moderators(self, event: str, payload: dict[str, Any]) -> None:
+        """A server notice (not a room broadcast: no seq) to the moderators of every live
+        session, e.g. a new phone check-in."""
+        for room_id in await self.store.room_ids():
+            state = await self.store.get(room_id)
+            ids = state.moderator_ids() if state else ()
+            if ids:
+                await self.sio.emit(event, payload, to=[participant_channel(p) for p in ids])
 
     # the clock -------------------------------------------------------------------------
 

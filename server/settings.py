@@ -18,6 +18,7 @@ DEFAULT_PORT: Final = 8080
 DEFAULT_GRACE_SECS: Final = 60.0  # a phone dropping in a tunnel comes back within a minute
 DEFAULT_MAX_ROOM_SIZE: Final = 100  # peer groups are 5-20; the cap guards memory
 DEFAULT_RETENTION_DAYS: Final = 30
+DEFAULT_RETENTION_SWEEP_SECS: Final = 3600.0  # retention is in days; hourly is plenty
 MAX_PAYLOAD_BYTES: Final = 16 * 1024  # per event: the largest is a 2,000-character chat line
 MAX_MESSAGE_BYTES: Final = 1_000_000  # per transport message: past this it is abuse, and the
 # connection is closed before the message is read (python-engineio's default)
@@ -25,6 +26,7 @@ CHAT_BURST: Final = 5  # chat lines a participant may send at once...
 CHAT_PER_SEC: Final = 1.0  # ...refilled at this rate: a fast typist, not a flood
 EVENT_BURST: Final = 20  # any other event: clicking around is fine, a script is not
 EVENT_PER_SEC: Final = 5.0
+DEFAULT_TWILIO_API_BASE: Final = "https://api.twilio.com"  # or a compatible one (docs/phone.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()  # () means same origin only
     max_room_size: int = DEFAULT_MAX_ROOM_SIZE
     retention_days: int = DEFAULT_RETENTION_DAYS
+    retention_sweep_secs: float = DEFAULT_RETENTION_SWEEP_SECS
     chat_burst: int = CHAT_BURST
     chat_per_sec: float = CHAT_PER_SEC
     event_burst: int = EVENT_BURST
@@ -48,6 +51,12 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)
     secret: str | None = field(default=None, repr=False)
     bridge_token: str | None = field(default=None, repr=False)
+    # Twilio-style voice webhooks (docs/phone.md). No auth token: the /phone routes are off.
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_api_base: str = DEFAULT_TWILIO_API_BASE
+    twilio_webhook_base: str | None = None  # the public URL Twilio calls, for signatures
+    twilio_talk_number: str | None = None  # "talk now" check-ins are put through to it
     web_dir: Path = Path(__file__).resolve().parent.parent / "web"
 
     @property
@@ -75,11 +84,16 @@ _OPTIONS: Final[dict[str, tuple[str, type | object]]] = {
     "allowed_origins": ("PEERROOM_ALLOWED_ORIGINS", _csv),
     "max_room_size": ("PEERROOM_MAX_ROOM_SIZE", int),
     "retention_days": ("PEERROOM_RETENTION_DAYS", int),
+    "retention_sweep_secs": ("PEERROOM_RETENTION_SWEEP", float),
     "chat_burst": ("PEERROOM_CHAT_BURST", int),
     "chat_per_sec": ("PEERROOM_CHAT_RATE", float),
     "event_burst": ("PEERROOM_EVENT_BURST", int),
     "event_per_sec": ("PEERROOM_EVENT_RATE", float),
     "metrics_allow": ("PEERROOM_METRICS_ALLOW", _csv),
+    "twilio_account_sid": ("PEERROOM_TWILIO_ACCOUNT_SID", str),
+    "twilio_api_base": ("PEERROOM_TWILIO_API_BASE", str),
+    "twilio_webhook_base": ("PEERROOM_TWILIO_WEBHOOK_BASE", str),
+    "twilio_talk_number": ("PEERROOM_TWILIO_TALK_NUMBER", str),
 }
 
 
@@ -124,6 +138,7 @@ _MINIMUM: Final[dict[str, float]] = {
     "grace_secs": 0,
     "max_room_size": 1,
     "retention_days": 1,
+    "retention_sweep_secs": 0.01,
     "chat_burst": 1,
     "chat_per_sec": 0.001,
     "event_burst": 1,
@@ -152,6 +167,7 @@ def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> Set
     values["admin_token"] = env.get("PEERROOM_ADMIN_TOKEN") or None
     values["secret"] = env.get("PEERROOM_SECRET") or None
     values["bridge_token"] = env.get("PEERROOM_BRIDGE_TOKEN") or None
+    values["twilio_auth_token"] = env.get("PEERROOM_TWILIO_AUTH_TOKEN") or None
     if "web_dir" not in values and env.get("PEERROOM_WEB_DIR"):
         values["web_dir"] = Path(env["PEERROOM_WEB_DIR"])
     settings = Settings(**values)  # type: ignore[arg-type]

@@ -1,7 +1,12 @@
-"""The storage interface every backend implements, and the records it deals in."""
+"""The storage interface every backend implements, and the records it deals in.
+
+Backends raise :class:`StorageUnavailable` when the database cannot be reached, so
+callers can tell "try again later" from a bug without knowing the driver.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,8 +49,59 @@ class CheckinRecord:
     resolved_by: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One live meeting of a room: ids and times only."""
+
+    id: str
+    room_id: str
+    started_at: float
+    ended_at: float | None = None
+    end_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptLine:
+    """A chat line that passed the consent rule; ``id`` is the chat message id."""
+
+    id: str
+    session_id: str
+    sender_id: str
+    from_name: str
+    text: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    id: str
+    session_id: str
+    participant_id: str
+    consent: bool
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A moderator action: who, what, to whom, when. Ids only, never names or text."""
+
+    id: str
+    session_id: str
+    actor_id: str
+    action: str
+    target_id: str | None
+    ts: float
+
+
 class PinTaken(Exception):
     """Another room already has this phone PIN; draw another."""
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached right now (down, restarting, connection lost).
+
+    Worth retrying later. Carries no query text or parameters, so it is safe to log.
+    """
 
 
 class Storage(Protocol):
@@ -66,6 +122,59 @@ class Storage(Protocol):
 
     async def resolve_checkin(self, checkin_id: str, *, by: str, at: float) -> bool:
         """False if there is no such check-in."""
+
+    # sessions, transcripts, consent and audit (issue 3) --------------------------------
+    # Every write is idempotent on its id: the recorder retries after a lost connection.
+
+    async def record_session(self, session: SessionRecord) -> None:
+        """Insert the session unless it is already there."""
+
+    async def close_session(self, session_id: str, *, ended_at: float, reason: str) -> None: ...
+
+    async def get_session(self, session_id: str) -> SessionRecord | None: ...
+
+    async def add_line(self, line: TranscriptLine) -> None:
+        """Insert the line unless a line with its id is already there."""
+
+    async def add_lines(self, lines: Sequence[TranscriptLine]) -> None:
+        """Like :meth:`add_line` for each, in one transaction."""
+
+    async def delete_line(self, session_id: str, line_id: str) -> int:
+        """Rows deleted (0 or 1)."""
+
+    async def delete_sender_lines(self, session_id: str, sender_id: str) -> int:
+        """Rows deleted."""
+
+    async def list_lines(self, session_id: str) -> list[TranscriptLine]:
+        """Oldest first."""
+
+    async def add_consent_change(self, change: ConsentChange) -> None: ...
+
+    async def latest_consent(self, session_id: str, participant_id: str) -> bool | None:
+        """The participant's last recorded consent in the session; None if never changed."""
+
+    async def add_audit(self, entry: AuditEntry) -> None: ...
+
+    async def list_audit(self, session_id: str) -> list[AuditEntry]:
+        """Oldest first."""
+
+    async def audit_actions_on(self, session_id: str, target_id: str) -> set[str]:
+        """The actions moderators took on ``target_id`` in the session."""
+
+    # retention --------------------------------------------------------------------------
+
+    async def delete_lines_before(self, cutoff: float) -> int: ...
+
+    async def delete_sessions_before(self, cutoff: float) -> int:
+        """Sessions started before ``cutoff``, with their lines, consent and audit rows."""
+
+    async def delete_checkins_before(self, cutoff: float, *, keep_open: tuple[str, ...]) -> int:
+        """Check-ins created before ``cutoff``, except unresolved ones whose status is in
+        ``keep_open``."""
+
+    async def scrub(self) -> None:
+        """Make deleted rows unrecoverable from the database files as far as the backend
+        can (SQLite: checkpoint and truncate the WAL; PostgreSQL: VACUUM)."""
 
     async def healthy(self) -> bool:
         """True when storage answers a trivial query now."""

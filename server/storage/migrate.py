@@ -27,8 +27,15 @@ class Migration:
     sql: str
 
     def statements(self) -> list[str]:
-        """Statements split on ';' at line ends (the files hold no procedural code)."""
-        return [s.strip() for s in re.split(r";\s*\n", self.sql + "\n") if s.strip()]
+        """Statements split on ';' at line ends (the files hold no procedural code).
+
+        Whole-line ``--`` comments are dropped first: a comment ending in ';' must not
+        split a statement, and PostgreSQL refuses a statement that is only a comment.
+        """
+        code = "\n".join(
+            line for line in self.sql.splitlines() if not line.lstrip().startswith("--")
+        )
+        return [s.strip() for s in re.split(r";\s*\n", code + "\n") if s.strip()]
 
 
 def all_migrations() -> list[Migration]:

@@ -1,27 +1,42 @@
-"""SQLite storage, the embedded default: one file under ``--data-dir``."""
+"""SQLite storage, the embedded default: one file under ``--data-dir``.
+
+Erased text must not linger in the files: ``secure_delete`` overwrites deleted cells
+and freed pages with zeros, and :meth:`SqliteStorage.scrub` (run by the recorder after
+every batch that deleted something) checkpoints the WAL into the main file and
+truncates it, so the frames that still held the old page images are gone too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sqlite3
-from dataclasses import astuple
 from pathlib import Path
+from typing import Final
 
 import aiosqlite
 
-from rooms.model import QueueOrder
-from server.storage.base import CheckinRecord, PinTaken, RoomRecord
+from server.storage.base import StorageUnavailable
 from server.storage.migrate import CREATE_TABLE, all_migrations
+from server.storage.sql import DuplicateKey, Row, SqlStorage
 
 # aiosqlite's DEBUG lines carry query parameters (chat text, names, numbers): never emit them.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
-_CHECKIN_COLUMNS = (
-    "id, room_id, call_id, status, caller_masked, caller_full, created_at, resolved_at, resolved_by"
-)
-_ROOM_COLUMNS = (
-    "id, title, phone_pin, waiting_room, transcripts_allowed, chat_enabled, queue_order, created_at"
+log = logging.getLogger(__name__)
+
+SCRUB_TRIES: Final = 10
+SCRUB_RETRY_SECS: Final = 0.05  # readers here hold a snapshot for milliseconds
+
+# SQLite result codes that mean "the file cannot be used right now", not "bad SQL".
+_TRANSIENT: Final = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+    "SQLITE_CANTOPEN",
+    "SQLITE_READONLY",
+    "SQLITE_PROTOCOL",
 )
 
 
@@ -31,7 +46,7 @@ def _prepare_file(path: Path) -> None:
     path.touch(mode=0o600)
 
 
-class SqliteStorage:
+class SqliteStorage(SqlStorage):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
@@ -66,86 +81,49 @@ class SqliteStorage:
                 raise
             await self._db.execute("COMMIT")
 
-    async def create_room(self, room: RoomRecord) -> None:
+    async def _execute(self, sql: str, *args: object) -> int:
         try:
-            await self._db.execute(
-                f"INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                (
-                    room.id,
-                    room.title,
-                    room.phone_pin,
-                    room.waiting_room,
-                    room.transcripts_allowed,
-                    room.chat_enabled,
-                    room.queue_order.value,
-                    room.created_at,
-                ),
-            )
-        except sqlite3.IntegrityError as e:
-            if "phone_pin" in str(e):
-                raise PinTaken from e
-            raise
+            cur = await self._db.execute(sql, args)
+        except sqlite3.Error as e:
+            raise _translate(e) from e
+        except ValueError as e:  # aiosqlite: the connection is closed
+            raise StorageUnavailable("the SQLite connection is closed") from e
+        return cur.rowcount
 
-    async def get_room(self, room_id: str) -> RoomRecord | None:
-        return await self._one_room("id", room_id)
+    async def _fetch(self, sql: str, *args: object) -> list[Row]:
+        try:
+            async with self._db.execute(sql, args) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as e:
+            raise _translate(e) from e
+        except ValueError as e:
+            raise StorageUnavailable("the SQLite connection is closed") from e
 
-    async def get_room_by_pin(self, pin: str) -> RoomRecord | None:
-        return await self._one_room("phone_pin", pin)
-
-    async def _one_room(self, column: str, value: str) -> RoomRecord | None:
-        sql = f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE {column} = ?"  # noqa: S608
-        async with self._db.execute(sql, (value,)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        return RoomRecord(
-            id=row[0],
-            title=row[1],
-            phone_pin=row[2],
-            waiting_room=bool(row[3]),
-            transcripts_allowed=bool(row[4]),
-            chat_enabled=bool(row[5]),
-            queue_order=QueueOrder(row[6]),
-            created_at=row[7],
-        )
-
-    async def create_checkin(self, checkin: CheckinRecord) -> CheckinRecord:
-        await self._db.execute(
-            f"INSERT INTO checkins ({_CHECKIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
-            "ON CONFLICT (call_id, status) DO NOTHING",
-            astuple(checkin),
-        )
-        sql = f"SELECT {_CHECKIN_COLUMNS} FROM checkins WHERE call_id = ? AND status = ?"  # noqa: S608
-        async with self._db.execute(sql, (checkin.call_id, checkin.status)) as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        return CheckinRecord(*row)
-
-    async def list_checkins(
-        self, *, include_resolved: bool = False, limit: int = 200
-    ) -> list[CheckinRecord]:
-        where = "" if include_resolved else "WHERE resolved_at IS NULL"
-        sql = (
-            f"SELECT {_CHECKIN_COLUMNS} FROM checkins {where} "  # noqa: S608
-            "ORDER BY created_at DESC LIMIT ?"
-        )
-        async with self._db.execute(sql, (limit,)) as cur:
-            return [CheckinRecord(*row) for row in await cur.fetchall()]
-
-    async def resolve_checkin(self, checkin_id: str, *, by: str, at: float) -> bool:
-        cur = await self._db.execute(
-            "UPDATE checkins SET resolved_at = ?, resolved_by = ? WHERE id = ?",
-            (at, by, checkin_id),
-        )
-        return cur.rowcount > 0
+    async def scrub(self) -> None:
+        """Checkpoint the WAL into the file and truncate it. Another connection reading
+        (a ``peerroom create-room`` next to the server) can hold it back: retry briefly."""
+        for _ in range(SCRUB_TRIES):
+            (busy, *_), *_ = await self._fetch("PRAGMA wal_checkpoint(TRUNCATE)")
+            if not busy:
+                return
+            await asyncio.sleep(SCRUB_RETRY_SECS)
+        log.warning("the WAL could not be truncated now; it will be at the next scrub")
 
     async def healthy(self) -> bool:
         try:
-            async with self._db.execute("SELECT 1") as cur:
-                await cur.fetchone()
-        except (sqlite3.Error, ValueError):
+            await self._fetch("SELECT 1")
+        except StorageUnavailable:
             return False
         return True
 
     async def close(self) -> None:
         await self._db.close()
+
+
+def _translate(e: sqlite3.Error) -> Exception:
+    name = getattr(e, "sqlite_errorname", "")
+    if isinstance(e, sqlite3.IntegrityError) and "UNIQUE" in str(e):
+        return DuplicateKey(str(e))
+    if name.startswith(_TRANSIENT):
+        return StorageUnavailable(f"SQLite: {name}")
+    return e

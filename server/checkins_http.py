@@ -1,0 +1,78 @@
+"""The phone check-in queue for peer support workers (protocol.md, HTTP table).
+
+- ``GET /api/checkins[?resolved=1]``: newest first. Admin or any facilitator token:
+  the check-in line belongs to the organisation, not to one room. The full number is
+  in ``number`` only on ``callback`` and ``talk`` entries, the ones someone must call.
+- ``POST /api/checkins/{id}/resolve``: done; moderators of live sessions hear it as
+  ``checkins.updated`` (docs/phone.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from rooms.errors import ErrorCode
+from server.errors import http_error
+from server.http import bearer, is_admin, require_admin_or_facilitator
+from server.keys import PHONE, ROOM_TOKENS, STORAGE
+from server.phone.lines import CheckinStatus, checkin_public
+from server.storage.base import CheckinRecord
+
+log = logging.getLogger(__name__)
+
+LIST_LIMIT = 200  # a day's check-ins of a busy line; older open ones are still listed first
+MAX_ID_CHARS = 64
+
+routes = web.RouteTableDef()
+
+
+def _with_number(rec: CheckinRecord) -> bool:
+    return rec.status in (CheckinStatus.CALLBACK.value, CheckinStatus.TALK.value)
+
+
+def _who(request: web.Request) -> str:
+    if is_admin(request):
+        return "admin"
+    token = request.app[ROOM_TOKENS].verify(bearer(request))
+    return f"facilitator:{token.room_id}" if token else "facilitator"
+
+
+@routes.get("/api/checkins")
+async def list_checkins(request: web.Request) -> web.Response:
+    require_admin_or_facilitator(request, None)
+    include_resolved = request.query.get("resolved") in ("1", "true")
+    try:
+        records = await request.app[STORAGE].list_checkins(
+            include_resolved=include_resolved, limit=LIST_LIMIT
+        )
+    except Exception:
+        log.exception("listing check-ins failed")
+        raise http_error(ErrorCode.UNAVAILABLE, "Check-ins cannot be read now; retry.") from None
+    return web.json_response(
+        {"checkins": [checkin_public(r, with_number=_with_number(r)) for r in records]},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@routes.post("/api/checkins/{checkin_id}/resolve")
+async def resolve_checkin(request: web.Request) -> web.Response:
+    require_admin_or_facilitator(request, None)
+    checkin_id = request.match_info["checkin_id"]
+    if len(checkin_id) > MAX_ID_CHARS:
+        raise http_error(ErrorCode.NOT_FOUND, "No such check-in.")
+    storage = request.app[STORAGE]
+    try:
+        found = await storage.resolve_checkin(checkin_id, by=_who(request), at=time.time())
+        recent = await storage.list_checkins(include_resolved=True, limit=LIST_LIMIT)
+    except Exception:
+        log.exception("resolving a check-in failed")
+        raise http_error(ErrorCode.UNAVAILABLE, "Check-ins cannot be written now; retry.") from None
+    if not found:
+        raise http_error(ErrorCode.NOT_FOUND, "No such check-in.")
+    record = next((r for r in recent if r.id == checkin_id), None)
+    if record is not None:
+        await request.app[PHONE].notify(record)
+    return web.json_response({"ok": True, "id": checkin_id})

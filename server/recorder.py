@@ -1,0 +1,401 @@
+"""The recorder: writes the room machine's storage events to the database, off the lock.
+
+Why a queue and one task. :meth:`RoomService.deliver` runs inside the room's lock, so
+awaiting the database there would make everyone in the room wait for it, and would
+stop the room dead while PostgreSQL is down. ``deliver`` therefore only appends to an
+in-memory queue (O(1), never fails, never awaits) and this one task writes the events
+in commit order. One writer keeps the order without locks: a line is stored before the
+erase that deletes it runs.
+
+Failures:
+
+- :class:`StorageUnavailable` (database down, connection lost): the same event is
+  retried with backoff (:data:`RETRY_FIRST_SECS` doubling to :data:`RETRY_MAX_SECS`)
+  until it is written. Nothing is dropped during an outage; the room keeps going and
+  the backlog is written, in order, when the database returns.
+- The backlog is bounded for transcript lines only (:data:`MAX_PENDING_LINES`): past
+  it a line is not kept and its sender is told (``transcript.unsaved``), never a
+  silent loss. Erases, consent changes, audit rows and session records are always
+  queued: they are small, and an erase must happen.
+- Any other error is a bug or a refused row: it is logged (event kind and error type
+  only, never text or names), the event is skipped, and a skipped line's sender is
+  told.
+
+Consecutive lines are written in one multi-row INSERT (at most :data:`MAX_BATCH_LINES`),
+so a backlog drains quickly after an outage; if the database refuses such a batch, its
+lines are written one by one and only the refused one is reported.
+
+Stopping with a backlog (the database is still down): events that carry no text —
+erases, consent changes, audit rows, session records — are written to a spill file in
+the data directory (mode 0600) and replayed on the next start, so an erase or a removal
+is not forgotten by a restart. Queued lines are not spilled (they hold text, and would
+put it on disk outside the database); their number is logged.
+
+Every write is idempotent (rows are keyed by ids derived from the event), so a retry
+after a connection that died mid-commit cannot store a line twice, and several nodes
+recording the same event store it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from rooms.events import Audit, Consent, SessionClosed, Transcribe, Unstore
+from server.storage.base import (
+    AuditEntry,
+    ConsentChange,
+    SessionRecord,
+    Storage,
+    StorageUnavailable,
+    TranscriptLine,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_LINES: Final = 10_000  # ~8 hours of a busy 20-person room; at most ~80 MB
+RETRY_FIRST_SECS: Final = 0.1  # a dropped connection is usually back at once
+RETRY_MAX_SECS: Final = 2.0  # so recovery is noticed within 2 s of the database returning
+FLUSH_ON_CLOSE_SECS: Final = 5.0  # how long shutdown waits for the backlog to be written
+SPILL_FILE: Final = "storage-pending.json"  # in the data dir: ids only, never text
+MAX_BATCH_LINES: Final = 100  # lines per INSERT when a backlog drains (600 parameters)
+KNOWN_SESSIONS_KEPT: Final = 10_000  # session ids already recorded (a cache, not a rule)
+ERASES_TRACKED: Final = 1_000  # erase results kept for the ack that asks for them
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    """Not a machine event: the recorder notes each session once, before its events."""
+
+    room_id: str
+    session_id: str
+    started_at: float
+
+
+StorageEvent = Transcribe | Unstore | Consent | Audit | SessionClosed | SessionStarted
+_SPILLED: Final[dict[str, type[Unstore | Consent | Audit | SessionClosed | SessionStarted]]] = {
+    cls.__name__: cls for cls in (Unstore, Consent, Audit, SessionClosed, SessionStarted)
+}
+STORAGE_EVENTS: Final = (Transcribe, Unstore, Consent, Audit, SessionClosed)
+
+Unsaved = Callable[[Transcribe, str], None]
+
+
+def _no_unsaved(line: Transcribe, reason: str) -> None:
+    log.warning("a transcript line was not stored (%s)", reason)
+
+
+def record_id(*parts: object) -> str:
+    """A stable id for a consent or audit row, so that writing the same event twice
+    (a retry, another node) stores one row."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class _Item:
+    event: StorageEvent
+    done: asyncio.Future[int] | None = None
+
+
+class Recorder:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        registry: CollectorRegistry | None = None,
+        spill_path: Path | None = None,
+    ) -> None:
+        self.storage = storage
+        self.spill_path = spill_path
+        self.flush_on_close_secs = FLUSH_ON_CLOSE_SECS
+        self._replaying: asyncio.Task[None] | None = None
+        self.max_pending_lines = MAX_PENDING_LINES
+        self.failing = False  # the last write found the database unavailable
+        self._items: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._pending_lines = 0
+        self._known: dict[str, None] = {}  # insertion-ordered set of recorded session ids
+        # id(event) -> (event, result): holding the event keeps its id unique meanwhile.
+        self._erasing: OrderedDict[int, tuple[Unstore, asyncio.Future[int]]] = OrderedDict()
+        self._task: asyncio.Task[None] | None = None
+        self._unsaved: Unsaved = _no_unsaved
+        self._idle = asyncio.Event()
+        self._idle.set()
+        r = registry or CollectorRegistry()
+        self.m_backlog = Gauge(
+            "peerroom_storage_backlog", "Events waiting to be stored", registry=r
+        )
+        self.m_written = Counter(
+            "peerroom_storage_writes", "Storage events written", ["kind"], registry=r
+        )
+        self.m_retries = Counter(
+            "peerroom_storage_retries", "Writes retried: database unavailable", registry=r
+        )
+        self.m_unsaved = Counter(
+            "peerroom_transcript_unsaved", "Transcript lines not stored", ["reason"], registry=r
+        )
+
+    def set_unsaved(self, unsaved: Unsaved) -> None:
+        """Called (synchronously) for a line that will not be stored, to tell its sender."""
+        self._unsaved = unsaved
+
+    # submitting: synchronous, called from deliver inside the room's lock -------------------
+
+    def session_seen(self, room_id: str, session_id: str, started_at: float) -> None:
+        if session_id in self._known:
+            return
+        self._known[session_id] = None
+        while len(self._known) > KNOWN_SESSIONS_KEPT:
+            del self._known[next(iter(self._known))]
+        self._put(_Item(SessionStarted(room_id, session_id, started_at)))
+
+    def submit(self, event: Transcribe | Unstore | Consent | Audit | SessionClosed) -> None:
+        if isinstance(event, Transcribe):
+            if self._pending_lines >= self.max_pending_lines:
+                self.m_unsaved.labels("backlog_full").inc()
+                self._unsaved(event, "backlog_full")
+                return
+            self._pending_lines += 1
+        item = _Item(event)
+        if isinstance(event, Unstore):
+            item.done = asyncio.get_running_loop().create_future()
+            self._erasing[id(event)] = (event, item.done)
+            while len(self._erasing) > ERASES_TRACKED:
+                self._erasing.popitem(last=False)
+        self._put(item)
+
+    def _put(self, item: _Item) -> None:
+        self._idle.clear()
+        self._items.append(item)
+        self._wakeup.set()
+        self.m_backlog.set(len(self._items))
+
+    def erase_result(self, event: Unstore) -> asyncio.Future[int] | None:
+        """The number of lines this erase deleted, once written (cancelled if it could
+        not be); None if this node did not record it. Asked once, by the command's ack."""
+        entry = self._erasing.pop(id(event), None)
+        return entry[1] if entry is not None and entry[0] is event else None
+
+    @property
+    def backlog(self) -> int:
+        return len(self._items)
+
+    @property
+    def idle(self) -> bool:
+        """Everything submitted so far is written (or reported)."""
+        return self._idle.is_set()
+
+    # the writer task ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        replayed = self._load_spill()
+        self._task = loop.create_task(self._run(), name="recorder")
+        if replayed:
+            self._replaying = loop.create_task(self._forget_spill_when_written(replayed))
+
+    async def flush(self, within_secs: float) -> bool:
+        """Wait until everything submitted so far is written; False if not within_secs."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), within_secs)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if not await self.flush(self.flush_on_close_secs):
+            self._spill()
+        for task in (self._task, self._replaying):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    # the spill file: what must outlive a restart during an outage ----------------------------
+
+    def _spill(self) -> None:
+        items = list(self._items)
+        keep = [i.event for i in items if not isinstance(i.event, Transcribe)]
+        lost = len(items) - len(keep)
+        if self.spill_path is None or not keep:
+            log.error("shutting down with %d storage events not written", len(items))
+            return
+        data = [{"kind": type(ev).__name__, **asdict(ev)} for ev in keep]
+        tmp = self.spill_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        tmp.replace(self.spill_path)
+        log.error(
+            "shutting down with storage unavailable: %d events kept for the next start, "
+            "%d transcript lines not stored",
+            len(keep),
+            lost,
+        )
+
+    def _load_spill(self) -> list[asyncio.Future[int]]:
+        """Queue what the last run could not write; returns the erases' futures."""
+        if self.spill_path is None or not self.spill_path.exists():
+            return []
+        try:
+            data = json.loads(self.spill_path.read_text())
+            events = [_SPILLED[d.pop("kind")](**d) for d in data]
+        except (ValueError, KeyError, TypeError):
+            log.exception("the storage spill file is unreadable; left in place")
+            return []
+        futures: list[asyncio.Future[int]] = []
+        for ev in events:
+            if isinstance(ev, SessionStarted):
+                self._known[ev.session_id] = None
+                self._put(_Item(ev))
+            else:
+                self.submit(ev)
+                if isinstance(ev, Unstore):
+                    done = self.erase_result(ev)
+                    if done is not None:
+                        futures.append(done)
+        log.warning("replaying %d storage events kept by the last run", len(events))
+        if not futures:
+            futures.append(asyncio.get_running_loop().create_future())
+            futures[0].set_result(0)
+        return futures
+
+    async def _forget_spill_when_written(self, futures: list[asyncio.Future[int]]) -> None:
+        await asyncio.gather(*futures, return_exceptions=True)
+        await self._idle.wait()
+        if self.spill_path is not None and not self.failing:
+            with contextlib.suppress(FileNotFoundError):
+                self.spill_path.unlink()
+
+    async def _run(self) -> None:
+        while True:
+            if not self._items:
+                self._idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._take()
+            try:
+                await self._write_batch(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the writer die
+                log.exception("recorder failed on a %s event", type(batch[0].event).__name__)
+            finally:
+                for item in batch:
+                    if isinstance(item.event, Transcribe):
+                        self._pending_lines -= 1
+                    if item.done is not None and not item.done.done():
+                        item.done.cancel()
+                self.m_backlog.set(len(self._items))
+
+    def _take(self) -> list[_Item]:
+        """The next event; or, if it is a line, it and the lines right after it (up to
+        :data:`MAX_BATCH_LINES`): consecutive lines are written in one statement."""
+        batch = [self._items.popleft()]
+        if isinstance(batch[0].event, Transcribe):
+            while (
+                self._items
+                and isinstance(self._items[0].event, Transcribe)
+                and len(batch) < MAX_BATCH_LINES
+            ):
+                batch.append(self._items.popleft())
+        return batch
+
+    async def _write_batch(self, batch: list[_Item]) -> None:
+        if len(batch) == 1:
+            await self._write_until_done(batch[0])
+            return
+        lines = [_line(item.event) for item in batch if isinstance(item.event, Transcribe)]
+        ok = await self._retrying(lambda: self.storage.add_lines(lines), "Transcribe")
+        if ok:
+            self.m_written.labels("Transcribe").inc(len(lines))
+        else:  # a row was refused: write one by one, so only that line is reported
+            for item in batch:
+                await self._write_until_done(item)
+
+    async def _retrying(self, write: Callable[[], Awaitable[object]], kind: str) -> bool:
+        """Run ``write`` until the database takes it. False if it refused it (not an
+        outage: a bug or a bad row), logged without content."""
+        delay = RETRY_FIRST_SECS
+        while True:
+            try:
+                await write()
+            except StorageUnavailable as e:
+                if not self.failing:
+                    log.warning("storage unavailable (%s); retrying, the room goes on", e)
+                self.failing = True
+                self.m_retries.inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECS)
+                continue
+            except Exception as e:
+                log.error("could not store a %s event (%s); skipped", kind, type(e).__name__)
+                return False
+            if self.failing:
+                log.warning("storage is back; writing the backlog (%d events)", self.backlog)
+            self.failing = False
+            return True
+
+    async def _write_until_done(self, item: _Item) -> None:
+        kind = type(item.event).__name__
+        count = 0
+
+        async def write() -> None:
+            nonlocal count
+            count = await self._write(item.event)
+
+        if not await self._retrying(write, kind):
+            if isinstance(item.event, Transcribe):
+                self.m_unsaved.labels("error").inc()
+                self._unsaved(item.event, "error")
+            return
+        self.m_written.labels(kind).inc()
+        if item.done is not None and not item.done.done():
+            item.done.set_result(count)
+
+    async def _write(self, ev: StorageEvent) -> int:
+        """One event, one query (two for an erase: the delete, then the scrub)."""
+        s = self.storage
+        if isinstance(ev, Transcribe):
+            await s.add_line(_line(ev))
+        elif isinstance(ev, Unstore):
+            if ev.message_id is not None:
+                n = await s.delete_line(ev.session_id, ev.message_id)
+            elif ev.participant_id is not None:
+                n = await s.delete_sender_lines(ev.session_id, ev.participant_id)
+            else:
+                n = 0
+            if n:
+                await s.scrub()
+            return n
+        elif isinstance(ev, Consent):
+            rid = record_id("consent", ev.session_id, ev.participant_id, ev.on, ev.ts)
+            await s.add_consent_change(
+                ConsentChange(rid, ev.session_id, ev.participant_id, ev.on, ev.ts)
+            )
+        elif isinstance(ev, Audit):
+            rid = record_id("audit", ev.session_id, ev.actor, ev.action, ev.target, ev.ts)
+            await s.add_audit(AuditEntry(rid, ev.session_id, ev.actor, ev.action, ev.target, ev.ts))
+        elif isinstance(ev, SessionClosed):
+            await s.close_session(ev.session_id, ended_at=ev.ts, reason=ev.reason)
+        else:
+            await s.record_session(SessionRecord(ev.session_id, ev.room_id, ev.started_at))
+        return 1
+
+
+def _line(ev: StorageEvent) -> TranscriptLine:
+    assert isinstance(ev, Transcribe)
+    return TranscriptLine(
+        ev.message_id, ev.session_id, ev.sender_id, ev.sender_name, ev.text, ev.ts
+    )

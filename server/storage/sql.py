@@ -1,0 +1,257 @@
+"""Every query, written once for both backends.
+
+Storage decides nothing: one method per query, each a single statement (so each is its
+own transaction: autocommit), no rules in SQL. The SQL is the common subset of SQLite
+and PostgreSQL, with ``?`` placeholders; the PostgreSQL backend numbers them (``$1``).
+A backend supplies three primitives (``_execute``, ``_fetch``, and the driver-specific
+``healthy``/``scrub``/``close``) and turns its driver's errors into
+:class:`~server.storage.base.StorageUnavailable` and :class:`DuplicateKey`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import astuple
+from typing import Any, Final
+
+from rooms.model import QueueOrder
+from server.storage.base import (
+    AuditEntry,
+    CheckinRecord,
+    ConsentChange,
+    PinTaken,
+    RoomRecord,
+    SessionRecord,
+    TranscriptLine,
+)
+
+Row = Sequence[Any]
+
+_ROOM_COLUMNS: Final = (
+    "id, title, phone_pin, waiting_room, transcripts_allowed, chat_enabled, queue_order, created_at"
+)
+_CHECKIN_COLUMNS: Final = (
+    "id, room_id, call_id, status, caller_masked, caller_full, created_at, resolved_at, resolved_by"
+)
+_SESSION_COLUMNS: Final = "id, room_id, started_at, ended_at, end_reason"
+_LINE_COLUMNS: Final = "id, session_id, sender_id, from_name, text, ts"
+_AUDIT_COLUMNS: Final = "id, session_id, actor_id, action, target_id, ts"
+
+
+class DuplicateKey(Exception):
+    """A unique constraint refused a write; the message names the constraint."""
+
+
+class SqlStorage(ABC):
+    # primitives ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def _execute(self, sql: str, *args: object) -> int:
+        """Run one statement; returns the number of rows it changed."""
+
+    @abstractmethod
+    async def _fetch(self, sql: str, *args: object) -> list[Row]: ...
+
+    async def _fetchone(self, sql: str, *args: object) -> Row | None:
+        rows = await self._fetch(sql, *args)
+        return rows[0] if rows else None
+
+    # rooms -----------------------------------------------------------------------------
+
+    async def create_room(self, room: RoomRecord) -> None:
+        try:
+            await self._execute(
+                f"INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                room.id,
+                room.title,
+                room.phone_pin,
+                room.waiting_room,
+                room.transcripts_allowed,
+                room.chat_enabled,
+                room.queue_order.value,
+                room.created_at,
+            )
+        except DuplicateKey as e:
+            if "phone_pin" in str(e):
+                raise PinTaken from e
+            raise
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        return _room(
+            await self._fetchone(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = ?", room_id)  # noqa: S608
+        )
+
+    async def get_room_by_pin(self, pin: str) -> RoomRecord | None:
+        return _room(
+            await self._fetchone(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE phone_pin = ?", pin)  # noqa: S608
+        )
+
+    # check-ins -------------------------------------------------------------------------
+
+    async def create_checkin(self, checkin: CheckinRecord) -> CheckinRecord:
+        await self._execute(
+            f"INSERT INTO checkins ({_CHECKIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+            "ON CONFLICT (call_id, status) DO NOTHING",
+            *astuple(checkin),
+        )
+        row = await self._fetchone(
+            f"SELECT {_CHECKIN_COLUMNS} FROM checkins WHERE call_id = ? AND status = ?",  # noqa: S608
+            checkin.call_id,
+            checkin.status,
+        )
+        assert row is not None
+        return CheckinRecord(*row)
+
+    async def list_checkins(
+        self, *, include_resolved: bool = False, limit: int = 200
+    ) -> list[CheckinRecord]:
+        where = "" if include_resolved else "WHERE resolved_at IS NULL"
+        rows = await self._fetch(
+            f"SELECT {_CHECKIN_COLUMNS} FROM checkins {where} "  # noqa: S608
+            "ORDER BY created_at DESC LIMIT ?",
+            limit,
+        )
+        return [CheckinRecord(*row) for row in rows]
+
+    async def resolve_checkin(self, checkin_id: str, *, by: str, at: float) -> bool:
+        n = await self._execute(
+            "UPDATE checkins SET resolved_at = ?, resolved_by = ? WHERE id = ?", at, by, checkin_id
+        )
+        return n > 0
+
+    async def delete_checkins_before(self, cutoff: float, *, keep_open: tuple[str, ...]) -> int:
+        if not keep_open:
+            return await self._execute("DELETE FROM checkins WHERE created_at < ?", cutoff)
+        marks = ", ".join("?" * len(keep_open))
+        return await self._execute(
+            "DELETE FROM checkins WHERE created_at < ? "  # noqa: S608
+            f"AND (resolved_at IS NOT NULL OR status NOT IN ({marks}))",
+            cutoff,
+            *keep_open,
+        )
+
+    # sessions --------------------------------------------------------------------------
+
+    async def record_session(self, session: SessionRecord) -> None:
+        await self._execute(
+            f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?) "  # noqa: S608
+            "ON CONFLICT (id) DO NOTHING",
+            *astuple(session),
+        )
+
+    async def close_session(self, session_id: str, *, ended_at: float, reason: str) -> None:
+        await self._execute(
+            "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?",
+            ended_at,
+            reason,
+            session_id,
+        )
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        row = await self._fetchone(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?",  # noqa: S608
+            session_id,
+        )
+        return SessionRecord(*row) if row else None
+
+    async def delete_sessions_before(self, cutoff: float) -> int:
+        return await self._execute("DELETE FROM sessions WHERE started_at < ?", cutoff)
+
+    # transcript lines ------------------------------------------------------------------
+
+    async def add_line(self, line: TranscriptLine) -> None:
+        await self._execute(
+            f"INSERT INTO transcript_lines ({_LINE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "  # noqa: S608
+            "ON CONFLICT (id) DO NOTHING",
+            *astuple(line),
+        )
+
+    async def add_lines(self, lines: Sequence[TranscriptLine]) -> None:
+        """Several lines in one statement (so one transaction): how a backlog drains."""
+        if not lines:
+            return
+        rows = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(lines))
+        await self._execute(
+            f"INSERT INTO transcript_lines ({_LINE_COLUMNS}) VALUES {rows} "  # noqa: S608
+            "ON CONFLICT (id) DO NOTHING",
+            *(v for line in lines for v in astuple(line)),
+        )
+
+    async def delete_line(self, session_id: str, line_id: str) -> int:
+        return await self._execute(
+            "DELETE FROM transcript_lines WHERE session_id = ? AND id = ?", session_id, line_id
+        )
+
+    async def delete_sender_lines(self, session_id: str, sender_id: str) -> int:
+        return await self._execute(
+            "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ?",
+            session_id,
+            sender_id,
+        )
+
+    async def list_lines(self, session_id: str) -> list[TranscriptLine]:
+        rows = await self._fetch(
+            f"SELECT {_LINE_COLUMNS} FROM transcript_lines WHERE session_id = ? "  # noqa: S608
+            "ORDER BY ts, id",
+            session_id,
+        )
+        return [TranscriptLine(*row) for row in rows]
+
+    async def delete_lines_before(self, cutoff: float) -> int:
+        return await self._execute("DELETE FROM transcript_lines WHERE ts < ?", cutoff)
+
+    # consent and audit -----------------------------------------------------------------
+
+    async def add_consent_change(self, change: ConsentChange) -> None:
+        await self._execute(
+            "INSERT INTO consent_changes (id, session_id, participant_id, consent, ts) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            *astuple(change),
+        )
+
+    async def latest_consent(self, session_id: str, participant_id: str) -> bool | None:
+        row = await self._fetchone(
+            "SELECT consent FROM consent_changes WHERE session_id = ? AND participant_id = ? "
+            "ORDER BY ts DESC, id DESC LIMIT 1",
+            session_id,
+            participant_id,
+        )
+        return None if row is None else bool(row[0])
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        await self._execute(
+            f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "  # noqa: S608
+            "ON CONFLICT (id) DO NOTHING",
+            *astuple(entry),
+        )
+
+    async def list_audit(self, session_id: str) -> list[AuditEntry]:
+        rows = await self._fetch(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE session_id = ? ORDER BY ts, id",  # noqa: S608
+            session_id,
+        )
+        return [AuditEntry(*row) for row in rows]
+
+    async def audit_actions_on(self, session_id: str, target_id: str) -> set[str]:
+        rows = await self._fetch(
+            "SELECT DISTINCT action FROM audit_log WHERE session_id = ? AND target_id = ?",
+            session_id,
+            target_id,
+        )
+        return {row[0] for row in rows}
+
+
+def _room(row: Row | None) -> RoomRecord | None:
+    if row is None:
+        return None
+    return RoomRecord(
+        id=row[0],
+        title=row[1],
+        phone_pin=row[2],
+        waiting_room=bool(row[3]),
+        transcripts_allowed=bool(row[4]),
+        chat_enabled=bool(row[5]),
+        queue_order=QueueOrder(row[6]),
+        created_at=row[7],
+    )

@@ -1,0 +1,69 @@
+"""Who may read a session's transcript, and the live facts that rule is checked against.
+
+- the facilitator token of the session's room;
+- the resume token of a participant of that session whose consent is on now and whom
+  no moderator removed or banned from it. Withdrawing consent, or being removed,
+  ends access at once; opting in again gives it back.
+
+"At once" needs facts newer than the database: the recorder may be seconds (or an
+outage) behind. :class:`SessionFacts` keeps the consent changes and removals this node
+has delivered, synchronously in ``deliver``; they win over what storage has. A node
+that has just started, or another node, falls back to storage, which is complete once
+the recorder has caught up.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Final
+
+from rooms.events import Audit, Consent
+
+REMOVAL_ACTIONS: Final = frozenset({"remove", "ban"})
+SESSIONS_KEPT: Final = 2_000  # sessions whose live facts are cached on this node
+
+
+def participant_may_read(consent_now: bool | None, actions_on_them: set[str]) -> bool:
+    """The rule for a participant's resume token, in one place."""
+    if consent_now is not True:
+        return False
+    return not actions_on_them & REMOVAL_ACTIONS
+
+
+@dataclass(slots=True)
+class _Facts:
+    room_id: str
+    consent: dict[str, bool] = field(default_factory=dict)
+    actions_on: dict[str, set[str]] = field(default_factory=dict)
+
+
+class SessionFacts:
+    """Consent changes and moderator actions delivered on this node, newest state only."""
+
+    def __init__(self, kept: int = SESSIONS_KEPT) -> None:
+        self._sessions: OrderedDict[str, _Facts] = OrderedDict()
+        self._kept = kept
+
+    def note(self, ev: Consent | Audit) -> None:
+        facts = self._sessions.get(ev.session_id)
+        if facts is None:
+            facts = self._sessions[ev.session_id] = _Facts(ev.room_id)
+            while len(self._sessions) > self._kept:
+                self._sessions.popitem(last=False)
+        if isinstance(ev, Consent):
+            facts.consent[ev.participant_id] = ev.on
+        elif ev.target is not None:
+            facts.actions_on.setdefault(ev.target, set()).add(ev.action)
+
+    def room_of(self, session_id: str) -> str | None:
+        facts = self._sessions.get(session_id)
+        return facts.room_id if facts else None
+
+    def consent(self, session_id: str, participant_id: str) -> bool | None:
+        facts = self._sessions.get(session_id)
+        return facts.consent.get(participant_id) if facts else None
+
+    def actions_on(self, session_id: str, participant_id: str) -> set[str]:
+        facts = self._sessions.get(session_id)
+        return set(facts.actions_on.get(participant_id, ())) if facts else set()

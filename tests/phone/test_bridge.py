@@ -1,0 +1,317 @@
+"""The /bridge namespace, driven the way a SIP gateway would, next to web clients."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.phone.conftest import web_room
+from tests.support import Client, LiveServer
+
+CALL = "sip-call-0001@gw.example"
+CALLER = "+44 7700 900142"
+
+
+async def test_bad_token_is_refused(bridges: Any) -> None:
+    for token in ("wrong", "", None, 12345, {"x": 1}):
+        b = await bridges(token=None)
+        err = await b.refused(token)
+        assert err.get("code") == "bad_token", (token, err)
+
+
+async def test_no_bridge_token_configured_refuses_all(server_factory: Any) -> None:
+    from tests.phone.bridge_client import Bridge
+
+    server = await server_factory()  # no PEERROOM_BRIDGE_TOKEN
+    b = Bridge(server.url)
+    try:
+        assert (await b.refused(""))["code"] == "bad_token"
+    finally:
+        await b.close()
+
+
+async def test_join_by_pin_shows_a_phone_participant(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients, title="Tuesday circle")
+    b = await bridges()
+    assert await b.error("call.join", {"call_id": CALL, "pin": "000000x", "caller": CALLER}) == (
+        "bad_pin"
+    )
+    wrong = (
+        "1" + room["phone_pin"][1:] if room["phone_pin"][0] != "1" else "2" + room["phone_pin"][1:]
+    )
+    assert (
+        await b.error("call.join", {"call_id": CALL, "pin": wrong, "caller": CALLER}) == "bad_pin"
+    )
+    ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    assert ack["room_title"] == "Tuesday circle"
+    assert ack["name"] == "Caller 42"
+    assert ack["waiting"] is False
+    joined = await fac.wait_for("participant.joined", lambda d: d["participant"]["via"] == "phone")
+    p = joined["participant"]
+    assert p == {
+        "id": ack["participant_id"],
+        "name": "Caller 42",
+        "role": "peer",
+        "via": "phone",
+        "camera": False,
+        "mic": False,
+        "away": False,
+        "connected": True,
+        "hand": False,
+    }
+    # the same call.join again (a bridge retry) changes nothing
+    again = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    assert again["participant_id"] == ack["participant_id"]
+    # a second caller whose number ends the same gets a name of their own
+    other = await b.ok(
+        "call.join", {"call_id": "c2", "pin": room["phone_pin"], "caller": "+1555000042"}
+    )
+    assert other["name"] == "Caller 42 (2)"
+    # withheld numbers
+    for i, withheld in enumerate(("anonymous", "+266696687", "", "Restricted", None, 42)):
+        a = await b.ok(
+            "call.join", {"call_id": f"w{i}", "pin": room["phone_pin"], "caller": withheld}
+        )
+        assert a["name"].startswith("Caller") and not any(ch.isdigit() for ch in a["name"][:7])
+
+
+async def test_bad_payloads_get_codes(live_server: LiveServer, clients: Any, bridges: Any) -> None:
+    room, _, _ = await web_room(live_server, clients)
+    b = await bridges()
+    pin = room["phone_pin"]
+    assert await b.error("call.join", "nope") == "bad_request"
+    assert await b.error("call.join", {"call_id": 5, "pin": pin}) == "bad_request"
+    assert await b.error("call.join", {"call_id": "x" * 65, "pin": pin}) == "bad_request"
+    assert await b.error("call.join", {"call_id": "c", "pin": ["1"]}) == "bad_pin"
+    assert await b.error("call.join", {"call_id": "c", "pin": "9" * 13}) == "bad_pin"
+    assert await b.error("call.keys", {"call_id": "nobody", "digits": "*9"}) == "not_found"
+    await b.ok("call.join", {"call_id": "c", "pin": pin, "caller": CALLER})
+    for digits in ("", "*7", "99", "x" * 100, 9, None):
+        assert await b.error("call.keys", {"call_id": "c", "digits": digits}) == "bad_request"
+    assert await b.error("checkin.create", {"call_id": "c", "status": "maybe"}) == "bad_request"
+    assert await b.error("checkin.create", {"call_id": None, "status": "ok"}) == "bad_request"
+    assert await b.error("call.leave", []) == "bad_request"
+
+
+async def test_keys_hand_queue_and_moderator_mute(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    peer: Client = clients()
+    pw = await peer.join(room["invite_token"], "Bo")
+    await peer.ok("hand.raise")
+    b = await bridges()
+    ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    pid = ack["participant_id"]
+    keys = await b.ok("call.keys", {"call_id": CALL, "digits": "*9"})
+    assert keys == {"ok": True, "hand": True, "mic": False, "position": 2, "floor": False}
+    hands = await peer.wait_for("hands", lambda d: d["hands"] == [pw["you"]["id"], pid])
+    assert hands["floor"] is None
+    assert await b.ok("call.keys", {"call_id": CALL, "digits": "#"}) == keys
+    await fac.ok("mod.floor.next")
+    keys = await b.ok("call.keys", {"call_id": CALL, "digits": "#"})
+    assert keys["position"] == 1 and keys["floor"] is False
+    await fac.ok("mod.floor.next")  # the phone's turn: a caller cannot see it, so is told
+    assert await b.wait_for("call.notice") == {"call_id": CALL, "notice": "floor"}
+    assert (await b.ok("call.keys", {"call_id": CALL, "digits": "#"}))["floor"] is True
+    await fac.ok("mod.ask_unmute", {"id": pid})
+    await b.wait_for("call.notice", lambda d: d["notice"] == "ask_unmute")
+    await peer.ok("hand.raise")  # the queue moves, the floor does not: no second notice
+    await fac.wait_for("hands", lambda d: d["hands"] == [pw["you"]["id"]] and d["floor"] == pid)
+    assert len([n for n in b.received("call.notice") if n["notice"] == "floor"]) == 1
+    # unmute from the keypad, then a moderator mutes: the bridge hears call.mute
+    keys = await b.ok("call.keys", {"call_id": CALL, "digits": "*6"})
+    assert keys["mic"] is True
+    await fac.wait_for("participant.updated", lambda d: d["participant"]["mic"] is True)
+    await fac.ok("mod.mute", {"id": pid})
+    assert await b.wait_for("call.mute") == {"call_id": CALL, "muted": True}
+    await peer.wait_for(
+        "participant.updated",
+        lambda d: d["participant"]["id"] == pid and not d["participant"]["mic"],
+    )
+    # mute_all reaches the phone too
+    await b.ok("call.keys", {"call_id": CALL, "digits": "*6"})
+    await fac.ok("mod.mute_all")
+    await asyncio.sleep(0.2)
+    assert len(b.received("call.mute")) == 2
+    # the turn took the hand down; the keypad raises and lowers it again
+    keys = await b.ok("call.keys", {"call_id": CALL, "digits": "*9"})
+    assert keys["hand"] is True and keys["position"] == 2
+    keys = await b.ok("call.keys", {"call_id": CALL, "digits": "*9"})
+    assert keys["hand"] is False and keys["position"] is None
+
+
+async def test_remove_reaches_the_bridge(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    await fac.ok("mod.remove", {"id": ack["participant_id"], "ban": True})
+    assert await b.wait_for("call.remove") == {"call_id": CALL, "reason": "banned"}
+    await fac.wait_for("participant.left", lambda d: d["reason"] == "removed")
+    # banned: the same number is kept out of this session, on any call id
+    code = await b.error(
+        "call.join", {"call_id": "again", "pin": room["phone_pin"], "caller": CALLER}
+    )
+    assert code == "banned"
+
+
+async def test_dropped_bridge_resumes_the_same_participant(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    b1 = await bridges()
+    ack = await b1.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    pid = ack["participant_id"]
+    await b1.ok("call.keys", {"call_id": CALL, "digits": "*9"})
+    await fac.wait_for("hands", lambda d: d["hands"] == [pid])
+    await b1.sio.disconnect()
+    await fac.wait_for(
+        "participant.updated",
+        lambda d: d["participant"]["id"] == pid and d["participant"]["connected"] is False,
+    )
+    b2 = await bridges()
+    back = await b2.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    assert back["participant_id"] == pid and back["name"] == "Caller 42"
+    await fac.wait_for(
+        "participant.updated",
+        lambda d: d["participant"]["id"] == pid and d["participant"]["connected"] is True,
+    )
+    assert (await b2.ok("call.keys", {"call_id": CALL, "digits": "#"}))["position"] == 1
+    # the new bridge connection now gets this call's moderator actions
+    await fac.ok("mod.mute", {"id": pid})
+    await b2.wait_for("call.mute")
+    assert b1.received("call.mute") == []
+
+
+async def test_call_back_from_the_same_number_keeps_the_place(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    ack = await b.ok("call.join", {"call_id": "first", "pin": room["phone_pin"], "caller": CALLER})
+    await b.ok("call.keys", {"call_id": "first", "digits": "*9"})
+    await b.sio.disconnect()
+    await fac.wait_for("participant.updated", lambda d: d["participant"]["connected"] is False)
+    b2 = await bridges()
+    back = await b2.ok(
+        "call.join", {"call_id": "second", "pin": room["phone_pin"], "caller": CALLER}
+    )
+    assert back["participant_id"] == ack["participant_id"]
+    assert (await b2.ok("call.keys", {"call_id": "second", "digits": "#"}))["hand"] is True
+    assert await b2.error("call.keys", {"call_id": "first", "digits": "#"}) == "not_found"
+
+
+async def test_place_is_let_go_after_the_grace(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    await b.sio.disconnect()
+    left = await fac.wait_for("participant.left", lambda d: d["id"] == ack["participant_id"])
+    assert left["reason"] == "timeout"
+    b2 = await bridges()
+    back = await b2.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    assert back["participant_id"] != ack["participant_id"]
+
+
+async def test_leave_waiting_room_and_end(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients, waiting_room=True)
+    b = await bridges()
+    pin = room["phone_pin"]
+    ack = await b.ok("call.join", {"call_id": "w1", "pin": pin, "caller": CALLER})
+    assert ack["waiting"] is True
+    assert await b.error("call.keys", {"call_id": "w1", "digits": "*9"}) == "not_allowed_now"
+    waiting = await fac.wait_for("waiting.updated", lambda d: len(d["waiting"]) == 1)
+    assert waiting["waiting"][0] == {"id": ack["participant_id"], "name": "Caller 42"}
+    await fac.ok("mod.admit", {"id": ack["participant_id"]})
+    assert await b.wait_for("call.admitted") == {"call_id": "w1"}
+    assert (await b.ok("call.keys", {"call_id": "w1", "digits": "*9"}))["position"] == 1
+    denied = await b.ok("call.join", {"call_id": "w2", "pin": pin, "caller": "+15550000007"})
+    await fac.ok("mod.deny", {"id": denied["participant_id"]})
+    assert await b.wait_for("call.remove", lambda d: d["call_id"] == "w2") == {
+        "call_id": "w2",
+        "reason": "denied",
+    }
+    # leaving on purpose: the room hears "left", the bridge gets no call.remove
+    left = await b.ok("call.join", {"call_id": "w3", "pin": pin, "caller": "+15550000008"})
+    await b.ok("call.leave", {"call_id": "w3"})
+    assert not [d for d in b.received("call.remove") if d["call_id"] == "w3"]
+    assert await fac.wait_for("waiting.updated", lambda d: d["waiting"] == [])
+    assert left["waiting"] is True
+    await b.ok("call.leave", {"call_id": "w3"})  # again: still fine
+    await fac.ok("mod.end")
+    assert await b.wait_for("call.remove", lambda d: d["call_id"] == "w1") == {
+        "call_id": "w1",
+        "reason": "ended",
+    }
+
+
+async def test_leave_in_the_room(live_server: LiveServer, clients: Any, bridges: Any) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    await b.ok("call.leave", {"call_id": CALL})
+    left = await fac.wait_for("participant.left", lambda d: d["id"] == ack["participant_id"])
+    assert left["reason"] == "left"
+    await asyncio.sleep(0.1)
+    assert b.received("call.remove") == []
+
+
+async def test_refusals_and_oversized_fields(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    pin = room["phone_pin"]
+    await fac.ok("mod.lock", {"locked": True})
+    assert await b.error("call.join", {"call_id": "l1", "pin": pin, "caller": CALLER}) == (
+        "room_locked"
+    )
+    await fac.ok("mod.lock", {"locked": False})
+    big = {"call_id": "big", "pin": pin, "caller": CALLER, "extra": "x" * 5_000}
+    assert await b.error("call.join", big) == "bad_request"
+    assert await b.error("call.join", {"call_id": "big", "pin": pin, "caller": [1] * 2000}) == (
+        "bad_request"
+    )
+    ack = await b.ok("call.join", {"call_id": "big", "pin": pin, "caller": "+1" + "5" * 500})
+    assert ack["name"] == "Caller"  # a caller field that is no number is withheld
+    assert await b.error("call.join", {"call_id": "p", "pin": "1" * 1_000}) == "bad_pin"
+    assert await b.error("call.keys", {"call_id": "big", "digits": "*" * 1_000}) == "bad_request"
+    assert b.sio.connected
+
+
+async def test_web_clients_never_see_a_full_number(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    peer: Client = clients()
+    await peer.join(room["invite_token"], "Bo")
+    b = await bridges()
+    ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    await b.ok("call.keys", {"call_id": CALL, "digits": "*9"})
+    await b.ok("checkin.create", {"call_id": "c1", "caller": CALLER, "status": "callback"})
+    await fac.wait_for("checkins.updated")
+    await fac.ok("mod.remove", {"id": ack["participant_id"]})
+    await peer.wait_for("participant.left", lambda d: d["id"] == ack["participant_id"])
+    seen = repr(fac.events) + repr(peer.events)
+    assert "7700" not in seen and "900142" not in seen
+
+
+async def test_concurrent_retries_make_one_participant(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    join = {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER}
+    acks = await asyncio.gather(*(b.ok("call.join", join) for _ in range(5)))
+    assert len({a["participant_id"] for a in acks}) == 1
+    await asyncio.sleep(0.1)
+    phones = [d for d in fac.received("participant.joined") if d["participant"]["via"] == "phone"]
+    assert len(phones) == 1

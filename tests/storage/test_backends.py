@@ -1,0 +1,200 @@
+"""The storage interface, against SQLite and the real PostgreSQL alike."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from rooms.model import QueueOrder
+from server.storage.base import (
+    AuditEntry,
+    CheckinRecord,
+    ConsentChange,
+    PinTaken,
+    RoomRecord,
+    SessionRecord,
+    Storage,
+    StorageUnavailable,
+    TranscriptLine,
+)
+from server.storage.migrate import all_migrations
+from server.storage.postgres import PostgresStorage, numbered
+from server.storage.sqlite import SqliteStorage
+
+DAY = 86400.0
+
+
+def room(room_id: str = "r1", pin: str = "123456") -> RoomRecord:
+    return RoomRecord(
+        id=room_id,
+        title="Tuesday circle",
+        phone_pin=pin,
+        waiting_room=False,
+        transcripts_allowed=True,
+        chat_enabled=True,
+        queue_order=QueueOrder.QUIETER_FIRST,
+        created_at=1000.0,
+    )
+
+
+def line(
+    n: int, sender: str = "p1", session: str = "s1", ts: float | None = None
+) -> TranscriptLine:
+    return TranscriptLine(f"m{n}", session, sender, f"Name-{sender}", f"line {n}", ts or 2000.0 + n)
+
+
+async def with_session(storage: Storage, session_id: str = "s1", started: float = 2000.0) -> None:
+    if await storage.get_room("r1") is None:
+        await storage.create_room(room())
+    await storage.record_session(SessionRecord(session_id, "r1", started))
+
+
+async def test_rooms(storage: Storage) -> None:
+    await storage.create_room(room())
+    got = await storage.get_room("r1")
+    assert got == room()
+    assert await storage.get_room_by_pin("123456") == room()
+    assert await storage.get_room("nope") is None
+    with pytest.raises(PinTaken):
+        await storage.create_room(room("r2", "123456"))
+
+
+async def test_migrations_are_recorded_and_idempotent(
+    storage: Storage, backend_url: str | None, tmp_path: Path
+) -> None:
+    # Opening the same database again applies nothing twice.
+    again: Storage
+    if backend_url:
+        again = await PostgresStorage.open(backend_url)
+    else:
+        again = await SqliteStorage.open(tmp_path / "peerroom.sqlite3")
+    await again.close()
+    rows = await storage._fetch("SELECT version FROM schema_migrations ORDER BY version")  # type: ignore[attr-defined]
+    assert [r[0] for r in rows] == [m.version for m in all_migrations()]
+    assert [m.version for m in all_migrations()][:3] == [1, 2, 3]
+
+
+async def test_sessions(storage: Storage) -> None:
+    await with_session(storage)
+    await storage.record_session(SessionRecord("s1", "r1", 9999.0))  # idempotent
+    assert await storage.get_session("s1") == SessionRecord("s1", "r1", 2000.0)
+    await storage.close_session("s1", ended_at=3000.0, reason="ended")
+    assert await storage.get_session("s1") == SessionRecord("s1", "r1", 2000.0, 3000.0, "ended")
+    assert await storage.get_session("s2") is None
+
+
+async def test_lines_add_list_and_delete(storage: Storage) -> None:
+    await with_session(storage)
+    await with_session(storage, "s2")
+    for n in (3, 1, 2):
+        await storage.add_line(line(n))
+    await storage.add_line(line(1))  # a retried write is not a second line
+    await storage.add_line(line(4, sender="p2"))
+    await storage.add_line(line(5, session="s2"))
+    assert [x.id for x in await storage.list_lines("s1")] == ["m1", "m2", "m3", "m4"]
+    assert await storage.list_lines("s1") == [line(1), line(2), line(3), line(4, sender="p2")]
+
+    assert await storage.delete_line("s1", "m2") == 1
+    assert await storage.delete_line("s1", "m2") == 0
+    assert await storage.delete_line("s2", "m1") == 0  # only within its session
+    assert await storage.delete_sender_lines("s1", "p1") == 2
+    assert [x.id for x in await storage.list_lines("s1")] == ["m4"]
+    assert [x.id for x in await storage.list_lines("s2")] == ["m5"]
+    await storage.scrub()
+
+
+async def test_lines_in_one_statement(storage: Storage) -> None:
+    await with_session(storage)
+    await storage.add_line(line(2))
+    await storage.add_lines([line(n) for n in range(1, 101)])  # m2 is there already
+    await storage.add_lines([])
+    got = await storage.list_lines("s1")
+    assert len(got) == 100 and got[0] == line(1) and got[-1] == line(100)
+
+
+async def test_long_and_unusual_text_round_trips(storage: Storage) -> None:
+    await with_session(storage)
+    text = "Ünïcødé ? $1 '; DROP TABLE rooms; -- \n" + "x" * 1960
+    await storage.add_line(TranscriptLine("m1", "s1", "p1", "Zoë ?", text, 1.5))
+    (got,) = await storage.list_lines("s1")
+    assert got.text == text and got.from_name == "Zoë ?"
+
+
+async def test_consent_history(storage: Storage) -> None:
+    await with_session(storage)
+    assert await storage.latest_consent("s1", "p1") is None
+    await storage.add_consent_change(ConsentChange("c1", "s1", "p1", True, 10.0))
+    assert await storage.latest_consent("s1", "p1") is True
+    await storage.add_consent_change(ConsentChange("c2", "s1", "p1", False, 11.0))
+    await storage.add_consent_change(ConsentChange("c2", "s1", "p1", False, 11.0))
+    assert await storage.latest_consent("s1", "p1") is False
+    assert await storage.latest_consent("s1", "p2") is None
+
+
+async def test_audit_log(storage: Storage) -> None:
+    await with_session(storage)
+    await storage.add_audit(AuditEntry("a1", "s1", "f1", "mute", "p1", 10.0))
+    await storage.add_audit(AuditEntry("a2", "s1", "f1", "remove", "p1", 11.0))
+    await storage.add_audit(AuditEntry("a2", "s1", "f1", "remove", "p1", 11.0))
+    await storage.add_audit(AuditEntry("a3", "s1", "f1", "lock", None, 12.0))
+    assert [a.id for a in await storage.list_audit("s1")] == ["a1", "a2", "a3"]
+    assert await storage.audit_actions_on("s1", "p1") == {"mute", "remove"}
+    assert await storage.audit_actions_on("s1", "p2") == set()
+
+
+async def test_checkins(storage: Storage) -> None:
+    c = CheckinRecord("k1", None, "call1", "callback", "********42", "+4712345642", 10.0)
+    assert await storage.create_checkin(c) == c
+    assert await storage.create_checkin(c) == c
+    assert await storage.list_checkins() == [c]
+    assert await storage.resolve_checkin("k1", by="f1", at=20.0)
+    assert not await storage.resolve_checkin("k2", by="f1", at=20.0)
+    assert await storage.list_checkins() == []
+    assert len(await storage.list_checkins(include_resolved=True)) == 1
+
+
+async def test_retention_deletes(storage: Storage) -> None:
+    now = time.time()
+    old, new = now - 40 * DAY, now - DAY
+    await with_session(storage, "old", started=old)
+    await with_session(storage, "new", started=new)
+    await storage.add_line(line(1, session="old", ts=old))
+    await storage.add_consent_change(ConsentChange("c1", "old", "p1", True, old))
+    await storage.add_audit(AuditEntry("a1", "old", "f1", "mute", "p1", old))
+    await storage.add_line(line(2, session="new", ts=old))  # an old line in a new session
+    await storage.add_line(line(3, session="new", ts=new))
+    cutoff = now - 30 * DAY
+    assert await storage.delete_lines_before(cutoff) == 2
+    assert await storage.delete_sessions_before(cutoff) == 1
+    assert await storage.get_session("old") is None
+    assert await storage.list_audit("old") == []
+    assert await storage.latest_consent("old", "p1") is None
+    assert [x.id for x in await storage.list_lines("new")] == ["m3"]
+
+    def checkin(n: int, status: str, at: float, resolved: float | None = None) -> CheckinRecord:
+        full = "+4712345678" if status != "ok" else None
+        return CheckinRecord(f"k{n}", None, f"call{n}", status, "*****78", full, at, resolved)
+
+    await storage.create_checkin(checkin(1, "ok", old))
+    await storage.create_checkin(checkin(2, "callback", old, resolved=old + 60))
+    await storage.create_checkin(checkin(3, "callback", old))  # still waiting for a call
+    await storage.create_checkin(checkin(4, "callback", new))
+    n = await storage.delete_checkins_before(cutoff, keep_open=("callback", "talk"))
+    assert n == 2
+    left = {c.id for c in await storage.list_checkins(include_resolved=True)}
+    assert left == {"k3", "k4"}
+    assert await storage.delete_checkins_before(cutoff, keep_open=()) == 1
+    await storage.scrub()
+
+
+async def test_closed_storage_is_unavailable(storage: Storage) -> None:
+    await storage.close()
+    with pytest.raises(StorageUnavailable):
+        await storage.get_room("r1")
+    assert not await storage.healthy()
+
+
+def test_placeholders_are_numbered() -> None:
+    assert numbered("a = ? AND b IN (?, ?)") == "a = $1 AND b IN ($2, $3)"

@@ -1,0 +1,136 @@
+"""Privacy: what a peer never opted into, or erased, is nowhere on disk.
+
+A real session over Socket.IO. Unique markers (pseudonyms and texts) are then searched
+for in the raw bytes of every SQLite file (main file, -wal, -shm), and in every table's
+rows as text plus a ``pg_dump`` of the test's PostgreSQL database. A consenting peer's
+kept line must be found, which proves the search can see text at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from server.app import SQLITE_FILE
+from tests.storage.helpers import flushed, marker
+from tests.support import Client, LiveServer
+
+Servers = Callable[..., Awaitable[LiveServer]]
+People = Callable[[LiveServer], Client]
+
+
+def sqlite_bytes(data_dir: Path) -> bytes:
+    files = sorted(data_dir.glob(f"{SQLITE_FILE}*"))
+    assert any(f.name == SQLITE_FILE for f in files)
+    return b"".join(f.read_bytes() for f in files)
+
+
+async def pg_rows(url: str) -> bytes:
+    """Every row of every table of the database, as text."""
+    con = await asyncpg.connect(url)
+    try:
+        tables = await con.fetch(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        )
+        assert len(tables) >= 6, tables
+        out: list[str] = []
+        for t in tables:
+            rows = await con.fetch(f'SELECT x::text FROM "{t[0]}"."{t[1]}" x')
+            out.extend(r[0] for r in rows)
+    finally:
+        await con.close()
+    return "\n".join(out).encode()
+
+
+async def pg_dump(url: str) -> bytes:
+    """``pg_dump`` of the database, if this machine's pg_dump can dump that server (it
+    refuses newer servers); otherwise nothing, and :func:`pg_rows` alone is the check."""
+    exe = shutil.which("pg_dump")
+    if exe is None:
+        print("pg_dump not installed: checking table rows only")
+        return b""
+    proc = await asyncio.create_subprocess_exec(
+        exe,
+        "--no-owner",
+        "--dbname",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        print(f"pg_dump failed, checking table rows only: {err.decode(errors='replace')}")
+        return b""
+    assert b"CREATE TABLE public.transcript_lines" in out
+    return out
+
+
+async def test_nothing_of_the_unconsenting_or_erased_reaches_disk(
+    servers: Servers, people: People, backend_url: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = await servers()
+    room = await server.create_room()
+    never = {k: marker(k) for k in ("AnnName", "CyName", "CyText", "CyPrivate", "AnnText")}
+    erased = {k: marker(k) for k in ("BoName", "BoText", "BoLong")}
+    private = marker("EdPrivate")
+    kept = {k: marker(k) for k in ("EdName", "EdText")}
+
+    fac, bo, cy, ed = (people(server) for _ in range(4))
+    await fac.join(room["facilitator_token"], never["AnnName"])
+    wc = await cy.join(room["invite_token"], never["CyName"])
+    wb = await bo.join(room["invite_token"], erased["BoName"])
+    await ed.join(room["invite_token"], kept["EdName"])
+
+    await bo.ok("transcript.consent", {"on": True})
+    await ed.ok("transcript.consent", {"on": True})
+    await cy.ok("chat.send", {"text": never["CyText"]})
+    await cy.ok("chat.send", {"text": never["CyPrivate"], "to": "moderators"})
+    await fac.ok("chat.send", {"text": never["AnnText"]})
+    await bo.ok("chat.send", {"text": erased["BoText"]})
+    # A long line spills into overflow pages in SQLite: those must be wiped too.
+    await bo.ok("chat.send", {"text": erased["BoLong"] + " " + "w" * 1900})
+    await ed.ok("chat.send", {"text": kept["EdText"]})
+    await ed.ok("chat.send", {"text": private, "to": "moderators"})
+    # Moderator actions on the unconsenting are audited, by id only.
+    await cy.ok("hand.raise")
+    await fac.ok("mod.mute", {"id": wc["you"]["id"]})
+    await fac.ok("mod.floor.next")
+
+    await flushed(server)
+    before_erase = await dump(server, backend_url)
+    assert erased["BoText"].encode() in before_erase  # the search sees stored text
+
+    ack = await bo.ok("transcript.erase")
+    assert ack["erased"] == 2
+    await fac.ok("mod.end")
+    await flushed(server)
+
+    async def check(blob: bytes) -> None:
+        for name, value in (*never.items(), *erased.items(), ("EdPrivate", private)):
+            assert value.encode() not in blob, f"{name} reached disk"
+        for name, value in kept.items():
+            assert value.encode() in blob, f"{name} should be stored (consented)"
+
+    await check(await dump(server, backend_url))
+    logged = caplog.text
+    for value in (*never.values(), *erased.values(), *kept.values(), private):
+        assert value not in logged, "chat text or a name was logged"
+    assert wb["you"]["id"]  # ids may remain (consent history): they identify nobody
+    for c in (fac, bo, cy, ed):
+        await c.close()
+    await server.stop()
+    await check(await dump(server, backend_url))
+
+
+async def dump(server: LiveServer, backend_url: str | None) -> bytes:
+    if backend_url is None:
+        return sqlite_bytes(server.settings.data_dir)
+    return await pg_rows(backend_url) + b"\n" + await pg_dump(backend_url)

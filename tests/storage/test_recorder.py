@@ -1,0 +1,115 @@
+"""The recorder against a real backend: order, batching, idempotence, refused rows."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from rooms.events import Audit, Consent, SessionClosed, Transcribe, Unstore
+from server.recorder import Recorder
+from server.storage.base import SessionRecord, Storage, TranscriptLine
+from server.storage.sqlite import SqliteStorage
+from tests.storage.test_backends import room
+
+
+def said(n: int, sender: str = "p1", session: str = "s1") -> Transcribe:
+    return Transcribe("r1", session, f"m{n}", sender, f"Name-{sender}", f"text {n}", float(n))
+
+
+async def test_order_batches_and_erase_counts(storage: Storage) -> None:
+    await storage.create_room(room())
+    recorder = Recorder(storage)
+    recorder.session_seen("r1", "s1", 0.0)
+    recorder.session_seen("r1", "s1", 0.0)  # once per session
+    for n in range(250):
+        recorder.submit(said(n, sender="p1" if n % 2 else "p2"))
+    erase = Unstore("s1", participant_id="p1")
+    recorder.submit(erase)
+    recorder.submit(said(300))  # after the erase: kept
+    recorder.submit(Consent("r1", "s1", "p1", True, 1.0))
+    recorder.submit(Consent("r1", "s1", "p1", True, 1.0))  # the same event twice: one row
+    recorder.submit(Audit("r1", "s1", "f1", "remove", "p1", 2.0))
+    recorder.submit(SessionClosed("r1", "s1", "ended", 3.0))
+    assert recorder.backlog == 257  # the session, 250 lines, erase, line, 2+1+1
+    recorder.start()
+    try:
+        assert await recorder.flush(10)
+        done = recorder.erase_result(erase)
+        assert done is not None and await done == 125
+        assert recorder.erase_result(erase) is None  # asked once
+        lines = await storage.list_lines("s1")
+        assert len(lines) == 126 and {x.sender_id for x in lines} == {"p2", "p1"}
+        assert [x.id for x in lines if x.sender_id == "p1"] == ["m300"]
+        assert await storage.latest_consent("s1", "p1") is True
+        assert await storage.audit_actions_on("s1", "p1") == {"remove"}
+        assert await storage.get_session("s1") == SessionRecord("s1", "r1", 0.0, 3.0, "ended")
+    finally:
+        await recorder.close()
+
+
+async def test_a_refused_line_is_reported_and_the_rest_kept(storage: Storage) -> None:
+    await storage.create_room(room())
+    recorder = Recorder(storage)
+    unsaved: list[tuple[str, str]] = []
+    recorder.set_unsaved(lambda line, reason: unsaved.append((line.message_id, reason)))
+    recorder.session_seen("r1", "s1", 0.0)
+    recorder.submit(said(1))
+    recorder.submit(said(2, session="no-such-session"))  # refused: no session row
+    recorder.submit(said(3))
+    recorder.start()
+    try:
+        assert await recorder.flush(10)
+        assert [x.id for x in await storage.list_lines("s1")] == ["m1", "m3"]
+        assert unsaved == [("m2", "error")]
+        assert not recorder.failing
+    finally:
+        await recorder.close()
+
+
+async def test_submit_never_waits(storage: Storage) -> None:
+    """Submitting is synchronous: it cannot make a room wait, whatever storage does."""
+    recorder = Recorder(storage)
+    assert not asyncio.iscoroutinefunction(recorder.submit)
+    assert not asyncio.iscoroutinefunction(recorder.session_seen)
+
+
+async def test_a_restart_during_an_outage_keeps_erases_not_text(
+    storage: Storage, tmp_path: Path
+) -> None:
+    await storage.create_room(room())
+    await storage.record_session(SessionRecord("s1", "r1", 0.0))
+    await storage.add_lines([said_line(1), said_line(2)])
+    spill = tmp_path / "storage-pending.json"
+
+    # The database is away: this run cannot write anything, then stops.
+    down = await SqliteStorage.open(tmp_path / "elsewhere.sqlite3")
+    await down.close()
+    first = Recorder(down, spill_path=spill)
+    first.flush_on_close_secs = 0.3
+    first.start()
+    secret = "text that must not be spilled"
+    first.submit(Transcribe("r1", "s1", "m9", "p1", "Name-p1", secret, 9.0))
+    first.submit(Unstore("s1", participant_id="p1"))
+    first.submit(Audit("r1", "s1", "f1", "remove", "p1", 10.0))
+    await first.close()
+    kept = spill.read_text()
+    assert secret not in kept and "Name-p1" not in kept
+    assert spill.stat().st_mode & 0o777 == 0o600
+
+    # The next start, with the database back, replays the erase and the removal.
+    second = Recorder(storage, spill_path=spill)
+    second.start()
+    try:
+        for _ in range(100):
+            if not spill.exists():
+                break
+            await asyncio.sleep(0.02)
+        assert not spill.exists()
+        assert await storage.list_lines("s1") == []
+        assert await storage.audit_actions_on("s1", "p1") == {"remove"}
+    finally:
+        await second.close()
+
+
+def said_line(n: int) -> TranscriptLine:
+    return TranscriptLine(f"m{n}", "s1", "p1", "Name-p1", f"text {n}", float(n))

@@ -1,0 +1,68 @@
+"""Retention: the running server purges old lines and check-ins by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from server.keys import STORAGE
+from server.retention import DAY_SECS, purge_expired
+from server.storage.base import CheckinRecord, SessionRecord, Storage, TranscriptLine
+from tests.support import LiveServer
+
+Servers = Callable[..., Awaitable[LiveServer]]
+
+
+async def seed(storage: Storage, room_id: str, now: float) -> None:
+    old, new = now - 31 * DAY_SECS, now - 29 * DAY_SECS
+    await storage.record_session(SessionRecord("s-old", room_id, old))
+    await storage.record_session(SessionRecord("s-new", room_id, new))
+    await storage.add_line(TranscriptLine("l-old", "s-old", "p1", "Bo", "old line", old))
+    await storage.add_line(TranscriptLine("l-new", "s-new", "p1", "Bo", "new line", new))
+    full = "+4791234567"
+    for cid, status, at, resolved in (
+        ("k-ok", "ok", old, None),
+        ("k-called", "callback", old, old + 600),
+        ("k-waiting", "callback", old, None),  # nobody called back yet: kept
+        ("k-new", "talk", new, None),
+    ):
+        masked = "*********67"
+        number = full if status != "ok" else None
+        await storage.create_checkin(
+            CheckinRecord(cid, room_id, f"call-{cid}", status, masked, number, at, resolved)
+        )
+
+
+async def test_running_server_purges_by_itself(servers: Servers) -> None:
+    server = await servers(retention_days=30, retention_sweep_secs=0.2)
+    room = await server.create_room()
+    storage = server.app[STORAGE]
+    await seed(storage, room["room_id"], time.time())
+
+    async def kept_checkins() -> set[str]:
+        return {c.id for c in await storage.list_checkins(include_resolved=True)}
+
+    deadline = time.monotonic() + 5
+    while await storage.get_session("s-old") is not None or len(await kept_checkins()) > 2:
+        assert time.monotonic() < deadline, "the retention sweep did not run"
+        await asyncio.sleep(0.1)
+    assert await storage.list_lines("s-old") == []
+    assert [x.id for x in await storage.list_lines("s-new")] == ["l-new"]
+    assert await kept_checkins() == {"k-waiting", "k-new"}
+
+
+async def test_purge_counts_and_cutoff(servers: Servers) -> None:
+    server = await servers()  # default: 30 days, hourly sweeps (not reached here)
+    room = await server.create_room()
+    storage = server.app[STORAGE]
+    now = time.time()
+    await seed(storage, room["room_id"], now)
+    purged = await purge_expired(storage, now=now, retention_days=30)
+    assert (purged.lines, purged.sessions, purged.checkins) == (1, 1, 2)
+    again = await purge_expired(storage, now=now, retention_days=30)
+    assert again.total == 0
+    # A shorter period reaches the newer rows too; the open callback is still kept.
+    purged = await purge_expired(storage, now=now, retention_days=28)
+    assert (purged.lines, purged.sessions, purged.checkins) == (1, 1, 0)
+    assert {c.id for c in await storage.list_checkins()} == {"k-waiting", "k-new"}
