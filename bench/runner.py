@@ -31,7 +31,6 @@ from bench.workloads import (
     join_storm,
 )
 
-
 RUN_PRIORITY = ["peerroom", "peerroom-msgpack", "peerroom-redis", "raw", "node", "picows"]
 
 
