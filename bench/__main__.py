@@ -74,8 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     info = report.machine_info()
     info["peerroom source"] = report.source_info(cfg.peerroom_src)
     t0 = time.monotonic()
+    import signal
+
     import uvloop
 
+    def _on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds through every finally: servers are stopped
+
+    signal.signal(signal.SIGTERM, _on_term)
     try:
         results = uvloop.run(runner.run_all(cfg))
     except KeyboardInterrupt:
