@@ -15,6 +15,9 @@ from pathlib import Path
 from bench import report, runner, targets
 
 
+MAX_PARTICIPANTS = 15_000  # a hard bound on connections (each side needs a socket apiece)
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="peerroom benchmarks")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -65,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg.step_seconds = args.step_seconds
     if args.fanout_max is not None:
         cfg.fanout_max = args.fanout_max
+    total = max(cfg.levels) + cfg.join_storm
+    if total > MAX_PARTICIPANTS or min(cfg.levels) < cfg.room_size:
+        print(
+            f"participants must be {cfg.room_size}..{MAX_PARTICIPANTS:,} in all (asked {total:,})",
+            file=sys.stderr,
+        )
+        return 2
     if args.peerroom_src is not None:
         cfg.peerroom_src = str(args.peerroom_src.resolve())
     if args.nice is not None:
