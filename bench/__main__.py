@@ -14,7 +14,6 @@ from pathlib import Path
 
 from bench import report, runner, targets
 
-
 MAX_PARTICIPANTS = 15_000  # a hard bound on connections (each side needs a socket apiece)
 
 
