@@ -116,6 +116,21 @@ def _knee(x: float | None, cfg: Config) -> str:
     return _f(x, 0)
 
 
+FIXED_RATE = 1_000.0  # deliveries/s: one rate every target's sweep passes through
+
+
+def _p99_near(r: TargetResult, rate: float) -> float | None:
+    """p99 at the sweep step within 10% of ``rate`` (its last try), if the sweep got there."""
+    if r.fanout is None:
+        return None
+    near = [
+        p
+        for p in r.fanout.points
+        if p.kind == "sweep" and abs(p.offered_deliveries_s - rate) <= 0.1 * rate
+    ]
+    return near[-1].p99_ms if near else None
+
+
 def _summary(r: TargetResult) -> dict[str, float | None]:
     cap = r.capacity[-1] if r.capacity else None
     half = None
@@ -127,6 +142,7 @@ def _summary(r: TargetResult) -> dict[str, float | None]:
         "kb_pp": cap.rss_kb_per_participant if cap else None,
         "knee": r.fanout.knee_deliveries_s if r.fanout else None,
         "p99_half": half.p99_ms if half else None,
+        "p99_1k": _p99_near(r, FIXED_RATE),
         "hands_ms": r.hands.all_done_ms if r.hands else None,
         "joins_s": r.joins.joins_s if r.joins else None,
         "join_p99": r.joins.p99_ms if r.joins else None,
@@ -267,16 +283,18 @@ def render(
     out += [
         "| target | status | RSS / participant at "
         f"{max(cfg.levels):,} (KiB) | fan-out knee (deliveries/s) | p99 at 50% of knee (ms) "
+        f"| p99 at ~{FIXED_RATE:,.0f} deliveries/s (ms) "
         "| hand storm: all clients have the final queue (ms) | join storm (joins/s) "
         "| join p99 (ms) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     sums = {r.key: _summary(r) for r in results}
     for r in results:
         s = sums[r.key]
         out.append(
             f"| {r.label} | {r.status} | {_f(s['kb_pp'])} | {_knee(s['knee'], cfg)} | "
-            f"{_f(s['p99_half'], 2)} | {_f(s['hands_ms'])} | {_f(s['joins_s'])} | "
+            f"{_f(s['p99_half'], 2)} | {_f(s['p99_1k'], 2)} | {_f(s['hands_ms'])} | "
+            f"{_f(s['joins_s'])} | "
             f"{_f(s['join_p99'], 1)} |"
         )
     out += ["", "## Ratios", ""]
