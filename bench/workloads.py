@@ -95,6 +95,17 @@ class JoinStormResult:
 # capacity ------------------------------------------------------------------
 
 
+async def wait_server_idle(server_pids: list[int], limit: float, idle: float = 0.15) -> None:
+    """Wait (at most ``limit`` s) until the server uses < ``idle`` core over 0.5 s, so
+    that work left over from the joins does not land in the next measurement."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        meter = CpuMeter(server_pids)
+        await asyncio.sleep(0.5)
+        if meter.stop().server < idle:
+            return
+
+
 async def capacity(
     gen: LoadGen,
     rooms: list[Room],
@@ -113,6 +124,7 @@ async def capacity(
         _, errors = await gen.fill_rooms(rooms[:n_rooms], room_size, concurrency)
         fill = time.monotonic() - t0
         await asyncio.sleep(settle)
+        await wait_server_idle(server_pids, limit=10.0 * settle)
         cpu = meter.stop()
         rss = tree_rss(server_pids)
         joined = sum(len(r.members) for r in rooms[:n_rooms])
