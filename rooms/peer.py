@@ -68,7 +68,9 @@ def presence(tx: Tx, p: Participant, cmd: SetPresence) -> None:
 
 def chat(tx: Tx, p: Participant, cmd: SendChat) -> None:
     state = tx.state
-    if not state.settings.chat_enabled and not p.role.is_moderator:
+    if not (state.settings.chat_enabled or p.role.is_moderator or cmd.to_moderators):
+        # A paused chat pauses the group's lines, never a private note to the facilitators:
+        # "can we talk after?" matters most when the room is difficult.
         raise RoomError(ErrorCode.NOT_ALLOWED_NOW, "The facilitator has paused the chat.")
     message: dict[str, object] = {
         "id": cmd.message_id,

@@ -99,7 +99,9 @@ class RedactingAccessLogger(AbstractAccessLogger):
 
 def make_runner(app: web.Application) -> web.AppRunner:
     """The one way to run the app (CLI and tests): with the token-free access log."""
-    return web.AppRunner(app, access_log_class=RedactingAccessLogger)
+    # shutdown_timeout: a websocket whose client vanished without closing must not hold a
+    # restart for aiohttp's default minute; live state is resumed from the grace anyway.
+    return web.AppRunner(app, access_log_class=RedactingAccessLogger, shutdown_timeout=5)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -198,6 +198,8 @@ def test_moderators_chat_even_when_chat_is_paused() -> None:
         do(state, "p1", c.SendChat("m1", "hi"))
     assert e.value.code is ErrorCode.NOT_ALLOWED_NOW
     assert do(state, "fac", c.SendChat("m2", "we pause chat for a moment")).reply["id"] == "m2"
+    note = do(state, "p1", c.SendChat("m3", "can we talk after?", to_moderators=True))
+    assert note.reply["id"] == "m3"  # a private note to the facilitators still goes through
 
 
 def test_waiting_room_setting_is_remembered_in_snapshot() -> None:

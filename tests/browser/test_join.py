@@ -1,0 +1,150 @@
+"""Before the room: the link screen, the join screen, refusals, page weight."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from playwright.async_api import Browser, expect
+
+from tests.support import LiveServer
+
+from .conftest import NARROW, WIDE, PersonFactory, check_axe, shoot
+
+pytestmark = pytest.mark.browser
+
+PAGE_BUDGET_GZIP_BYTES = 150 * 1024
+
+
+async def test_no_link_asks_for_one(live_server: LiveServer, people: PersonFactory) -> None:
+    anna = await people("Anna", NARROW)
+    page = anna.page
+    await page.goto(live_server.url + "/")
+    await expect(page.get_by_role("heading", name="Welcome to peerroom")).to_be_visible()
+    await expect(page.get_by_text("Ask your facilitator for your link")).to_be_visible()
+    await expect(page.get_by_text("peerroom is not a crisis service.")).to_be_visible()
+    await check_axe(page, "no-link screen")
+    await shoot(page, "nolink", NARROW)
+
+    # A pasted invite link takes you to the join screen.
+    room = await live_server.create_room("Tuesday circle")
+    await page.get_by_label("Your group link").fill("garbage !!")
+    await page.get_by_role("button", name="Open my group").click()
+    await expect(page.get_by_text("does not look like a group link")).to_be_visible()
+    await page.get_by_label("Your group link").fill(room["invite_url"])
+    await page.get_by_role("button", name="Open my group").click()
+    await expect(page.get_by_role("heading", name="Join your group")).to_be_visible()
+    assert page.url.endswith("/r/" + room["invite_token"])
+
+
+async def test_join_screen_is_calm_and_private_by_default(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    room = await live_server.create_room("Tuesday circle")
+    bo = await people("Bo", WIDE)
+    page = bo.page
+    await page.goto(room["invite_url"])
+    await expect(page.get_by_role("heading", name="Join your group")).to_be_visible()
+    await expect(page.get_by_label("Start with my microphone on")).not_to_be_checked()
+    await expect(page.get_by_label("Start with my camera on")).not_to_be_checked()
+    await expect(
+        page.get_by_text("Chat messages are stored only for people who choose to keep them")
+    ).to_be_visible()
+    await expect(page.get_by_text("call your local emergency number")).to_be_visible()
+    await check_axe(page, "join screen")
+    await shoot(page, "join", WIDE)
+    await shoot(page, "join", NARROW)
+
+    # An empty name is caught on the page, in plain words.
+    await page.get_by_role("button", name="Join the group").click()
+    await expect(page.get_by_text("Please type a name")).to_be_visible()
+
+    await bo.join(room["invite_url"])
+    # Joined with camera and mic off.
+    me = bo.tile("Bo")
+    await expect(me).to_contain_text("Muted")
+    await expect(me).to_contain_text("Camera off")
+    await expect(page.get_by_role("switch", name="Microphone")).to_have_attribute(
+        "aria-checked", "false"
+    )
+
+    # The pseudonym is remembered on this device (a new tab of the same profile).
+    await page.get_by_role("button", name="Leave").click()
+    await page.get_by_role("button", name="Stay").click()  # a mis-tap costs nothing
+    await expect(page.get_by_role("button", name="Raise my hand")).to_be_visible()
+    await page.get_by_role("button", name="Leave").click()
+    await page.get_by_role("button", name="Leave now").click()
+    await expect(page.get_by_role("heading", name="You left the room")).to_be_visible()
+    other = await bo.context.new_page()
+    await other.goto(room["invite_url"])
+    await expect(other.get_by_label("Your name in the group")).to_have_value("Bo")
+
+
+async def test_taken_name_is_refused_kindly(live_server: LiveServer, people: PersonFactory) -> None:
+    room = await live_server.create_room("Tuesday circle")
+    first = await people("Cleo")
+    await first.join(room["invite_url"])
+    second = await people("Cleo", NARROW)
+    await second.join(room["invite_url"], expect_room=False)
+    await expect(second.page.get_by_role("alert")).to_contain_text("already uses that name")
+    await expect(second.page.get_by_role("heading", name="Join your group")).to_be_visible()
+
+
+async def test_bad_link_is_refused_kindly(live_server: LiveServer, people: PersonFactory) -> None:
+    dee = await people("Dee")
+    await dee.join(live_server.url + "/r/not-a-real-token", expect_room=False)
+    await expect(dee.page.get_by_text("This link does not work")).to_be_visible()
+
+
+async def test_first_load_is_under_the_page_weight_budget(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    room = await live_server.create_room("Tuesday circle")
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    bodies: dict[str, int] = {}
+
+    async def record(response) -> None:  # type: ignore[no-untyped-def]
+        if "/socket.io/" in response.url:
+            return
+        body = await response.body()
+        bodies[response.url] = len(gzip.compress(body, compresslevel=9))
+
+    page.on("response", record)
+    await page.goto(room["invite_url"], wait_until="networkidle")
+    await expect(page.get_by_role("heading", name="Join your group")).to_be_visible()
+    await ctx.close()
+    assert any("/static/app.js" in u for u in bodies), bodies
+    total = sum(bodies.values())
+    print(f"first load: {total} bytes gzip over {len(bodies)} responses: {bodies}")
+    assert total < PAGE_BUDGET_GZIP_BYTES
+
+
+async def test_keyboard_only_join_and_raise_hand(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    room = await live_server.create_room("Tuesday circle")
+    eve = await people("Eve", NARROW)
+    page = eve.page
+    await page.goto(room["invite_url"])
+    await expect(page.get_by_role("heading", name="Join your group")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Your name in the group")).to_be_focused()
+    await page.keyboard.type("Eve")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Tuesday circle")).to_be_focused()
+    hand = page.get_by_role("button", name="Raise my hand")
+    for _ in range(6):
+        await page.keyboard.press("Tab")
+        if await hand.evaluate("el => el === document.activeElement"):
+            break
+    await expect(hand).to_be_focused()
+    await page.keyboard.press("Space")
+    await expect(
+        eve.controls().get_by_text("Your hand is up. You are 1st in line.")
+    ).to_be_visible()
+    # Focus stays on the (relabelled) button, so Space again lowers it.
+    await expect(page.get_by_role("button", name="Lower my hand")).to_be_focused()
+    await page.keyboard.press("Space")
+    await expect(page.get_by_role("button", name="Raise my hand")).to_be_focused()
+    await expect(eve.queue().get_by_text("No hands raised.")).to_be_visible()

@@ -1,0 +1,138 @@
+"""Dropped connections and missed broadcasts: the person keeps their place."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from playwright.async_api import expect
+
+from tests.support import LiveServer
+
+from .conftest import NARROW, WIDE, PersonFactory, shoot
+
+pytestmark = pytest.mark.browser
+
+
+async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    room = await live_server.create_room("Monday circle")
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW, tap=True)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"])
+    await ana.wait_for_websocket()
+    await ana.page.get_by_role("button", name="Raise my hand").click()
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+
+    await ana.go_offline()
+    await expect(ana.page.get_by_text("Connection lost. Reconnecting")).to_be_visible()
+    await expect(fac.tile("Ana")).to_contain_text("Reconnecting")
+    await shoot(ana.page, "offline-peer", NARROW)
+    await shoot(fac.page, "reconnecting-seen-by-facilitator", NARROW)
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+
+    await ana.go_online()
+    await expect(fac.tile("Ana")).not_to_contain_text("Reconnecting", timeout=20_000)
+    await expect(ana.page.get_by_text("2 people here")).to_be_visible(timeout=20_000)
+    # The same person, same place: no second Ana, the hand is still first.
+    await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+    await expect(
+        ana.controls().get_by_text("Your hand is up. You are 1st in line.")
+    ).to_be_visible()
+
+
+async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    room = await live_server.create_room("Monday circle")
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW, tap=True)
+    ben = await people("Ben", NARROW)
+    for person, url in (
+        (fac, room["facilitator_url"]),
+        (ana, room["invite_url"]),
+        (ben, room["invite_url"]),
+    ):
+        await person.join(url)
+    await expect(ana.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
+    await ana.wait_for_websocket()
+
+    # Ana's connection loses exactly the `hands` broadcast for Ben's hand.
+    ana.tap.drop_next = lambda frame: frame.startswith('42["hands"')
+    await ben.page.get_by_role("button", name="Raise my hand").click()
+    await expect(fac.tile("Ben")).to_contain_text("Hand up, 1st")
+    await asyncio.sleep(0.5)
+    assert ana.tap.dropped, "the hands frame was never seen on Ana's websocket"
+    await expect(ana.page.get_by_text("No hands raised.")).to_be_visible()
+
+    # The next broadcast shows the gap; Ana reconnects with resume and catches up.
+    await fac.page.get_by_label("Your message").fill("welcome back")
+    await fac.page.get_by_role("button", name="Send", exact=True).click()
+    await expect(ana.queue().get_by_role("listitem")).to_have_text([re.compile("Ben")])
+    await expect(ana.tile("Ben")).to_contain_text("Hand up, 1st")
+    await expect(ana.page.get_by_role("log").get_by_text("welcome back")).to_be_visible()
+    await expect(fac.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
+    await expect(ana.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
+
+
+async def test_a_duplicated_tab_takes_over_without_a_tug_of_war(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    room = await live_server.create_room("Monday circle")
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW, tap=True)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"])
+    await ana.page.get_by_role("button", name="Raise my hand").click()
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+
+    # "Duplicate tab" copies the tab's sessionStorage, resume token included.
+    saved = await ana.page.evaluate("JSON.stringify(Object.assign({}, sessionStorage))")
+    second = await ana.context.new_page()
+    await second.add_init_script(
+        f"Object.entries(JSON.parse({saved!r})).forEach(([k, v]) => sessionStorage.setItem(k, v));"
+    )
+    await second.goto(room["invite_url"])
+    await expect(second.get_by_role("button", name="Lower my hand")).to_be_visible()
+    await expect(
+        ana.page.get_by_role("heading", name="This room is open somewhere else")
+    ).to_be_visible()
+    await second.wait_for_timeout(1500)  # no tug of war: the first tab stays aside
+    await expect(
+        ana.page.get_by_role("heading", name="This room is open somewhere else")
+    ).to_be_visible()
+    await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+
+    await ana.page.get_by_role("button", name="Use this window instead").click()
+    await expect(ana.page.get_by_role("button", name="Lower my hand")).to_be_visible()
+    await expect(
+        second.get_by_role("heading", name="This room is open somewhere else")
+    ).to_be_visible()
+    await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+
+
+async def test_an_old_broadcast_delivered_again_is_ignored(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    room = await live_server.create_room("Monday circle")
+    ana = await people("Ana", NARROW, tap=True)
+    ben = await people("Ben", NARROW)
+    await ana.join(room["invite_url"])
+    await ben.join(room["invite_url"])
+    await ana.wait_for_websocket()
+
+    await ben.page.get_by_role("button", name="Raise my hand").click()
+    await expect(ana.tile("Ben")).to_contain_text("Hand up, 1st")
+    raised = [f for f in ana.tap.seen if f.startswith('42["hands"')][-1]
+    await ben.page.get_by_role("button", name="Lower my hand").click()
+    await expect(ana.queue().get_by_text("No hands raised.")).to_be_visible()
+
+    ana.tap.replay(raised)  # the stale "Ben's hand is up" arrives again
+    await ana.page.wait_for_timeout(500)
+    await expect(ana.queue().get_by_text("No hands raised.")).to_be_visible()
+    await expect(ana.tile("Ben")).not_to_contain_text("Hand up")

@@ -1,0 +1,83 @@
+"""The waiting room, as the person waiting and the facilitator see it."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from tests.support import LiveServer
+
+from .conftest import NARROW, WIDE, PersonFactory, check_axe, shoot
+
+pytestmark = pytest.mark.browser
+
+
+async def test_waiting_room_admit_and_deny(live_server: LiveServer, people: PersonFactory) -> None:
+    room = await live_server.create_room("Evening circle", waiting_room=True)
+    fac = await people("Fay", NARROW)
+    ana = await people("Ana", NARROW)
+    ben = await people("Ben", NARROW)
+    await fac.join(room["facilitator_url"])
+
+    await ana.join(room["invite_url"], expect_room=False)
+    await expect(
+        ana.page.get_by_role("heading", name="You are in the waiting room")
+    ).to_be_visible()
+    await expect(ana.page.get_by_text("A facilitator will let you in soon.")).to_be_visible()
+    await check_axe(ana.page, "waiting screen")
+    await shoot(ana.page, "waiting", NARROW)
+
+    await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible()
+    await fac.page.get_by_role("button", name="Let in: Ana").click()
+    await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_visible()
+    await expect(ana.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+    await expect(fac.page.get_by_text("Nobody is waiting.")).to_be_visible()
+    await expect(fac.tile("Ana")).to_be_visible()
+
+    await ben.join(room["invite_url"], expect_room=False)
+    await expect(
+        ben.page.get_by_role("heading", name="You are in the waiting room")
+    ).to_be_visible()
+    await fac.page.get_by_role("button", name="Not now: Ben").click()
+    await expect(
+        ben.page.get_by_role("heading", name="You could not join this time")
+    ).to_be_visible()
+    await expect(fac.page.get_by_text("Nobody is waiting.")).to_be_visible()
+    await expect(ana.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+
+    # Waiting room off: the next person comes straight in.
+    await fac.page.get_by_role("switch", name="Waiting room").click()
+    await expect(fac.page.get_by_role("switch", name="Waiting room")).to_have_attribute(
+        "aria-checked", "false"
+    )
+    cai = await people("Cai", WIDE)
+    await cai.join(room["invite_url"])
+    await expect(fac.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
+
+
+async def test_a_dropped_waiting_person_comes_back_to_the_waiting_list(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    room = await live_server.create_room("Evening circle", waiting_room=True)
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW, tap=True)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"], expect_room=False)
+    await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible()
+    await ana.wait_for_websocket()
+
+    await ana.go_offline()
+    await expect(fac.page.get_by_role("heading", name="Waiting to join (0)")).to_be_visible()
+    await expect(
+        ana.page.get_by_role("heading", name="You are in the waiting room")
+    ).to_be_visible()
+    await expect(ana.page.get_by_text("Connection lost. Reconnecting")).to_be_visible()
+    await ana.go_online()
+    await expect(ana.page.get_by_text("Connection lost. Reconnecting")).to_have_count(
+        0, timeout=20_000
+    )
+    await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible(
+        timeout=20_000
+    )
+    await fac.page.get_by_role("button", name="Let in: Ana").click()
+    await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_visible()

@@ -1,0 +1,41 @@
+// Plain-word helpers shared by the screens.
+
+export function initials(name) {
+  const words = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  const first = Array.from(words[0] || "?")[0] || "?";
+  const second = words.length > 1 ? Array.from(words[words.length - 1])[0] : "";
+  return (first + second).toUpperCase();
+}
+
+export function ordinal(n) {
+  const s = ["th", "st", "nd", "rd"];
+  const v = n % 100;
+  return n + (s[(v - 20) % 10] || s[v] || s[0]);
+}
+
+export const ROLE_LABEL = {
+  facilitator: "Facilitator",
+  cofacilitator: "Co-facilitator",
+  peer: "",
+};
+
+export function isModerator(role) {
+  return role === "facilitator" || role === "cofacilitator";
+}
+
+export function clock(ts) {
+  if (typeof ts !== "number" && typeof ts !== "string") return "";
+  let d = new Date(typeof ts === "number" && ts < 1e12 ? ts * 1000 : ts);
+  if (isNaN(d.getTime())) return "";
+  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+// Friendly words for the server's refusal and error codes.
+export const REFUSAL = {
+  bad_token: "This link does not work. Ask your facilitator for a new one.",
+  name_invalid: "Please use a name of 1 to 40 letters or numbers.",
+  name_taken: "Someone here already uses that name. Please pick another one.",
+  room_locked: "The room is locked right now. Ask your facilitator to open it.",
+  room_full: "The room is full right now. Please try again later.",
+  banned: "You cannot rejoin this session.",
+};
