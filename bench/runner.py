@@ -188,8 +188,18 @@ async def run_target(spec: TargetSpec, cfg: Config, budget: float) -> TargetResu
 async def run_all(cfg: Config) -> list[TargetResult]:
     raise_nofile()
     pin_self(cfg.gen_core)
+    restore = targets.get_priority(os.getpid())
     if cfg.nice:
         targets.set_priority(os.getpid(), cfg.nice)
+    try:
+        return await _run_targets(cfg)
+    finally:
+        # The autogroup is the whole login session's: give it back its niceness.
+        if cfg.nice:
+            targets.set_priority(os.getpid(), *restore)
+
+
+async def _run_targets(cfg: Config) -> list[TargetResult]:
     results: list[TargetResult] = []
     deadline = time.monotonic() + cfg.run_budget
     # peerroom's rows first, the generator check last: if the run budget runs short it

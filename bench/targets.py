@@ -98,13 +98,22 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def set_priority(pid: int, nice: int) -> None:
+def get_priority(pid: int) -> tuple[int, int]:
+    """(niceness, autogroup niceness) of a process, to restore later."""
+    nice = os.getpriority(os.PRIO_PROCESS, pid)
+    group = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        group = int(Path(f"/proc/{pid}/autogroup").read_text().split("nice")[1])
+    return nice, group
+
+
+def set_priority(pid: int, nice: int, group: int | None = None) -> None:
     """Set a process's niceness and its autogroup's (Linux groups CPU time by session,
     so niceness alone does not count against other sessions' processes)."""
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, pid, nice)
     with contextlib.suppress(OSError):
-        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice if group is None else group))
 
 
 class TargetSkipped(Exception):
