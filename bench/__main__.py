@@ -42,6 +42,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "default -10 for a full run (needs root; ignored otherwise), 0 for --smoke",
     )
     run.add_argument("--note", default="", help="a note printed at the top of the report")
+    rep = sub.add_parser("report", help="render a report again from a JSON record")
+    rep.add_argument("--from", dest="source", type=Path, required=True)
+    rep.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    rep.add_argument("--note", default="", help="a note printed at the top of the report")
     run.add_argument(
         "--peerroom-src",
         type=Path,
@@ -53,6 +57,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.cmd == "report":
+        results, cfg, info, wall = report.load_json(args.source)
+        args.out.write_text(report.render(results, cfg, info, args.note, wall))
+        print(f"wrote {args.out} from {args.source}", file=sys.stderr)
+        return 0
     keys = [k.strip() for k in args.targets.split(",") if k.strip()]
     unknown = [k for k in keys if k not in targets.ALL_TARGETS]
     if unknown:
@@ -101,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(report.render(results, cfg, info, args.note, wall))
     json_path = args.json or Path("bench/results") / f"run-{time.strftime('%Y%m%dT%H%M%S')}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(report.to_json(results, cfg, info))
+    json_path.write_text(report.to_json(results, cfg, info, wall))
     print(f"wrote {args.out} and {json_path} in {wall:.0f} s", file=sys.stderr)
     bad = [r for r in results if r.status.startswith(("error", "partial"))]
     return 1 if bad else 0

@@ -22,7 +22,14 @@ from typing import Any
 from bench.meters import CpuSpan
 from bench.runner import Config, TargetResult
 from bench.targets import NODE_DIR, PEERROOM_BENCH_ENV
-from bench.workloads import NOISY, FanoutPoint
+from bench.workloads import (
+    NOISY,
+    CapacityPoint,
+    FanoutPoint,
+    FanoutResult,
+    HandStormResult,
+    JoinStormResult,
+)
 
 REPRODUCE = """\
 ```sh
@@ -440,7 +447,9 @@ def render(
     return "\n".join(out)
 
 
-def to_json(results: list[TargetResult], cfg: Config, info: dict[str, str]) -> str:
+def to_json(
+    results: list[TargetResult], cfg: Config, info: dict[str, str], wall: float = 0.0
+) -> str:
     def conv(o: Any) -> Any:
         if dataclasses.is_dataclass(o) and not isinstance(o, type):
             return dataclasses.asdict(o)
@@ -450,6 +459,44 @@ def to_json(results: list[TargetResult], cfg: Config, info: dict[str, str]) -> s
         "argv": sys.argv,
         "config": dataclasses.asdict(cfg),
         "machine": info,
+        "wall_seconds": round(wall, 1),
         "results": [dataclasses.asdict(r) for r in results],
     }
     return json.dumps(doc, indent=1, default=conv)
+
+
+def _span(d: dict[str, Any]) -> CpuSpan:
+    return CpuSpan(**d)
+
+
+def load_json(path: Path) -> tuple[list[TargetResult], Config, dict[str, str], float]:
+    """Read a JSON record written by ``to_json`` back (to re-render a report)."""
+    doc = json.loads(path.read_text())
+    results: list[TargetResult] = []
+    for r in doc["results"]:
+        f = r.get("fanout")
+        fan = None
+        if f is not None:
+            points = [FanoutPoint(**{**p, "cpu": _span(p["cpu"])}) for p in f["points"]]
+            fan = FanoutResult(
+                f["knee_deliveries_s"], f["knee_note"], f["per_participant_msgs_s_at_knee"], points
+            )
+        hands = r.get("hands")
+        joins = r.get("joins")
+        results.append(
+            TargetResult(
+                key=r["key"],
+                label=r["label"],
+                status=r["status"],
+                capacity=[CapacityPoint(**{**c, "cpu": _span(c["cpu"])}) for c in r["capacity"]],
+                fanout=fan,
+                hands=HandStormResult(**{**hands, "cpu": _span(hands["cpu"])}) if hands else None,
+                joins=JoinStormResult(**{**joins, "cpu": _span(joins["cpu"])}) if joins else None,
+                disconnects=r["disconnects"],
+                nacks=r["nacks"],
+                seconds=r["seconds"],
+            )
+        )
+    cfg = Config(**doc["config"])
+    wall = float(doc.get("wall_seconds") or sum(r.seconds for r in results))
+    return results, cfg, dict(doc["machine"]), wall
