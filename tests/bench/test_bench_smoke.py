@@ -82,6 +82,17 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     md = (out / "benchmarks.md").read_text()
     assert "## Summary" in md and "## Machine" in md
     doc = json.loads((out / "results.json").read_text())
+    again = subprocess.run(
+        [sys.executable, "-m", "bench", "report", "--from", str(out / "results.json")]
+        + ["--out", str(out / "again.md")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (out / "again.md").read_text() == md  # the JSON record holds the whole report
     return {r["key"]: r for r in doc["results"]}
 
 
