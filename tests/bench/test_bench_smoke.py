@@ -82,9 +82,9 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     md = (out / "benchmarks.md").read_text()
     assert "## Summary" in md and "## Machine" in md
     doc = json.loads((out / "results.json").read_text())
+    rerender = ["report", "--from", str(out / "results.json"), "--out", str(out / "again.md")]
     again = subprocess.run(
-        [sys.executable, "-m", "bench", "report", "--from", str(out / "results.json")]
-        + ["--out", str(out / "again.md")],
+        [sys.executable, "-m", "bench", *rerender],
         cwd=ROOT,
         capture_output=True,
         text=True,
