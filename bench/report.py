@@ -33,6 +33,7 @@ from bench.workloads import (
 
 REPRODUCE = """\
 ```sh
+scripts/bench                        # all of the below in one (what `make bench` runs)
 scripts/bootstrap test,lint,bench    # .venv with the bench extra: picows, uvloop, psutil
 npm ci --prefix bench/node           # the Node socket.io baseline (package-lock.json)
 .venv/bin/python -m bench run        # < 10 min; docs/benchmarks.md + bench/results/*.json
