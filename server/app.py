@@ -110,7 +110,8 @@ def create_app(settings: Settings) -> web.Application:
     assert settings.secret is not None
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
-    app = web.Application(middlewares=[security_headers, storage_errors], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[storage_errors], client_max_size=64 * 1024)
+    app.on_response_prepare.append(security_headers)
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
     app[ROOM_TOKENS] = RoomTokens(settings.secret)
