@@ -281,6 +281,9 @@ def render(
         f"every target with the same workload; {pinning}. "
         f"Loopback only. Whole run: {wall:.0f} s.",
         "",
+        "What was changed in peerroom to get these numbers, with before and after for each "
+        "step: [optimisations.md](optimisations.md).",
+        "",
     ]
     if note:
         out += [f"**Note:** {note}", ""]
