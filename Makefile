@@ -1,5 +1,5 @@
 # Conveniences; the scripts are the real commands (a fresh Debian has no make).
-.PHONY: serve test lint web
+.PHONY: serve test lint web bench
 serve:
 	scripts/serve
 test:
@@ -8,3 +8,5 @@ lint:
 	scripts/lint
 web:
 	scripts/web-build
+bench:
+	scripts/bench

@@ -52,6 +52,7 @@ CONNECT_WAIT_SECS: Final = 5.0  # a handshake that has not completed by then is 
 MAX_DEVICE_CHARS: Final = 64
 ERASE_ACK_WAIT_SECS: Final = 2.0  # an erase acks with its count if storage is this quick
 ROOMS_CACHED: Final = 1_000  # room records kept to let people join while storage is down
+ROOM_FRESH_SECS: Final = 60.0  # how long a looked-up room record is reused without a query
 
 
 def room_channel(room_id: str) -> str:
@@ -111,7 +112,7 @@ class RoomService:
         self.node_prefix = conn_handle(store.node_id, "")
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsent_drops: list[tuple[str, c.Drop]] = []  # live store was down at the time
-        self._rooms: dict[str, RoomRecord] = {}
+        self._rooms: dict[str, tuple[RoomRecord, float]] = {}  # record, when fetched
         self.phone: PhoneDelivery | None = None
         store.set_deliver(self.deliver)
         store.set_notice(self._notify_moderators_here)
@@ -182,20 +183,24 @@ class RoomService:
         self.spawn(self._greet_when_connected(sid, room.id, pid))
 
     async def _room(self, room_id: str) -> RoomRecord | None:
-        """The room's record; while storage is down, the copy from its last lookup, so a
-        live room goes on letting people in (a room's title and PIN rarely change)."""
+        """The room's record. Records never change once created, so a lookup is reused for
+        ``ROOM_FRESH_SECS`` (a join storm is not a query storm); while storage is down,
+        the last copy lets a live room go on letting people in."""
+        cached = self._rooms.get(room_id)
+        now = self.clock()
+        if cached is not None and now - cached[1] < ROOM_FRESH_SECS:
+            return cached[0]
         try:
             room = await self.storage.get_room(room_id)
         except StorageUnavailable:
-            room = self._rooms.get(room_id)
-            if room is None:
+            if cached is None:
                 raise RoomError(
                     ErrorCode.UNAVAILABLE, "The server cannot reach its database: try again soon."
                 ) from None
-            return room
+            return cached[0]
+        self._rooms.pop(room_id, None)
         if room is not None:
-            self._rooms.pop(room_id, None)
-            self._rooms[room_id] = room
+            self._rooms[room_id] = (room, now)
             while len(self._rooms) > ROOMS_CACHED:
                 del self._rooms[next(iter(self._rooms))]
         return room

@@ -1,0 +1,120 @@
+"""Command line: ``python -m bench run [--smoke] [--targets ...] [--out FILE]``.
+
+Runs the workloads (see ``bench.workloads``) against each target (see
+``bench.targets``), writes the markdown report and a JSON record, and exits 0
+if every target either ran or was skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench import report, runner, targets
+
+MAX_PARTICIPANTS = 15_000  # a hard bound on connections (each side needs a socket apiece)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description="peerroom benchmarks")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the workloads and write the report")
+    run.add_argument(
+        "--targets",
+        default=",".join(targets.ALL_TARGETS),
+        help=f"comma-separated subset of {','.join(targets.ALL_TARGETS)}",
+    )
+    run.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
+    run.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    run.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    run.add_argument("--levels", default=None, help="capacity levels, e.g. 1000,5000,10000")
+    run.add_argument("--join-storm", type=int, default=None)
+    run.add_argument("--step-seconds", type=float, default=None)
+    run.add_argument("--fanout-max", type=float, default=None, help="deliveries/s cap")
+    run.add_argument("--no-pin", action="store_true", help="do not pin server and generator")
+    run.add_argument(
+        "--nice",
+        type=int,
+        default=None,
+        help="niceness (and autogroup niceness) of the generator and servers; "
+        "default -10 for a full run (needs root; ignored otherwise), 0 for --smoke",
+    )
+    run.add_argument("--note", default="", help="a note printed at the top of the report")
+    rep = sub.add_parser("report", help="render a report again from a JSON record")
+    rep.add_argument("--from", dest="source", type=Path, required=True)
+    rep.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    rep.add_argument("--note", default="", help="a note printed at the top of the report")
+    run.add_argument(
+        "--peerroom-src",
+        type=Path,
+        default=None,
+        help="run peerroom from this checkout instead of this one (e.g. another branch)",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.cmd == "report":
+        results, cfg, info, wall = report.load_json(args.source)
+        args.out.write_text(report.render(results, cfg, info, args.note, wall))
+        print(f"wrote {args.out} from {args.source}", file=sys.stderr)
+        return 0
+    keys = [k.strip() for k in args.targets.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in targets.ALL_TARGETS]
+    if unknown:
+        print(f"unknown targets: {unknown}", file=sys.stderr)
+        return 2
+    cfg = runner.Config.smoke(keys) if args.smoke else runner.Config.full(keys)
+    if args.levels:
+        cfg.levels = [int(x) for x in args.levels.split(",")]
+    if args.join_storm is not None:
+        cfg.join_storm = args.join_storm
+    if args.step_seconds is not None:
+        cfg.step_seconds = args.step_seconds
+    if args.fanout_max is not None:
+        cfg.fanout_max = args.fanout_max
+    total = max(cfg.levels) + cfg.join_storm
+    if total > MAX_PARTICIPANTS or min(cfg.levels) < cfg.room_size:
+        print(
+            f"participants must be {cfg.room_size}..{MAX_PARTICIPANTS:,} in all (asked {total:,})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.peerroom_src is not None:
+        cfg.peerroom_src = str(args.peerroom_src.resolve())
+    if args.nice is not None:
+        cfg.nice = args.nice
+    if args.no_pin:
+        cfg.server_core = cfg.gen_core = None
+    info = report.machine_info()
+    info["peerroom source"] = report.source_info(cfg.peerroom_src)
+    t0 = time.monotonic()
+    import signal
+
+    import uvloop
+
+    def _on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds through every finally: servers are stopped
+
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        results = uvloop.run(runner.run_all(cfg))
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
+    wall = time.monotonic() - t0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report.render(results, cfg, info, args.note, wall))
+    json_path = args.json or Path("bench/results") / f"run-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(report.to_json(results, cfg, info, wall))
+    print(f"wrote {args.out} and {json_path} in {wall:.0f} s", file=sys.stderr)
+    bad = [r for r in results if r.status.startswith(("error", "partial"))]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

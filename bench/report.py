@@ -1,0 +1,506 @@
+"""Turns run results into docs/benchmarks.md (and a JSON record).
+
+Measures nothing; it formats. The markdown holds a summary table per target,
+the ratios peerroom / Node socket.io and peerroom / raw aiohttp, the details
+of every workload with the generator's and the server's CPU at every point,
+the machine it ran on and how to reproduce it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.meters import CpuSpan
+from bench.runner import Config, TargetResult
+from bench.targets import NODE_DIR, PEERROOM_BENCH_ENV
+from bench.workloads import (
+    NOISY,
+    CapacityPoint,
+    FanoutPoint,
+    FanoutResult,
+    HandStormResult,
+    JoinStormResult,
+)
+
+REPRODUCE = """\
+```sh
+scripts/bench                        # all of the below in one (what `make bench` runs)
+scripts/bootstrap test,lint,bench    # .venv with the bench extra: picows, uvloop, psutil
+npm ci --prefix bench/node           # the Node socket.io baseline (package-lock.json)
+.venv/bin/python -m bench run        # < 10 min; docs/benchmarks.md + bench/results/*.json
+```"""
+
+
+def _cmd(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(  # noqa: S603 - fixed argv
+            argv, capture_output=True, text=True, timeout=10, check=False
+        )
+        return out.stdout.strip() or out.stderr.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "not found"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def source_info(src: str | None) -> str:
+    """Where peerroom ran from and at which commit (a dirty tree is said so)."""
+    path = src or str(NODE_DIR.parent.parent)
+    commit = _cmd(["git", "-C", path, "rev-parse", "--short", "HEAD"])
+    if not commit or " " in commit:
+        commit = "no git metadata"
+    elif _cmd(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"]):
+        commit += " + local changes"
+    return f"{path} at {commit}"
+
+
+def machine_info() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    sio_node = "not installed"
+    pkg = NODE_DIR / "node_modules" / "socket.io" / "package.json"
+    if pkg.is_file():
+        sio_node = str(json.loads(pkg.read_text()).get("version"))
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node": _cmd(["node", "--version"]),
+        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "aiohttp": _version("aiohttp"),
+        "python-socketio": _version("python-socketio"),
+        "picows": _version("picows"),
+        "uvloop": _version("uvloop"),
+        "socket.io (node)": sio_node,
+    }
+
+
+def _f(x: float | None, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def _cpu(c: CpuSpan) -> str:
+    """Server, generator and everyone else's CPU (cores); steal appended if any."""
+    others = f"{c.other:.2f}" + (f" (+{c.steal:.2f} steal)" if c.steal >= 0.01 else "")
+    return f"{c.server:.2f} | {c.gen:.2f} | {others}"
+
+
+def _ratio(a: float | None, b: float | None, floor: float = 0.0) -> str:
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return "n/a"
+    if a == 0 and floor:
+        return f"< {floor / b:.3f}"  # a knee below the first step
+    return f"{a / b:.2f}"
+
+
+def _knee(x: float | None, cfg: Config) -> str:
+    if x == 0:
+        return f"< {cfg.fanout_start:,.0f} (p99 > 50 ms at the first step)"
+    return _f(x, 0)
+
+
+FIXED_RATE = 1_000.0  # deliveries/s: one rate every target's sweep passes through
+
+
+def _p99_near(r: TargetResult, rate: float) -> float | None:
+    """p99 at the sweep step within 10% of ``rate`` (its last try), if the sweep got there."""
+    if r.fanout is None:
+        return None
+    near = [
+        p
+        for p in r.fanout.points
+        if p.kind == "sweep" and abs(p.offered_deliveries_s - rate) <= 0.1 * rate
+    ]
+    return near[-1].p99_ms if near else None
+
+
+def _summary(r: TargetResult) -> dict[str, float | None]:
+    cap = r.capacity[-1] if r.capacity else None
+    half = None
+    if r.fanout:
+        halves = [p for p in r.fanout.points if p.kind == "fraction" and p.fraction == 0.5]
+        half = halves[-1] if halves else None
+    return {
+        "participants": cap.participants if cap else None,
+        "kb_pp": cap.rss_kb_per_participant if cap else None,
+        "knee": r.fanout.knee_deliveries_s if r.fanout else None,
+        "p99_half": half.p99_ms if half else None,
+        "p99_1k": _p99_near(r, FIXED_RATE),
+        "hands_ms": r.hands.all_done_ms if r.hands else None,
+        "joins_s": r.joins.joins_s if r.joins else None,
+        "join_p99": r.joins.p99_ms if r.joins else None,
+    }
+
+
+def _shared_note(results: list[TargetResult], info: dict[str, str]) -> str:
+    spans = [p.cpu for r in results if r.fanout for p in r.fanout.points]
+    spans += [c.cpu for r in results for c in r.capacity]
+    spans += [x.cpu for r in results for x in (r.hands, r.joins) if x is not None]
+    if not spans:
+        return ""
+    others = [c.other + c.steal for c in spans]
+    mean = sum(others) / len(others)
+    busy = sum(1 for o in others if o > 0.25)
+    if mean < 0.05 and busy == 0:
+        return ""
+    return (
+        f"other processes used {mean:.2f} cores on average while points were measured "
+        f"(at most {max(others):.2f}; above 0.25 cores in {busy} of {len(others)} points; "
+        f"load average at start {info.get('load average at start', '?')}). See the "
+        "others' CPU column next to each number: a failing step with a busy neighbour "
+        "was run again (see Fan-out)."
+    )
+
+
+def _step(p: FanoutPoint) -> str:
+    name = f"{p.fraction:.0%} of knee" if p.kind == "fraction" else p.kind
+    return name if p.attempt == 1 else f"{name}, try {p.attempt}"
+
+
+def _knee_point(r: TargetResult) -> FanoutPoint | None:
+    if r.fanout is None:
+        return None
+    ok = [p for p in r.fanout.points if p.passed and p.kind != "fraction"]
+    return max(ok, key=lambda p: p.offered_deliveries_s, default=None)
+
+
+def _first_fail(r: TargetResult) -> FanoutPoint | None:
+    """The last try of the sweep step that ended the sweep (None if none failed)."""
+    if r.fanout is None:
+        return None
+    sweep = [p for p in r.fanout.points if p.kind == "sweep"]
+    return sweep[-1] if sweep and not sweep[-1].passed else None
+
+
+def _bound_by(p: FanoutPoint | None) -> str:
+    if p is None:
+        return "n/a"
+    # CPU is averaged over the step and its drain, so "full" is taken as >= 0.85.
+    full = 0.85
+    if p.cpu.server >= full and p.cpu.gen >= full:
+        return "both cores nearly full (generator and server)"
+    if p.cpu.server >= full:
+        return "server (its core is full)"
+    if p.cpu.gen >= full:
+        return "GENERATOR (its core is full)"
+    if p.cpu.other + p.cpu.steal > NOISY:
+        return "neither core full; other processes busy"
+    return "neither core full: server stalls"
+
+
+def _headroom(results: list[TargetResult]) -> list[str]:
+    out = [
+        "The generator is one process on one core. At each target's knee (its fastest "
+        "passing step) it used this much of its core, next to the server's; at the step "
+        "that failed next, the column on the right says which side ran out of CPU.",
+        "",
+        "| target | knee (deliveries/s) | p99 there (ms) | generator CPU | server CPU "
+        "| first failing step: server / generator / others' CPU | limited by |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    best: tuple[float, str, FanoutPoint] | None = None
+    peer_best = 0.0
+    for r in results:
+        p = _knee_point(r)
+        fail = _first_fail(r)
+        if p is None and fail is None:
+            continue
+        knee = (
+            f"{p.offered_deliveries_s:,.0f} | {_f(p.p99_ms, 2)} | {p.cpu.gen:.2f} | "
+            f"{p.cpu.server:.2f}"
+            if p is not None
+            else "none | n/a | n/a | n/a"
+        )
+        failed = (
+            f"{fail.offered_deliveries_s:,.0f}/s: {fail.cpu.server:.2f} / {fail.cpu.gen:.2f} / "
+            f"{fail.cpu.other:.2f}"
+            if fail is not None
+            else "none failed"
+        )
+        out.append(f"| {r.label} | {knee} | {failed} | {_bound_by(fail)} |")
+        if p is None:
+            continue
+        if best is None or p.offered_deliveries_s > best[0]:
+            best = (p.offered_deliveries_s, r.label, p)
+        if r.key.startswith("peerroom"):
+            peer_best = max(peer_best, p.offered_deliveries_s)
+    if best is not None:
+        rate, label, p = best
+        line = (
+            f"\nThe generator kept up with {rate:,.0f} deliveries/s (against {label}, p99 "
+            f"{_f(p.p99_ms, 2)} ms, no loss) using {p.cpu.gen:.2f} of its core"
+        )
+        if peer_best:
+            line += f": {rate / peer_best:.1f}x peerroom's best knee ({peer_best:,.0f}/s)"
+        out.append(line + ".")
+    return out
+
+
+def render(
+    results: list[TargetResult], cfg: Config, info: dict[str, str], note: str, wall: float
+) -> str:
+    out: list[str] = ["# peerroom benchmarks", ""]
+    pinning = (
+        f"the server is pinned to core {cfg.server_core} (`taskset`), the generator to core "
+        f"{cfg.gen_core} (`sched_setaffinity`)"
+        if cfg.server_core is not None
+        else "nothing is pinned"
+    )
+    if cfg.nice:
+        pinning += (
+            f"; both ran at niceness {cfg.nice} to keep other processes from stealing the cores"
+        )
+    out += [
+        "Generated by `python -m bench run` (issue 7). One generator process "
+        "(picows + uvloop, speaking Engine.IO v4 / Socket.IO v5 frames directly) drives "
+        f"every target with the same workload; {pinning}. "
+        f"Loopback only. Whole run: {wall:.0f} s.",
+        "",
+        "What was changed in peerroom to get these numbers, with before and after for each "
+        "step: [optimisations.md](optimisations.md).",
+        "",
+    ]
+    if note:
+        out += [f"**Note:** {note}", ""]
+    shared = _shared_note(results, info)
+    if shared:
+        out += [f"**Shared machine:** {shared}", ""]
+    out += ["## Summary", ""]
+    out += [
+        "| target | status | RSS / participant at "
+        f"{max(cfg.levels):,} (KiB) | fan-out knee (deliveries/s) | p99 at 50% of knee (ms) "
+        f"| p99 at ~{FIXED_RATE:,.0f} deliveries/s (ms) "
+        "| hand storm: all clients have the final queue (ms) | join storm (joins/s) "
+        "| join p99 (ms) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    sums = {r.key: _summary(r) for r in results}
+    for r in results:
+        s = sums[r.key]
+        out.append(
+            f"| {r.label} | {r.status} | {_f(s['kb_pp'])} | {_knee(s['knee'], cfg)} | "
+            f"{_f(s['p99_half'], 2)} | {_f(s['p99_1k'], 2)} | {_f(s['hands_ms'])} | "
+            f"{_f(s['joins_s'])} | "
+            f"{_f(s['join_p99'], 1)} |"
+        )
+    out += ["", "## Ratios", ""]
+    out += [
+        "Above 1 means peerroom has more of it: good for the knee and joins/s, bad for "
+        "memory and storm time.",
+        "",
+        "| peerroom row | vs | RSS / participant | knee | hand storm time | joins/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if not r.key.startswith("peerroom"):
+            continue
+        for base_key, base_name in (("node", "Node socket.io"), ("raw", "raw aiohttp")):
+            if base_key not in sums:
+                continue
+            a, b = sums[r.key], sums[base_key]
+            cells = [
+                _ratio(a[k], b[k], cfg.fanout_start if k == "knee" else 0.0)
+                for k in ("kb_pp", "knee", "hands_ms", "joins_s")
+            ]
+            out.append(f"| {r.label} | {base_name} | " + " | ".join(cells) + " |")
+    out += ["", "## Is the generator the bottleneck?", ""]
+    out += _headroom(results)
+    out += ["", "## Capacity: idle participants in rooms of 10", ""]
+    out += [
+        "RSS per participant = (server RSS now - RSS before the first join) / participants. "
+        "CPU columns are in cores, over the fill and a settling second.",
+        "",
+        "| target | participants | server RSS (MiB) | KiB / participant | fill time (s) "
+        "| join errors | server CPU | generator CPU | others' CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for c in r.capacity:
+            out.append(
+                f"| {r.label} | {c.participants:,} | {c.rss_mb} | {c.rss_kb_per_participant} | "
+                f"{c.fill_seconds} | {c.join_errors} | {_cpu(c.cpu)} |"
+            )
+    out += ["", "## Fan-out: chat in rooms of 10, open-loop schedule", ""]
+    out += [
+        f"Each step offers a fixed delivery rate for {cfg.step_seconds:g} s (message k is due at "
+        "t0 + k/rate, from room k mod R, sent by the room's members in turn); latency runs "
+        "from the intended send time to receipt, at every member, sender included. A step "
+        "passes with no loss, no refused send and p99 <= 50 ms. The rate grows "
+        f"x{cfg.fanout_factor:g} per step from {cfg.fanout_start:,.0f}/s; one bisection step "
+        "refines the knee; then fixed fractions of the knee. CPU is in cores (1.00 = one core "
+        "busy for the whole step); others' CPU is the machine's busy time that was neither the "
+        "server nor the generator (a neighbour's tests, the kernel's softirq work), with the "
+        "hypervisor's steal time if any.",
+        "",
+    ]
+    for r in results:
+        if r.fanout is None:
+            continue
+        f = r.fanout
+        out += [
+            f"### {r.label}: knee {f.knee_deliveries_s:,.0f} deliveries/s "
+            f"({f.per_participant_msgs_s_at_knee} msgs/s per participant) {f.knee_note}",
+            "",
+            "| step | offered msgs/s | offered deliveries/s | delivered / expected | lost "
+            "| p50 ms | p99 ms | p99.9 ms | max ms | refused | pass | server CPU "
+            "| generator CPU | others' CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for p in f.points:
+            out.append(
+                f"| {_step(p)} | {p.offered_msgs_s:,.0f} | {p.offered_deliveries_s:,.0f} | "
+                f"{p.delivered:,} / {p.expected:,} | {p.lost:,} | {_f(p.p50_ms, 2)} | "
+                f"{_f(p.p99_ms, 2)} | {_f(p.p999_ms, 2)} | {_f(p.max_ms, 1)} | {p.nacks} | "
+                f"{'yes' if p.passed else 'NO'} | {_cpu(p.cpu)} |"
+            )
+        out.append("")
+    out += ["## Hand-raise storm and join storm", ""]
+    out += [
+        "| target | raised | clients with the final queue | all done (ms) | p50 (ms) "
+        "| p99 (ms) | server CPU | generator CPU | others' CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r.hands:
+            h = r.hands
+            out.append(
+                f"| {r.label} | {h.participants:,} | {h.complete:,} | {_f(h.all_done_ms)} | "
+                f"{_f(h.p50_ms)} | {_f(h.p99_ms)} | {_cpu(h.cpu)} |"
+            )
+    out += [
+        "",
+        f"Join storm: {cfg.join_storm:,} participants connect at once into fresh rooms of "
+        f"{cfg.room_size}, while the capacity participants stay connected; latency is "
+        "connect start to `welcome`. A p99 near 1,000 ms or 3,000 ms is the kernel's SYN "
+        "retransmit: the server's listen backlog overflowed (aiohttp's default is 128).",
+        "",
+        "| target | joined / attempted | joins/s | p50 (ms) | p99 (ms) | max (ms) "
+        "| server CPU | generator CPU | others' CPU | first error |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r.joins:
+            j = r.joins
+            out.append(
+                f"| {r.label} | {j.joined:,} / {j.attempted:,} | {_f(j.joins_s)} | "
+                f"{_f(j.p50_ms)} | {_f(j.p99_ms)} | {_f(j.max_ms)} | {_cpu(j.cpu)} | "
+                f"{j.first_error.replace('|', '/')} |"
+            )
+    out += ["", "## Settings", ""]
+    env = " ".join(f"{k}={v}" for k, v in PEERROOM_BENCH_ENV.items())
+    out += [
+        f"- peerroom ran with `{env}` (defaults: burst 5 chat lines, then 1 line/s per "
+        "participant) so that its rate limiter never decides a fan-out step. The rate each "
+        "knee needed per participant (senders rotate through every member of a room):",
+    ]
+    for r in results:
+        if r.fanout is not None and r.key.startswith("peerroom"):
+            need = r.fanout.per_participant_msgs_s_at_knee
+            verdict = "within" if need <= 1.0 else "above"
+            out.append(
+                f"  - {r.label}: {need} msgs/s per participant, {verdict} the default 1 line/s"
+            )
+    out += [
+        f"- capacity levels {', '.join(f'{n:,}' for n in cfg.levels)}; rooms of "
+        f"{cfg.room_size}; fan-out steps of {cfg.step_seconds:g} s, drain up to "
+        f"{cfg.drain_seconds:g} s; join storm {cfg.join_storm:,}; hand storm wait up to "
+        f"{cfg.hand_timeout:g} s.",
+        "- The raw aiohttp baseline runs on asyncio's own loop (as peerroom does), with "
+        "aiohttp's default listen backlog; Node socket.io uses Node's default backlog (511).",
+        "- The two-node row: both peerroom nodes share the server core (its server CPU is "
+        "their sum), one SQLite data dir and Redis (db 15, a key prefix of its own, removed "
+        "afterwards); each room's members alternate between the nodes, so every broadcast "
+        "crosses Redis. Redis itself is the machine's shared service and is not pinned: its "
+        "CPU shows in others' CPU.",
+    ]
+    out += ["", "## Machine", ""]
+    out += [f"- {k}: {v}" for k, v in info.items()]
+    out += ["", "## Reproduce", "", REPRODUCE, ""]
+    out += [
+        "`python -m bench run --targets raw,node` runs a subset, `--levels 1000 --join-storm "
+        "200` a small one, `--peerroom-src DIR` measures peerroom from another checkout, "
+        "`--nice 0` leaves priorities alone; `python -m bench run --smoke` is the "
+        "few-second version the test suite runs (tests/bench/test_bench_smoke.py).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def to_json(
+    results: list[TargetResult], cfg: Config, info: dict[str, str], wall: float = 0.0
+) -> str:
+    def conv(o: Any) -> Any:
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return dataclasses.asdict(o)
+        return str(o)
+
+    doc = {
+        "argv": sys.argv,
+        "config": dataclasses.asdict(cfg),
+        "machine": info,
+        "wall_seconds": round(wall, 1),
+        "results": [dataclasses.asdict(r) for r in results],
+    }
+    return json.dumps(doc, indent=1, default=conv)
+
+
+def _span(d: dict[str, Any]) -> CpuSpan:
+    return CpuSpan(**d)
+
+
+def load_json(path: Path) -> tuple[list[TargetResult], Config, dict[str, str], float]:
+    """Read a JSON record written by ``to_json`` back (to re-render a report)."""
+    doc = json.loads(path.read_text())
+    results: list[TargetResult] = []
+    for r in doc["results"]:
+        f = r.get("fanout")
+        fan = None
+        if f is not None:
+            points = [FanoutPoint(**{**p, "cpu": _span(p["cpu"])}) for p in f["points"]]
+            fan = FanoutResult(
+                f["knee_deliveries_s"], f["knee_note"], f["per_participant_msgs_s_at_knee"], points
+            )
+        hands = r.get("hands")
+        joins = r.get("joins")
+        results.append(
+            TargetResult(
+                key=r["key"],
+                label=r["label"],
+                status=r["status"],
+                capacity=[CapacityPoint(**{**c, "cpu": _span(c["cpu"])}) for c in r["capacity"]],
+                fanout=fan,
+                hands=HandStormResult(**{**hands, "cpu": _span(hands["cpu"])}) if hands else None,
+                joins=JoinStormResult(**{**joins, "cpu": _span(joins["cpu"])}) if joins else None,
+                disconnects=r["disconnects"],
+                nacks=r["nacks"],
+                seconds=r["seconds"],
+            )
+        )
+    cfg = Config(**doc["config"])
+    wall = float(doc.get("wall_seconds") or sum(r.seconds for r in results))
+    return results, cfg, dict(doc["machine"]), wall

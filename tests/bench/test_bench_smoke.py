@@ -1,0 +1,131 @@
+"""Smoke test of the benchmark harness (issue 7), so it cannot rot.
+
+Runs ``python -m bench run --smoke`` (20 participants in 2 rooms, steps of one
+second) against the raw aiohttp baseline, the Node socket.io baseline when its
+node_modules are installed, and peerroom once the server can be started, then
+checks behaviour only: every participant joined, every chat message reached
+every room member, the hand storm completed, the join storm joined everyone,
+and every reported number is present. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytest.importorskip("picows")
+pytest.importorskip("uvloop")
+pytest.importorskip("psutil")
+
+
+def _peerroom_runs() -> bool:
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "server", "serve", "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
+def _node_ready() -> bool:
+    return (
+        shutil.which("node") is not None
+        and (ROOT / "bench" / "node" / "node_modules" / "socket.io").is_dir()
+    )
+
+
+TARGETS = ["raw"]
+if _node_ready():
+    TARGETS.append("node")
+if _peerroom_runs():
+    TARGETS += ["peerroom", "peerroom-msgpack"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--smoke",
+            "--targets",
+            ",".join(TARGETS),
+            "--out",
+            str(out / "benchmarks.md"),
+            "--json",
+            str(out / "results.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (out / "benchmarks.md").read_text()
+    assert "## Summary" in md and "## Machine" in md
+    doc = json.loads((out / "results.json").read_text())
+    rerender = ["report", "--from", str(out / "results.json"), "--out", str(out / "again.md")]
+    again = subprocess.run(
+        [sys.executable, "-m", "bench", *rerender],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (out / "again.md").read_text() == md  # the JSON record holds the whole report
+    return {r["key"]: r for r in doc["results"]}
+
+
+def _present(x: Any) -> bool:
+    return isinstance(x, int | float) and not math.isnan(x)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_target_ran_every_workload(results: dict[str, dict[str, Any]], target: str) -> None:
+    r = results[target]
+    assert r["status"] == "ok", r["status"]
+
+    cap = r["capacity"]
+    assert [c["participants"] for c in cap] == [20]
+    assert cap[0]["join_errors"] == 0
+    assert _present(cap[0]["rss_mb"]) and cap[0]["rss_mb"] > 0
+
+    fan = r["fanout"]
+    assert fan["points"], "no fan-out step ran"
+    for p in fan["points"]:
+        assert p["expected"] > 0
+        assert p["delivered"] == p["expected"], p
+        assert p["lost"] == 0 and p["nacks"] == 0, p
+        for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms"):
+            assert _present(p[k]), (k, p)
+        assert _present(p["cpu"]["gen"]) and _present(p["cpu"]["server"])
+    assert fan["knee_deliveries_s"] > 0
+
+    hands = r["hands"]
+    assert hands["participants"] == 20 and hands["complete"] == 20
+    assert _present(hands["all_done_ms"])
+
+    joins = r["joins"]
+    assert joins["attempted"] == 20 and joins["joined"] == 20, joins["first_error"]
+    assert _present(joins["joins_s"]) and _present(joins["p99_ms"])
+    assert r["disconnects"] == 0
