@@ -54,11 +54,16 @@ class SqliteStorage(SqlStorage):
     async def open(cls, path: Path) -> SqliteStorage:
         await asyncio.to_thread(_prepare_file, path)
         db = await aiosqlite.connect(path, isolation_level=None)  # explicit transactions
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA secure_delete=ON")  # erased text is overwritten, not left
-        storage = cls(db)
-        await storage._migrate()
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA secure_delete=ON")  # erased text is overwritten, not left
+            storage = cls(db)
+            await storage._migrate()
+        except BaseException:
+            # aiosqlite's worker thread would keep the process alive after a failed start.
+            await db.close()
+            raise
         return storage
 
     async def _migrate(self) -> None:
@@ -70,6 +75,14 @@ class SqliteStorage(SqlStorage):
                 continue
             await self._db.execute("BEGIN IMMEDIATE")
             try:
+                # Another process on the same data dir (two nodes started together) may
+                # have applied it while this one waited for the write lock.
+                async with self._db.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", (m.version,)
+                ) as cur:
+                    if await cur.fetchone() is not None:
+                        await self._db.execute("COMMIT")
+                        continue
                 for statement in m.statements():
                     await self._db.execute(statement)
                 await self._db.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -198,3 +199,14 @@ async def test_closed_storage_is_unavailable(storage: Storage) -> None:
 
 def test_placeholders_are_numbered() -> None:
     assert numbered("a = ? AND b IN (?, ?)") == "a = $1 AND b IN ($2, $3)"
+
+
+async def test_sqlite_nodes_opening_one_new_file_together(tmp_path: Path) -> None:
+    # Two nodes sharing a data dir start at once: one applies each migration, the
+    # other sees it applied (seen failing before: "table rooms already exists").
+    path = tmp_path / "shared" / "peerroom.sqlite3"
+    opened = await asyncio.gather(*(SqliteStorage.open(path) for _ in range(4)))
+    rows = await opened[0]._fetch("SELECT version FROM schema_migrations ORDER BY version")
+    for s in opened:
+        await s.close()
+    assert [r[0] for r in rows] == [m.version for m in all_migrations()]
