@@ -17,7 +17,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from presence.resume import ResumeTokens
-from server import checkins_http, handlers, transcripts
+from server import checkins_http, eio_direct, handlers, transcripts
 from server.fanout import DirectManager, JsonPacket
 from server.http import routes, security_headers, storage_errors
 from server.keys import LIVE, METRICS, PHONE, RECORDER, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
@@ -139,6 +139,7 @@ def create_app(settings: Settings) -> web.Application:
         client_manager=DirectManager(),
         async_handlers=False,
     )
+    eio_direct.install(sio.eio)
     sio.attach(app)
     app[SIO] = sio
     app.add_routes(routes)

@@ -4,7 +4,8 @@ python-socketio's ``AsyncManager.emit`` encodes a packet once, then creates one 
 task per recipient and waits for them all. Each of those sends is only a put on the
 recipient's Engine.IO queue, so the tasks are pure overhead: with rooms of ten, most of a
 broadcast's cost. This manager makes the same puts in a plain loop. Emits that need an
-ack callback keep the library's path.
+ack callback keep the library's path. Members on a direct connection
+(:mod:`server.eio_direct`) get one prebuilt frame written straight to their transport.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet
+
+from server.eio_direct import direct_connection, ws_frame
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +53,23 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
             eio_packet.Packet(eio_packet.MESSAGE, p)
             for p in (encoded if isinstance(encoded, list) else [encoded])
         ]
+        # One websocket frame for every member on a direct connection (eio_direct): the
+        # same bytes, written in this loop; others get the library's queued send.
+        wire = ws_frame(frames[0].encode()) if len(frames) == 1 else None
+        sockets = self.server.eio.sockets
         send = self.server.eio.send_packet
         for sid, eio_sid in self.get_participants(namespace, to or room):
             if sid in skip:
                 continue
-            for frame in frames:
-                try:
+            conn = direct_connection(sockets.get(eio_sid)) if wire is not None else None
+            try:
+                if conn is not None:
+                    conn.write_frame(wire)  # type: ignore[arg-type]
+                    continue
+                for frame in frames:
                     await send(eio_sid, frame)
-                except Exception:  # one closing socket must not cost the others their copy
-                    log.debug("a send to a closing connection failed", exc_info=True)
+            except Exception:  # one closing socket must not cost the others their copy
+                log.debug("a send to a closing connection failed", exc_info=True)
 
 
 class JsonPacket(packet.Packet):  # type: ignore[misc]

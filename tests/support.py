@@ -147,12 +147,13 @@ class Client:
         *,
         resume: str | None = None,
         expect: str = "welcome",
+        transports: tuple[str, ...] = ("websocket",),
         **extra: Any,
     ) -> Any:
         auth: dict[str, Any] = {"token": token, "name": name, **extra}
         if resume:
             auth["resume"] = resume
-        await self.sio.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=5)
+        await self.sio.connect(self.url, auth=auth, transports=list(transports), wait_timeout=5)
         return await self.wait_for(expect)
 
     async def refused(self, token: Any, name: Any, **extra: Any) -> dict[str, Any]:

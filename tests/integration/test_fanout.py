@@ -1,12 +1,11 @@
-"""The direct fan-out: one recipient whose send fails does not cost the others."""
+"""The direct fan-out: one recipient whose write fails does not cost the others."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
 from server.app import SIO
+from server.eio_direct import DirectConnection
 from tests.integration.conftest import Group
 from tests.support import LiveServer
 
@@ -15,16 +14,17 @@ async def test_a_failing_recipient_does_not_stop_a_broadcast(
     live_server: LiveServer, group: Group, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sio = live_server.app[SIO]
-    real_send = sio.eio.send_packet
+    real_write = DirectConnection.write_frame
     failed: list[str] = []
 
-    async def flaky_send(eio_sid: str, pkt: Any) -> None:
-        if not failed:  # the first recipient's socket "closes" under the send
-            failed.append(eio_sid)
+    def flaky_write(conn: DirectConnection, frame: bytes) -> None:
+        if not failed and b'42["chat"' in frame[:16] and b"still reaches" in frame:
+            # the first recipient's connection "breaks" under the broadcast's write
+            failed.append(conn._socket.sid)
             raise ConnectionResetError("gone")
-        await real_send(eio_sid, pkt)
+        real_write(conn, frame)
 
-    monkeypatch.setattr(sio.eio, "send_packet", flaky_send)
+    monkeypatch.setattr(DirectConnection, "write_frame", flaky_write)
     bo, cy, di = group.peers
     everyone = (group.fac, bo, cy, di)
     await bo.ok("chat.send", {"text": "still reaches the rest"})
@@ -35,7 +35,7 @@ async def test_a_failing_recipient_does_not_stop_a_broadcast(
     for c in everyone:
         if c is not unlucky:
             await c.wait_for("chat", lambda d: d["message"]["text"] == "still reaches the rest")
-    monkeypatch.setattr(sio.eio, "send_packet", real_send)
+    monkeypatch.setattr(DirectConnection, "write_frame", real_write)
     await group.fac.ok("hand.raise")  # a fence: what came before it has arrived
     await unlucky.wait_for("hands", lambda d: d["hands"] == [group.id("Ann")])
     assert not unlucky.received("chat")

@@ -1,0 +1,191 @@
+"""Engine.IO websocket connections without a task or a queue hop per packet.
+
+python-engineio runs every websocket connection as two tasks: a reader that starts a
+new task and a ``wait_for`` timer for each message it receives, and a writer that wakes
+for each packet put on the socket's queue. With rooms of ten, one chat line costs ten
+queue puts, ten writer wake-ups and ten frame encodings (docs/optimisations.md has the
+profile and the numbers).
+
+For connections that open straight on the websocket transport (every client of ours that
+asks for ``transports=["websocket"]``: the bench, python-socketio clients, the phone
+bridge), :class:`DirectWebSocket` takes the connection over once the handshake is done:
+
+- one reader loop, reading with aiohttp's own receive timeout, handing Socket.IO
+  messages to the server's handler inline (as ``async_handlers=False`` already does);
+- every send, from any task, writes its frame to the transport at once, so packets
+  leave in exactly the order they were sent; a room broadcast builds its frame once and
+  writes the same bytes to each member (:meth:`DirectConnection.write_frame`);
+- no backpressure wait in a broadcast: a reader that stops reading is cut off when its
+  unread output passes :data:`MAX_UNREAD_BYTES`, and it resumes like any dropped line,
+  instead of holding up its room or growing a queue without bound.
+
+A connection that starts on long-polling and upgrades (a browser's default) keeps the
+library's own handler unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from engineio import packet as eio_packet
+from engineio.async_drivers.aiohttp import WebSocket as LibraryWebSocket
+
+log = logging.getLogger(__name__)
+
+# Output the peer has not read yet, beyond which it is cut off (bytes). A room of 100
+# chatting at the rate limit writes well under 1 MB a minute to each member.
+MAX_UNREAD_BYTES = 4 * 1024 * 1024
+
+_TEXT = 0x81  # FIN + text opcode
+_BINARY = 0x82  # FIN + binary opcode
+
+
+def ws_frame(data: str | bytes) -> bytes:
+    """One unmasked, uncompressed websocket frame (RFC 6455, section 5.2): what a server
+    sends. Valid whatever extension was agreed, since RSV1 is clear."""
+    if isinstance(data, str):
+        payload = data.encode()
+        first = _TEXT
+    else:
+        payload = bytes(data)
+        first = _BINARY
+    n = len(payload)
+    if n < 126:
+        header = bytes((first, n))
+    elif n < 65536:
+        header = struct.pack("!BBH", first, 126, n)
+    else:
+        header = struct.pack("!BBQ", first, 127, n)
+    return header + payload
+
+
+class DirectConnection:
+    """The write side of one taken-over connection."""
+
+    __slots__ = ("_closing", "_socket", "_transport", "_ws")
+
+    def __init__(self, socket: Any, ws: web.WebSocketResponse, transport: asyncio.Transport):
+        self._socket = socket
+        self._ws = ws
+        self._transport = transport
+        self._closing = False
+
+    @property
+    def open(self) -> bool:
+        return not self._closing and not self._transport.is_closing()
+
+    def write_frame(self, frame: bytes) -> None:
+        """Write a ready frame now; never waits. Cuts off a peer that stopped reading."""
+        if self._closing or self._transport.is_closing():
+            return
+        self._transport.write(frame)
+        if self._transport.get_write_buffer_size() > MAX_UNREAD_BYTES:
+            log.info(
+                "%s: peer stopped reading (over %d bytes unread): cut off",
+                self._socket.sid,
+                MAX_UNREAD_BYTES,
+            )
+            self._closing = True
+            self._transport.abort()
+
+    async def send(self, pkt: eio_packet.Packet) -> None:
+        """Replaces ``AsyncSocket.send`` for this socket: no queue, no writer task."""
+        if not await self._socket.check_ping_timeout():
+            return
+        self.write_frame(ws_frame(pkt.encode()))
+        if pkt.packet_type == eio_packet.CLOSE and not self._closing:
+            # The library's writer closes the websocket after an Engine.IO CLOSE; so do we.
+            self._closing = True
+            task = asyncio.ensure_future(self._ws.close())
+            _closing_tasks.add(task)
+            task.add_done_callback(_closing_tasks.discard)
+
+    def stop(self) -> None:
+        self._closing = True
+
+
+_closing_tasks: set[asyncio.Future[Any]] = set()
+
+
+def direct_connection(socket: Any) -> DirectConnection | None:
+    """The connection to write a broadcast frame to, or None for the library's path."""
+    conn: DirectConnection | None = getattr(socket, "peerroom_direct", None)
+    return conn
+
+
+class DirectWebSocket(LibraryWebSocket):  # type: ignore[misc]
+    """Engine.IO's aiohttp websocket driver, taking over websocket-only connections."""
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        socket = getattr(self.handler, "__self__", None)
+        if socket is None or socket.connected:
+            # An upgrade from long-polling: the library's probe handshake and handler.
+            ws: web.WebSocketResponse = await super().__call__(environ)
+            return ws
+        request: web.Request = environ["aiohttp.request"]
+        ws = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size)
+        await ws.prepare(request)
+        self._sock = ws
+        self.environ = environ
+        transport = request.transport
+        if transport is None:  # the peer left during the handshake
+            return ws
+        await _run(socket, ws, transport)
+        return ws
+
+
+async def _run(socket: Any, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
+    server = socket.server
+    conn = DirectConnection(socket, ws, transport)
+    socket.connected = True
+    socket.upgraded = True
+    # What was queued before the websocket was ready (the Engine.IO OPEN packet) goes
+    # first, then every later send writes directly.
+    while not socket.queue.empty():
+        pkt = socket.queue.get_nowait()
+        socket.queue.task_done()
+        if pkt is not None:
+            conn.write_frame(ws_frame(pkt.encode()))
+    socket.send = conn.send
+    socket.peerroom_direct = conn
+    timeout = server.ping_interval + server.ping_timeout
+    on_message = server.handlers.get("message")
+    try:
+        while True:
+            try:
+                msg = await ws.receive(timeout=timeout)
+            except TimeoutError:
+                break
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                pkt = eio_packet.Packet(encoded_packet=msg.data)
+            else:  # CLOSE, CLOSING, CLOSED, ERROR
+                break
+            if socket.closed:
+                break
+            if pkt.packet_type == eio_packet.MESSAGE and on_message is not None:
+                try:
+                    await on_message(socket.sid, pkt.data)
+                except Exception:
+                    log.exception("%s: message handler error", socket.sid)
+                continue
+            try:
+                await socket.receive(pkt)
+            except Exception:  # an unknown packet type, or the socket closed meanwhile
+                log.debug("%s: packet not handled", socket.sid, exc_info=True)
+                if socket.closed:
+                    break
+    finally:
+        conn.stop()
+        socket.peerroom_direct = None
+        await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        if not ws.closed:
+            await ws.close()
+
+
+def install(eio_server: Any) -> None:
+    """Use :class:`DirectWebSocket` for this Engine.IO server's websocket connections."""
+    eio_server._async = dict(eio_server._async, websocket=DirectWebSocket)
