@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from server import gctune
 from server.app import create_app, make_runner, open_storage, resolve_secrets
 from server.http import create_room
 from server.keys import ROOM_TOKENS, SETTINGS, STORAGE
@@ -42,7 +43,7 @@ async def _serve(settings: Settings) -> None:
     app = create_app(settings)
     runner = make_runner(app)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=settings.listen_backlog)
     await site.start()
     base = app[SETTINGS].base_url
     print(f"peerroom is up. Open {base}/ in a browser.", flush=True)
@@ -51,6 +52,7 @@ async def _serve(settings: Settings) -> None:
         body = await create_room(app[STORAGE], app[ROOM_TOKENS], base, title="Welcome room")
         _print_room("Welcome room", body)
     print('Create another room: peerroom create-room "Tuesday evening circle"', flush=True)
+    gctune.tune(settings.gc_thresholds)  # after startup's own garbage
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

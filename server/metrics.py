@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from server import gctune
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -20,6 +22,8 @@ class Metrics:
     @classmethod
     def create(cls) -> Metrics:
         r = CollectorRegistry()
+        gctune.watch()
+        r.register(gctune.GC_PAUSES)
         return cls(
             registry=r,
             connections=Gauge("peerroom_connections", "Open Socket.IO connections", registry=r),

@@ -26,6 +26,11 @@ CHAT_BURST: Final = 5  # chat lines a participant may send at once...
 CHAT_PER_SEC: Final = 1.0  # ...refilled at this rate: a fast typist, not a flood
 EVENT_BURST: Final = 20  # any other event: clicking around is fine, a script is not
 EVENT_PER_SEC: Final = 5.0
+DEFAULT_GC_THRESHOLDS: Final = (50_000, 20, 100)  # server/gctune.py says why
+# Connections the kernel may hold before the server accepts them. aiohttp's default, 128,
+# overflows when a group of hundreds reconnects at once (measured: SYN retransmits, 1-3 s
+# joins); the kernel caps it at net.core.somaxconn.
+DEFAULT_LISTEN_BACKLOG: Final = 1024
 DEFAULT_TWILIO_API_BASE: Final = "https://api.twilio.com"  # or a compatible one (docs/phone.md)
 
 
@@ -59,6 +64,8 @@ class Settings:
     twilio_webhook_base: str | None = None  # the public URL Twilio calls, for signatures
     twilio_talk_number: str | None = None  # "talk now" check-ins are put through to it
     web_dir: Path = Path(__file__).resolve().parent.parent / "web"
+    gc_thresholds: tuple[int, int, int] = DEFAULT_GC_THRESHOLDS  # server/gctune.py
+    listen_backlog: int = DEFAULT_LISTEN_BACKLOG
 
     @property
     def base_url(self) -> str:
@@ -70,6 +77,22 @@ class Settings:
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _thresholds(value: str) -> tuple[int, int, int]:
+    """``50000,20,100``: three non-negative whole numbers (as gc.set_threshold takes)."""
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ValueError("three whole numbers, e.g. 50000,20,100")
+    a, b, c = (int(p) for p in parts)
+    return a, b, c
+
+
+def _thresholds_arg(value: str) -> tuple[int, int, int]:
+    try:
+        return _thresholds(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 # flag -> (env var, parser). Every flag may come from the environment.
@@ -96,6 +119,8 @@ _OPTIONS: Final[dict[str, tuple[str, type | object]]] = {
     "twilio_api_base": ("PEERROOM_TWILIO_API_BASE", str),
     "twilio_webhook_base": ("PEERROOM_TWILIO_WEBHOOK_BASE", str),
     "twilio_talk_number": ("PEERROOM_TWILIO_TALK_NUMBER", str),
+    "gc_thresholds": ("PEERROOM_GC_THRESHOLDS", _thresholds),
+    "listen_backlog": ("PEERROOM_LISTEN_BACKLOG", int),
 }
 
 
@@ -129,6 +154,17 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help=f"days transcripts and check-ins are kept (default {DEFAULT_RETENTION_DAYS})",
     )
+    p.add_argument(
+        "--gc-thresholds",
+        type=_thresholds_arg,
+        help="garbage collector thresholds, three numbers (default 50000,20,100; "
+        "CPython's own are 700,10,10)",
+    )
+    p.add_argument(
+        "--listen-backlog",
+        type=int,
+        help=f"connections waiting to be accepted (default {DEFAULT_LISTEN_BACKLOG})",
+    )
 
 
 class SettingsError(ValueError):
@@ -146,6 +182,7 @@ _MINIMUM: Final[dict[str, float]] = {
     "chat_per_sec": 0.001,
     "event_burst": 1,
     "event_per_sec": 0.001,
+    "listen_backlog": 1,
 }
 
 

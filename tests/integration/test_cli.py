@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ async def test_serve_on_a_fresh_data_dir_prints_a_room_that_works(tmp_path: Path
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEERROOM_")}
     env["PEERROOM_PORT"] = str(port + 1)  # the flag below wins over this
+    env["PEERROOM_LISTEN_BACKLOG"] = "777"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", "serve", "--port", str(port),
         "--data-dir", str(tmp_path / "data"),
@@ -47,6 +49,11 @@ async def test_serve_on_a_fresh_data_dir_prints_a_room_that_works(tmp_path: Path
                 assert r.status == 200
             async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
                 assert r.status == 200
+        if shutil.which("ss"):  # a listening socket's Send-Q is its backlog
+            ss = subprocess.run(
+                ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+            )
+            assert ss.stdout.split()[2] == "777", ss.stdout
         admin = (tmp_path / "data" / "admin_token").read_text().strip()
         assert admin in out  # shown once, on the first start
         assert oct((tmp_path / "data" / "admin_token").stat().st_mode & 0o777) == "0o600"

@@ -82,6 +82,7 @@ async def test_metrics_from_loopback(live_server: LiveServer) -> None:
     status, body, _ = await request("GET", f"{live_server.url}/metrics")
     assert status == 200
     assert "peerroom_connections" in body and "peerroom_live_sessions" in body
+    assert 'peerroom_gc_pause_seconds_bucket{generation="0"' in body
 
 
 async def test_metrics_elsewhere_is_forbidden(server_factory: Any) -> None:
