@@ -50,10 +50,11 @@ async def test_serve_on_a_fresh_data_dir_prints_a_room_that_works(tmp_path: Path
             async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
                 assert r.status == 200
         if shutil.which("ss"):  # a listening socket's Send-Q is its backlog
-            ss = subprocess.run(
-                ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+            ss = await asyncio.create_subprocess_exec(
+                "ss", "-ltnH", f"sport = :{port}", stdout=asyncio.subprocess.PIPE
             )
-            assert ss.stdout.split()[2] == "777", ss.stdout
+            listing = (await ss.communicate())[0].decode()
+            assert listing.split()[2] == "777", listing
         admin = (tmp_path / "data" / "admin_token").read_text().strip()
         assert admin in out  # shown once, on the first start
         assert oct((tmp_path / "data" / "admin_token").stat().st_mode & 0o777) == "0o600"
