@@ -66,12 +66,14 @@ def ws_frame(data: str | bytes) -> bytes:
 class DirectConnection:
     """The write side of one taken-over connection."""
 
-    __slots__ = ("_closing", "_socket", "_transport", "_ws")
+    __slots__ = ("_closing", "_protocol", "_socket", "_transport", "_ws")
 
-    def __init__(self, socket: Any, ws: web.WebSocketResponse, transport: asyncio.Transport):
+    def __init__(self, socket: Any, ws: web.WebSocketResponse, request: web.Request):
+        assert request.transport is not None
         self._socket = socket
         self._ws = ws
-        self._transport = transport
+        self._transport: asyncio.Transport = request.transport
+        self._protocol = request.protocol  # says when the transport's buffer is past 64 KiB
         self._closing = False
 
     @property
@@ -83,7 +85,10 @@ class DirectConnection:
         if self._closing or self._transport.is_closing():
             return
         self._transport.write(frame)
-        if self._transport.get_write_buffer_size() > MAX_UNREAD_BYTES:
+        if (
+            self._protocol.writing_paused
+            and self._transport.get_write_buffer_size() > MAX_UNREAD_BYTES
+        ):
             log.info(
                 "%s: peer stopped reading (over %d bytes unread): cut off",
                 self._socket.sid,
@@ -131,16 +136,15 @@ class DirectWebSocket(LibraryWebSocket):  # type: ignore[misc]
         await ws.prepare(request)
         self._sock = ws
         self.environ = environ
-        transport = request.transport
-        if transport is None:  # the peer left during the handshake
+        if request.transport is None:  # the peer left during the handshake
             return ws
-        await _run(socket, ws, transport)
+        await _run(socket, ws, request)
         return ws
 
 
-async def _run(socket: Any, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
+async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> None:
     server = socket.server
-    conn = DirectConnection(socket, ws, transport)
+    conn = DirectConnection(socket, ws, request)
     socket.connected = True
     socket.upgraded = True
     # What was queued before the websocket was ready (the Engine.IO OPEN packet) goes

@@ -60,7 +60,7 @@ async def test_a_peer_that_stops_reading_is_cut_off(monkeypatch: pytest.MonkeyPa
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         assert request.transport is not None
-        conn = DirectConnection(SimpleNamespace(sid="slow"), ws, request.transport)
+        conn = DirectConnection(SimpleNamespace(sid="slow"), ws, request)
         frame = ws_frame("x" * 16000)
         written = 0
         while conn.open and written < 64 * 1024 * 1024:  # bounded: 64 MiB at most

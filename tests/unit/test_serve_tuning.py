@@ -1,4 +1,4 @@
-"""Garbage collector settings: parsed from flags and environment, applied by serve."""
+"""Serve-time tuning: the garbage collector and the listen backlog."""
 
 from __future__ import annotations
 
