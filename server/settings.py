@@ -213,7 +213,6 @@ def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> Set
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.wire not in ("json", "msgpack"):
         raise SettingsError("PEERROOM_WIRE: must be json or msgpack")
-
     if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://")):
         raise SettingsError("--redis-url: must look like redis://host:6379/0")
     if not settings.redis_prefix:
