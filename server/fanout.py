@@ -55,7 +55,13 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
         ]
         # One websocket frame for every member on a direct connection (eio_direct): the
         # same bytes, written in this loop; others get the library's queued send.
-        wire = ws_frame(frames[0].encode()) if len(frames) == 1 else None
+        # (Its own Packet: encode() caches, and a long-polling member's copy of a binary
+        # packet must still encode as base64.)
+        wire = (
+            ws_frame(eio_packet.Packet(eio_packet.MESSAGE, encoded).encode())
+            if len(frames) == 1
+            else None
+        )
         sockets = self.server.eio.sockets
         send = self.server.eio.send_packet
         for sid, eio_sid in self.get_participants(namespace, to or room):

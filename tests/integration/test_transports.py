@@ -1,22 +1,27 @@
 """Both ways onto a connection: straight to websocket (taken over by server.eio_direct)
-and long-polling first, then upgraded (a browser's default; the library's own path)."""
+and long-polling (a browser starts there; the library's own path)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 from server.app import SIO
 from server.eio_direct import direct_connection
 from tests.support import Client, LiveServer
 
 
+@pytest.mark.parametrize("wire", ["json", "msgpack"])
 async def test_polling_and_websocket_clients_share_a_room(
-    live_server: LiveServer, clients: Callable[..., Client]
+    server_factory: Any, clients: Callable[..., Client], wire: str
 ) -> None:
+    live_server: LiveServer = await server_factory(wire=wire)
     room = await live_server.create_room()
-    fac, polled, direct = clients(), clients(), clients()
+    fac, polled, direct = (clients(live_server.url, wire=wire) for _ in range(3))
     await fac.join(room["facilitator_token"], "Ann")
-    await polled.join(room["invite_token"], "Bo", transports=("polling", "websocket"))
+    await polled.join(room["invite_token"], "Bo", transports=("polling",))
     direct_id = (await direct.join(room["invite_token"], "Cy"))["you"]["id"]
     eio = live_server.app[SIO].eio
     kinds = {direct_connection(s) is not None for s in eio.sockets.values()}
