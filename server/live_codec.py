@@ -202,6 +202,22 @@ def encode_header(version: int, tag: str, events: tuple[Event, ...]) -> bytes:
     return out
 
 
+def peek_message(data: bytes) -> tuple[int, str]:
+    """A fan-out message's version and tag, without decoding its events or state: the
+    node that committed it has both already (its own outcome)."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(data)
+    try:
+        codec, version, tag, _events = next(unpacker)
+    except (TypeError, ValueError, StopIteration) as e:
+        raise CodecError(f"not a fan-out message: {e}") from None
+    if codec != CODEC_VERSION:
+        raise CodecError(f"message codec version {codec!r}, expected {CODEC_VERSION}")
+    if not isinstance(version, int) or not isinstance(tag, str):
+        raise CodecError("not a fan-out message: bad version or tag")
+    return version, tag
+
+
 def decode_message(data: bytes) -> Message:
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
     unpacker.feed(data)

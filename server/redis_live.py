@@ -81,6 +81,7 @@ from server.live_codec import (
     decode_state,
     encode_header,
     encode_state,
+    peek_message,
 )
 from server.redis_scripts import next_due
 
@@ -558,17 +559,27 @@ class RedisStore:
                 await self._pubsub.unsubscribe(channel)
             return
         try:
-            m = decode_message(msg["data"])
+            version, tag = peek_message(msg["data"])
         except CodecError as e:
             log.error("room %s: unreadable message skipped: %s", room_id, e)
             return
         async with held.lock:
-            if m.version <= held.version:
+            if version <= held.version:
                 return  # known already (loaded after this was published)
-            if held.version and m.version > held.version + 1:
-                log.warning("room %s: v%d after v%d", room_id, m.version, held.version)
-            held.version, held.state = m.version, m.state
-            mine = held.mine.pop(m.tag, None)
+            if held.version and version > held.version + 1:
+                log.warning("room %s: v%d after v%d", room_id, version, held.version)
+            mine = held.mine.pop(tag, None)
+            if mine is None:
+                try:
+                    m = decode_message(msg["data"])
+                except CodecError as e:
+                    log.error("room %s: unreadable message skipped: %s", room_id, e)
+                    return
+                held.version, held.state = m.version, m.state
+            else:
+                # Our own commit: its state and events are the outcome we hold, so the
+                # full state is not decoded again (it was, for every message).
+                held.version, held.state = version, mine.outcome.state
             if mine is not None:
                 mine.turn.set_result(None)  # the committing task delivers it now
                 try:

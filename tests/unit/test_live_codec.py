@@ -29,6 +29,7 @@ from server.live_codec import (
     encode_state,
     event_from_list,
     event_to_list,
+    peek_message,
 )
 from server.redis_scripts import next_due
 
@@ -137,6 +138,15 @@ def test_message_round_trip(
     )
     m = decode_message(data)
     assert (m.version, m.tag, m.events, m.state) == (version, origin, transport, state)
+    assert peek_message(data) == (version, origin)
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\xc1", msgpack.packb([1, "v", "t", []]), msgpack.packb([9, 1, "t", []])]
+)
+def test_unreadable_headers_are_refused(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        peek_message(data)
 
 
 @pytest.mark.parametrize(
