@@ -105,6 +105,25 @@ async def test_contended_transitions_are_atomic_and_ordered_alike(
     print(f"\n{2 * n} contended transitions from 2 nodes: {2 * n / elapsed:.0f}/s")
 
 
+async def test_a_join_storm_waits_for_connections_instead_of_failing(
+    nodes: Callable[[], Node],
+) -> None:
+    # 400 joins into 400 rooms at once: far more commands in flight than the client's
+    # connections (redis-py's own default pool refused past 100: "Too many connections").
+    a = nodes()
+    await a.store.start()
+
+    async def join(i: int) -> Outcome:
+        pid = f"p{i}"
+        info = c.RoomInfo(f"storm-{i}", "Circle", Settings())
+        join = c.Join(info, "s1", pid, pid, Role.PEER, Via.WEB, conn_handle(a.store.node_id, pid))
+        now = time.time()
+        return await a.store.transact(info.room_id, lambda s: apply(s, None, join, now=now))
+
+    outcomes = await asyncio.gather(*(join(i) for i in range(400)))
+    assert all(o.state is not None and len(o.state.participants) == 1 for o in outcomes)
+
+
 async def test_a_deaf_subscription_is_noticed_and_healed(nodes: Callable[[], Node]) -> None:
     a, b = nodes(), nodes()
     await a.store.start()
