@@ -108,8 +108,8 @@ async def test_contended_transitions_are_atomic_and_ordered_alike(
 async def test_a_join_storm_waits_for_connections_instead_of_failing(
     nodes: Callable[[], Node],
 ) -> None:
-    # 400 joins into 400 rooms at once: far more commands in flight than the client's
-    # connections (redis-py's own default pool refused past 100: "Too many connections").
+    # 400 joins into 400 rooms at once: more commands in flight than the
+    # 100 connections redis-py's own default pool allows ("Too many connections").
     a = nodes()
     await a.store.start()
 
