@@ -397,7 +397,9 @@ def render(
         f"Join storm: {cfg.join_storm:,} participants connect at once into fresh rooms of "
         f"{cfg.room_size}, while the capacity participants stay connected; latency is "
         "connect start to `welcome`. A p99 near 1,000 ms or 3,000 ms is the kernel's SYN "
-        "retransmit: the server's listen backlog overflowed (aiohttp's default is 128).",
+        "retransmit: the server's listen backlog overflowed. The raw aiohttp baseline "
+        "keeps aiohttp's default backlog (128); `peerroom serve` listens with 1,024 "
+        "(`--listen-backlog`), so its joins/s ratio to raw aiohttp is partly that.",
         "",
         "| target | joined / attempted | joins/s | p50 (ms) | p99 (ms) | max (ms) "
         "| server CPU | generator CPU | others' CPU | first error |",
