@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SCRUB_TRIES: Final = 10
 SCRUB_RETRY_SECS: Final = 0.05  # readers here hold a snapshot for milliseconds
+WAL_SWITCH_SECS: Final = 5.0  # as long as sqlite3's own busy timeout
 
 # SQLite result codes that mean "the file cannot be used right now", not "bad SQL".
 _TRANSIENT: Final = (
@@ -46,6 +48,21 @@ def _prepare_file(path: Path) -> None:
     path.touch(mode=0o600)
 
 
+async def _set_wal(db: aiosqlite.Connection) -> None:
+    """Switch to WAL. Another process opening the same new file at that moment (two
+    nodes started together) can make SQLite answer "database is locked" at once, busy
+    timeout or not: try again for a few seconds."""
+    deadline = time.monotonic() + WAL_SWITCH_SECS
+    while True:
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+
+
 class SqliteStorage(SqlStorage):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -55,7 +72,7 @@ class SqliteStorage(SqlStorage):
         await asyncio.to_thread(_prepare_file, path)
         db = await aiosqlite.connect(path, isolation_level=None)  # explicit transactions
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
+            await _set_wal(db)
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA secure_delete=ON")  # erased text is overwritten, not left
             storage = cls(db)

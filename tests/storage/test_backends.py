@@ -205,7 +205,7 @@ async def test_sqlite_nodes_opening_one_new_file_together(tmp_path: Path) -> Non
     # Two nodes sharing a data dir start at once: one applies each migration, the
     # other sees it applied (seen failing before: "table rooms already exists").
     path = tmp_path / "shared" / "peerroom.sqlite3"
-    opened = await asyncio.gather(*(SqliteStorage.open(path) for _ in range(4)))
+    opened = await asyncio.gather(*(SqliteStorage.open(path) for _ in range(8)))
     rows = await opened[0]._fetch("SELECT version FROM schema_migrations ORDER BY version")
     for s in opened:
         await s.close()
