@@ -36,6 +36,12 @@ from engineio.async_drivers.aiohttp import WebSocket as LibraryWebSocket
 
 log = logging.getLogger(__name__)
 
+
+class UnreadablePacket(ValueError):
+    """A Socket.IO packet that does not decode: hand-made, since no client library sends
+    one. Dropped with a one-line log (no content), the connection kept."""
+
+
 # Output the peer has not read yet, beyond which it is cut off (bytes). A room of 100
 # chatting at the rate limit writes well under 1 MB a minute to each member.
 MAX_UNREAD_BYTES = 4 * 1024 * 1024
@@ -173,6 +179,8 @@ async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> 
             if pkt.packet_type == eio_packet.MESSAGE and on_message is not None:
                 try:
                     await on_message(socket.sid, pkt.data)
+                except UnreadablePacket as e:
+                    log.info("%s: unreadable packet dropped (%s)", socket.sid, e)
                 except Exception:
                     log.exception("%s: message handler error", socket.sid)
                 continue

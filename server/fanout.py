@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 import socketio
 from engineio import packet as eio_packet
-from socketio import packet
+from socketio import msgpack_packet, packet
 
-from server.eio_direct import direct_connection, ws_frame
+from server.eio_direct import UnreadablePacket, direct_connection, ws_frame
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +120,35 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
                 log.debug("a send to a closing connection failed", exc_info=True)
 
 
+class OrJson:
+    """orjson behind the two calls python-socketio makes: ``dumps`` (always compact) and
+    ``loads``. The same JSON but for non-ASCII text, sent as UTF-8 rather than ``\\u``
+    escapes (both valid JSON, read alike by every client)."""
+
+    @staticmethod
+    def dumps(obj: Any, **_: Any) -> str:
+        return orjson.dumps(obj).decode()
+
+    @staticmethod
+    def loads(text: str | bytes) -> Any:
+        return orjson.loads(text)
+
+
 class JsonPacket(packet.Packet):  # type: ignore[misc]
-    """The default JSON packet, with a binary check that stops at the first answer.
+    """The default JSON packet, encoded with orjson, with a binary check that stops at
+    the first answer.
 
     The library's check walks every payload recursively, building a list at each level;
     it runs for every emit and every ack. Same result, without the garbage.
     """
+
+    json = OrJson
+
+    def decode(self, encoded_packet: Any) -> Any:
+        try:
+            return super().decode(encoded_packet)
+        except ValueError as e:
+            raise UnreadablePacket(type(e).__name__) from None
 
     @classmethod
     def data_is_binary(cls, data: Any) -> bool:
@@ -138,3 +162,13 @@ class JsonPacket(packet.Packet):  # type: ignore[misc]
             elif isinstance(item, list | tuple):
                 stack.extend(item)
         return False
+
+
+class MsgPackPacket(msgpack_packet.MsgPackPacket):  # type: ignore[misc]
+    """python-socketio's msgpack packet, with the same :class:`UnreadablePacket`."""
+
+    def decode(self, encoded_packet: Any) -> Any:
+        try:
+            return super().decode(encoded_packet)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise UnreadablePacket(type(e).__name__) from None

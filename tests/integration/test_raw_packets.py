@@ -1,0 +1,97 @@
+"""Hand-made Socket.IO packets over a raw websocket: what no client library sends."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import aiohttp
+import msgpack
+import pytest
+
+from tests.support import LiveServer
+
+WAIT = 5
+
+
+async def next_packet(ws: aiohttp.ClientWebSocketResponse, head: str, event: str = "") -> Any:
+    """The JSON after ``head`` in the next text frame that starts with it (and, given
+    ``event``, is that event), answering Engine.IO pings meanwhile."""
+    while True:
+        msg = await ws.receive(timeout=WAIT)
+        assert msg.type is aiohttp.WSMsgType.TEXT, msg
+        text: str = msg.data
+        if text == "2":  # Engine.IO ping
+            await ws.send_str("3")
+        elif text.startswith(head) and text[len(head) :].startswith(f'["{event}"' if event else ""):
+            return json.loads(text[len(head) :] or "null")
+
+
+async def test_unreadable_packets_cost_nothing_but_themselves(
+    live_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="server.eio_direct")
+    room = await live_server.create_room()
+    url = live_server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await next_packet(ws, "0")  # Engine.IO open
+        await ws.send_str("40" + json.dumps({"token": room["invite_token"], "name": "Raw"}))
+        await next_packet(ws, "40")  # Socket.IO connect
+        _, welcome = await next_packet(ws, "42", "welcome")
+        assert welcome["you"]["name"] == "Raw"
+        for junk in (
+            '421["chat.send",{"text":NaN}]',  # not JSON (a JavaScript value)
+            '422["chat.send",{"text":"cut off"',  # truncated
+            '423["chat.send",{"text":"x"}]]]',  # trailing garbage
+            "42" + "9" * 120 + '["chat.send",{}]',  # an ack id too long
+            "4\xff\xfe",  # not a packet at all
+        ):
+            await ws.send_str(junk)
+        # The connection is still there, and the next good packet is answered in order.
+        text = 'über ✓ 🙂 \u2028 "quoted"'
+        await ws.send_str("424" + json.dumps(["chat.send", {"text": text}]))
+        # (The room's broadcast goes out before the sender's ack.)
+        _, line = await next_packet(ws, "42", "chat")
+        assert line["message"]["text"] == text
+        (ack,) = await next_packet(ws, "434")
+        assert ack == {"ok": True, "id": line["message"]["id"]}
+    dropped = [r for r in caplog.records if "unreadable packet dropped" in r.getMessage()]
+    assert len(dropped) == 5
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "cut off" not in caplog.text and "NaN" not in caplog.text  # no content logged
+
+
+async def test_unreadable_msgpack_packets_too(
+    server_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="server.eio_direct")
+    server: LiveServer = await server_factory(wire="msgpack")
+    room = await server.create_room()
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+
+    async def next_binary(ws: aiohttp.ClientWebSocketResponse, kind: int) -> Any:
+        while True:
+            msg = await ws.receive(timeout=WAIT)
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                if msg.data == "2":
+                    await ws.send_str("3")
+                continue
+            packet = msgpack.unpackb(msg.data)
+            if packet["type"] == kind:
+                return packet
+
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await next_packet(ws, "0")
+        auth = {"token": room["invite_token"], "name": "Raw"}
+        await ws.send_bytes(msgpack.packb({"type": 0, "data": auth, "nsp": "/"}))
+        await next_binary(ws, 0)
+        for junk in (b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"type": 2}), b"\x92\x01"):
+            await ws.send_bytes(junk)
+        event = {"type": 2, "data": ["chat.send", {"text": "after junk"}], "nsp": "/", "id": 7}
+        await ws.send_bytes(msgpack.packb(event))
+        ack = await next_binary(ws, 3)
+        assert ack["id"] == 7 and ack["data"][0]["ok"] is True
+    dropped = [r for r in caplog.records if "unreadable packet dropped" in r.getMessage()]
+    assert len(dropped) == 4
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
