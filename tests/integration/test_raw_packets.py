@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import msgpack
 import pytest
 
-from tests.support import LiveServer
+from server.settings import MAX_MESSAGE_BYTES
+from tests.support import Client, LiveServer
 
 WAIT = 5
 
@@ -95,3 +97,27 @@ async def test_unreadable_msgpack_packets_too(
     dropped = [r for r in caplog.records if "unreadable packet dropped" in r.getMessage()]
     assert len(dropped) == 4
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_transport_message_over_1_mb_closes_only_that_connection(
+    live_server: LiveServer, clients: Callable[..., Client]
+) -> None:
+    room = await live_server.create_room()
+    fac = clients()
+    await fac.join(room["facilitator_token"], "Ann")
+    url = live_server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await next_packet(ws, "0")
+        await ws.send_str("40" + json.dumps({"token": room["invite_token"], "name": "Big"}))
+        _, welcome = await next_packet(ws, "42", "welcome")
+        await ws.send_str('42["chat.send",{"text":"' + "x" * MAX_MESSAGE_BYTES + '"}]')
+        while (msg := await ws.receive(timeout=WAIT)).type is aiohttp.WSMsgType.TEXT:
+            pass  # what was already on its way
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    big = welcome["you"]["id"]
+    await fac.wait_for(
+        "participant.updated",
+        lambda d: d["participant"]["id"] == big and d["participant"]["connected"] is False,
+    )
+    assert not fac.received("chat")
+    await fac.ok("chat.send", {"text": "the room goes on"})
