@@ -586,27 +586,25 @@ class RedisStore:
                     log.error("room %s: unreadable message skipped: %s", room_id, e)
                     return
                 held.version, held.state = m.version, m.state
-            else:
-                # Our own commit: its state and events are the outcome we hold, so the
-                # full state is not decoded again (it was, for every message).
-                held.version, held.state = version, mine.outcome.state
-            if mine is not None:
-                mine.turn.set_result(None)  # the committing task delivers it now
                 try:
-                    await asyncio.wait_for(asyncio.shield(mine.done), DELIVERY_WAIT_SECS)
-                except TimeoutError:
-                    log.warning("room %s: delivery of v%d is slow", room_id, m.version)
-                if not mine.delivering:  # its task was cancelled before its turn
-                    try:
-                        await self._deliver(room_id, mine.outcome)
-                    except Exception:
-                        log.exception("room %s: delivery failed", room_id)
+                    await self._deliver(room_id, Outcome(m.state, m.events))
+                except Exception:
+                    log.exception("room %s: delivery failed", room_id)
                 self._wake(held)
                 return
+            # Our own commit: its state and events are the outcome we hold, so the full
+            # state is not decoded again (it was, for every message).
+            held.version, held.state = version, mine.outcome.state
+            mine.turn.set_result(None)  # the committing task delivers it now
             try:
-                await self._deliver(room_id, Outcome(m.state, m.events))
-            except Exception:
-                log.exception("room %s: delivery failed", room_id)
+                await asyncio.wait_for(asyncio.shield(mine.done), DELIVERY_WAIT_SECS)
+            except TimeoutError:
+                log.warning("room %s: delivery of v%d is slow", room_id, version)
+            if not mine.delivering:  # its task was cancelled before its turn
+                try:
+                    await self._deliver(room_id, mine.outcome)
+                except Exception:
+                    log.exception("room %s: delivery failed", room_id)
             self._wake(held)
 
     def _wake(self, held: _Held) -> None:

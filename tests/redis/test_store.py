@@ -14,6 +14,7 @@ from rooms import commands as c
 from rooms.events import Emit, Welcome
 from rooms.machine import Outcome, apply
 from rooms.model import Role, Settings, Via
+from server import redis_live
 from server.live import conn_handle
 from server.redis_live import RedisStore
 from tests.support import delete_redis_prefix, fresh_redis_prefix
@@ -122,6 +123,30 @@ async def test_a_join_storm_waits_for_connections_instead_of_failing(
 
     outcomes = await asyncio.gather(*(join(i) for i in range(400)))
     assert all(o.state is not None and len(o.state.participants) == 1 for o in outcomes)
+
+
+async def test_a_slow_own_delivery_is_waited_for_without_losing_the_listener(
+    nodes: Callable[[], Node], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(redis_live, "DELIVERY_WAIT_SECS", 0.5)
+    a = nodes()
+    await a.store.start()
+    await a.join("pa")
+    real = a.deliver
+    slow_once = [True]
+
+    async def slow_deliver(room_id: str, outcome: Outcome) -> None:
+        if slow_once[0]:
+            slow_once[0] = False
+            await asyncio.sleep(0.8)  # past the listener's wait for its own commit
+        await real(room_id, outcome)
+
+    a.store.set_deliver(slow_deliver)
+    await a.run("pa", c.ToggleHand())
+    await a.run("pa", c.ToggleHand())  # the listener still hears this node's commits
+    assert a.seqs == [1, 2, 3]
+    assert "delivery of v2 is slow" in caplog.text
+    assert "pub/sub lost" not in caplog.text
 
 
 async def test_a_deaf_subscription_is_noticed_and_healed(nodes: Callable[[], Node]) -> None:
