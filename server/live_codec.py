@@ -202,29 +202,31 @@ def encode_header(version: int, tag: str, events: tuple[Event, ...]) -> bytes:
     return out
 
 
-def peek_message(data: bytes) -> tuple[int, str]:
-    """A fan-out message's version and tag, without decoding its events or state: the
-    node that committed it has both already (its own outcome)."""
+def _header(data: bytes) -> tuple[msgpack.Unpacker, int, str, Any]:
+    """A fan-out message's header (checked), and the unpacker positioned after it."""
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
     unpacker.feed(data)
     try:
-        codec, version, tag, _events = next(unpacker)
+        codec, version, tag, events = next(unpacker)
     except (TypeError, ValueError, StopIteration) as e:
         raise CodecError(f"not a fan-out message: {e}") from None
     if codec != CODEC_VERSION:
         raise CodecError(f"message codec version {codec!r}, expected {CODEC_VERSION}")
     if not isinstance(version, int) or not isinstance(tag, str):
         raise CodecError("not a fan-out message: bad version or tag")
+    return unpacker, version, tag, events
+
+
+def peek_message(data: bytes) -> tuple[int, str]:
+    """A fan-out message's version and tag, without decoding its events or state: the
+    node that committed it has both already (its own outcome)."""
+    _, version, tag, _ = _header(data)
     return version, tag
 
 
 def decode_message(data: bytes) -> Message:
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-    unpacker.feed(data)
+    unpacker, version, tag, events = _header(data)
     try:
-        codec, version, tag, events = next(unpacker)
-        if codec != CODEC_VERSION:
-            raise CodecError(f"message codec version {codec!r}, expected {CODEC_VERSION}")
         state_part = next(unpacker, None)
         return Message(
             version=version,
