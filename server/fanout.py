@@ -134,7 +134,19 @@ class OrJson:
         return orjson.loads(text)
 
 
-class JsonPacket(packet.Packet):  # type: ignore[misc]
+class _Unreadable:
+    """A packet class whose decode failures are :class:`UnreadablePacket`."""
+
+    DECODE_ERRORS: tuple[type[Exception], ...] = (ValueError,)
+
+    def decode(self, encoded_packet: Any) -> Any:
+        try:
+            return super().decode(encoded_packet)  # type: ignore[misc]
+        except self.DECODE_ERRORS as e:
+            raise UnreadablePacket(type(e).__name__) from None
+
+
+class JsonPacket(_Unreadable, packet.Packet):  # type: ignore[misc]
     """The default JSON packet, encoded with orjson, with a binary check that stops at
     the first answer.
 
@@ -143,12 +155,6 @@ class JsonPacket(packet.Packet):  # type: ignore[misc]
     """
 
     json = OrJson
-
-    def decode(self, encoded_packet: Any) -> Any:
-        try:
-            return super().decode(encoded_packet)
-        except ValueError as e:
-            raise UnreadablePacket(type(e).__name__) from None
 
     @classmethod
     def data_is_binary(cls, data: Any) -> bool:
@@ -164,11 +170,7 @@ class JsonPacket(packet.Packet):  # type: ignore[misc]
         return False
 
 
-class MsgPackPacket(msgpack_packet.MsgPackPacket):  # type: ignore[misc]
+class MsgPackPacket(_Unreadable, msgpack_packet.MsgPackPacket):  # type: ignore[misc]
     """python-socketio's msgpack packet, with the same :class:`UnreadablePacket`."""
 
-    def decode(self, encoded_packet: Any) -> Any:
-        try:
-            return super().decode(encoded_packet)
-        except (ValueError, TypeError, KeyError, IndexError) as e:
-            raise UnreadablePacket(type(e).__name__) from None
+    DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError)
