@@ -170,9 +170,12 @@ async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> 
                 msg = await ws.receive(timeout=timeout)
             except TimeoutError:
                 break
-            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+            if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
+                break  # CLOSE, CLOSING, CLOSED, ERROR
+            try:
                 pkt = eio_packet.Packet(encoded_packet=msg.data)
-            else:  # CLOSE, CLOSING, CLOSED, ERROR
+            except Exception as e:  # not Engine.IO at all: this is no client of ours
+                log.info("%s: not an Engine.IO packet (%s): closing", socket.sid, type(e).__name__)
                 break
             if socket.closed:
                 break

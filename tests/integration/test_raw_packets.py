@@ -30,17 +30,26 @@ async def next_packet(ws: aiohttp.ClientWebSocketResponse, head: str, event: str
             return json.loads(text[len(head) :] or "null")
 
 
+def ws_url(server: LiveServer) -> str:
+    return server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+
+
+async def raw_join(ws: aiohttp.ClientWebSocketResponse, token: str, name: str) -> Any:
+    """The JSON wire's handshake by hand: Engine.IO open, Socket.IO connect; the welcome."""
+    await next_packet(ws, "0")
+    await ws.send_str("40" + json.dumps({"token": token, "name": name}))
+    await next_packet(ws, "40")
+    _, welcome = await next_packet(ws, "42", "welcome")
+    return welcome
+
+
 async def test_unreadable_packets_cost_nothing_but_themselves(
     live_server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="server.eio_direct")
     room = await live_server.create_room()
-    url = live_server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
-    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
-        await next_packet(ws, "0")  # Engine.IO open
-        await ws.send_str("40" + json.dumps({"token": room["invite_token"], "name": "Raw"}))
-        await next_packet(ws, "40")  # Socket.IO connect
-        _, welcome = await next_packet(ws, "42", "welcome")
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
+        welcome = await raw_join(ws, room["invite_token"], "Raw")
         assert welcome["you"]["name"] == "Raw"
         for junk in (
             '421["chat.send",{"text":NaN}]',  # not JSON (a JavaScript value)
@@ -70,7 +79,6 @@ async def test_unreadable_msgpack_packets_too(
     caplog.set_level(logging.INFO, logger="server.eio_direct")
     server: LiveServer = await server_factory(wire="msgpack")
     room = await server.create_room()
-    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
 
     async def next_binary(ws: aiohttp.ClientWebSocketResponse, kind: int) -> Any:
         while True:
@@ -83,7 +91,7 @@ async def test_unreadable_msgpack_packets_too(
             if packet["type"] == kind:
                 return packet
 
-    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(server)) as ws:
         await next_packet(ws, "0")
         auth = {"token": room["invite_token"], "name": "Raw"}
         await ws.send_bytes(msgpack.packb({"type": 0, "data": auth, "nsp": "/"}))
@@ -105,11 +113,8 @@ async def test_a_transport_message_over_1_mb_closes_only_that_connection(
     room = await live_server.create_room()
     fac = clients()
     await fac.join(room["facilitator_token"], "Ann")
-    url = live_server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
-    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
-        await next_packet(ws, "0")
-        await ws.send_str("40" + json.dumps({"token": room["invite_token"], "name": "Big"}))
-        _, welcome = await next_packet(ws, "42", "welcome")
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
+        welcome = await raw_join(ws, room["invite_token"], "Big")
         await ws.send_str('42["chat.send",{"text":"' + "x" * MAX_MESSAGE_BYTES + '"}]')
         while (msg := await ws.receive(timeout=WAIT)).type is aiohttp.WSMsgType.TEXT:
             pass  # what was already on its way
@@ -120,4 +125,22 @@ async def test_a_transport_message_over_1_mb_closes_only_that_connection(
         lambda d: d["participant"]["id"] == big and d["participant"]["connected"] is False,
     )
     assert not fac.received("chat")
+    await fac.ok("chat.send", {"text": "the room goes on"})
+
+
+async def test_a_frame_that_is_not_engine_io_closes_that_connection_quietly(
+    live_server: LiveServer, clients: Callable[..., Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="server.eio_direct")
+    room = await live_server.create_room()
+    fac = clients()
+    await fac.join(room["facilitator_token"], "Ann")
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
+        await raw_join(ws, room["invite_token"], "Odd")
+        await ws.send_str("x")  # no Engine.IO packet type
+        while (msg := await ws.receive(timeout=WAIT)).type is aiohttp.WSMsgType.TEXT:
+            pass
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert "not an Engine.IO packet (ValueError): closing" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     await fac.ok("chat.send", {"text": "the room goes on"})
