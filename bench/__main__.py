@@ -42,6 +42,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "default -10 for a full run (needs root; ignored otherwise), 0 for --smoke",
     )
     run.add_argument("--note", default="", help="a note printed at the top of the report")
+    prof = sub.add_parser("profile", help="py-spy every server process under a steady fan-out")
+    prof.add_argument("--target", default="peerroom", choices=list(targets.ALL_TARGETS))
+    prof.add_argument("--participants", type=int, default=10_000)
+    prof.add_argument("--rate", type=float, default=10_000.0, help="deliveries/s offered")
+    prof.add_argument("--seconds", type=float, default=15.0)
+    prof.add_argument(
+        "--out", type=Path, default=Path("bench/.profiles"), help="raw py-spy stacks go here"
+    )
+    prof.add_argument("--top", type=int, default=25)
     rep = sub.add_parser("report", help="render a report again from a JSON record")
     rep.add_argument("--from", dest="source", type=Path, required=True)
     rep.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
@@ -55,6 +64,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _profile(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from bench import profile
+
+    if not 10 <= args.participants <= MAX_PARTICIPANTS:
+        print(f"participants must be 10..{MAX_PARTICIPANTS:,}", file=sys.stderr)
+        return 2
+    a = profile.ProfileArgs(
+        args.target, args.participants, args.rate, args.seconds, args.out, args.top
+    )
+    return uvloop.run(profile.run(a))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.cmd == "report":
@@ -62,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(report.render(results, cfg, info, args.note, wall))
         print(f"wrote {args.out} from {args.source}", file=sys.stderr)
         return 0
+    if args.cmd == "profile":
+        return _profile(args)
     keys = [k.strip() for k in args.targets.split(",") if k.strip()]
     unknown = [k for k in keys if k not in targets.ALL_TARGETS]
     if unknown:
