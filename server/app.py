@@ -212,9 +212,11 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     phone.start()
     bridge.register(app[SIO], phone, settings.bridge_token)
     clock = asyncio.get_running_loop().create_task(service.run_clock())
+    monitor = asyncio.get_running_loop().create_task(eio_direct.monitor(app[SIO].eio))
     yield
     clock.cancel()
-    await asyncio.gather(clock, return_exceptions=True)
+    monitor.cancel()
+    await asyncio.gather(clock, monitor, return_exceptions=True)
     await service.close()
     await phone.close()
     await store.close()

@@ -43,3 +43,42 @@ async def test_polling_and_websocket_clients_share_a_room(
         "participant.updated",
         lambda d: d["participant"]["id"] == cy and d["participant"]["connected"] is False,
     )
+
+
+async def test_clients_that_stop_answering_pings_are_closed_on_both_transports(
+    live_server: LiveServer,
+) -> None:
+    """python-engineio's own service task is off (eio_direct.monitor does its work at a
+    fraction of the cost): a silent client is still closed, websocket or long-polling."""
+    import asyncio
+    import json
+    import time
+
+    import aiohttp
+
+    eio = live_server.app[SIO].eio
+    assert eio.start_service_task is False
+    eio.ping_interval, eio.ping_timeout = 0.3, 0.3
+    room = await live_server.create_room()
+    base = live_server.url + "/socket.io/?EIO=4"
+    async with aiohttp.ClientSession() as http:
+        # Long-polling: open, connect to Socket.IO, then never poll again.
+        async with http.get(base + "&transport=polling") as r:
+            opened = json.loads((await r.text())[1:])
+        sid = opened["sid"]
+        url = f"{base}&transport=polling&sid={sid}"
+        async with http.post(url, data="40" + json.dumps({"token": room["invite_token"]})) as r:
+            assert r.status == 200
+        # Websocket: the Engine.IO open arrives; the ping that follows is never answered.
+        ws = await http.ws_connect(base.replace("http", "ws") + "&transport=websocket")
+        ws_sid = json.loads((await ws.receive(timeout=5)).data[1:])["sid"]
+        assert {sid, ws_sid} <= set(eio.sockets)
+        start = time.monotonic()
+        while {sid, ws_sid} & set(eio.sockets) and time.monotonic() - start < 10:
+            await asyncio.sleep(0.1)
+        assert not {sid, ws_sid} & set(eio.sockets)
+        msg = await ws.receive(timeout=5)
+        while msg.type is aiohttp.WSMsgType.TEXT:  # the ping, then Engine.IO's close
+            msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        await ws.close()
