@@ -1,7 +1,10 @@
 """Room state and room events <-> bytes, for live state shared through Redis.
 
 msgpack, positional: a state is an array whose first element is :data:`CODEC_VERSION`,
-then the fields in declaration order; participants and waiting entries are nested arrays.
+then the fields in declaration order; waiting entries are nested arrays. The
+participants are packed on their own (an array of arrays) and carried as one bin value:
+most transitions (a chat line) leave them as they were, so a :class:`PartsCache` per
+room packs or unpacks them only when they change.
 Sets are written sorted, so equal states encode to equal bytes. Enums travel as their
 string values. A state written by another version of the codec is refused
 (:class:`CodecError`), never guessed at.
@@ -31,7 +34,8 @@ from rooms.events import (
 )
 from rooms.model import Participant, QueueOrder, Role, RoomState, Settings, Via, Waiting
 
-CODEC_VERSION: Final = 1
+CODEC_VERSION: Final = 2  # 2: participants as one packed bin value
+READABLE_VERSIONS: Final = (1, 2)  # 1: participants inline; read so an upgrade keeps sessions
 
 
 class CodecError(ValueError):
@@ -68,7 +72,55 @@ def _waiting(w: Waiting) -> list[Any]:
     return [w.id, w.name, w.role.value, w.via.value, w.conn, sorted(w.ban_keys)]
 
 
-def state_to_list(s: RoomState) -> list[Any]:
+def _participant_from(p: list[Any]) -> Participant:
+    return Participant(
+        id=p[0],
+        name=p[1],
+        role=Role(p[2]),
+        via=Via(p[3]),
+        conn=p[4],
+        camera=p[5],
+        mic=p[6],
+        away=p[7],
+        connected=p[8],
+        consent=p[9],
+        hand_ticket=p[10],
+        turns=p[11],
+        dropped_at=p[12],
+        ban_keys=frozenset(p[13]),
+    )
+
+
+class PartsCache:
+    """One room's participants as last packed or unpacked, with their bytes.
+
+    Participants are immutable and a transition that does not touch them keeps the same
+    tuple, so packing is skipped when the tuple is the one seen last, and unpacking
+    when the bytes are. One entry per room: it never grows.
+    """
+
+    __slots__ = ("blob", "parts")
+
+    def __init__(self) -> None:
+        self.parts: tuple[Participant, ...] | None = None
+        self.blob = b""
+
+    def pack(self, parts: tuple[Participant, ...]) -> bytes:
+        if parts is self.parts:
+            return self.blob
+        blob: bytes = msgpack.packb([_participant(p) for p in parts], use_bin_type=True)
+        self.parts, self.blob = parts, blob
+        return blob
+
+    def unpack(self, blob: bytes) -> tuple[Participant, ...]:
+        if self.parts is not None and blob == self.blob:
+            return self.parts
+        parts = tuple(_participant_from(p) for p in msgpack.unpackb(blob, raw=False, use_list=True))
+        self.parts, self.blob = parts, blob
+        return parts
+
+
+def state_to_list(s: RoomState, cache: PartsCache | None = None) -> list[Any]:
     return [
         CODEC_VERSION,
         s.room_id,
@@ -77,7 +129,7 @@ def state_to_list(s: RoomState) -> list[Any]:
         s.started_at,
         _settings(s.settings),
         s.seq,
-        [_participant(p) for p in s.participants],
+        (cache or PartsCache()).pack(s.participants),
         [_waiting(w) for w in s.waiting],
         s.floor,
         s.next_ticket,
@@ -87,11 +139,11 @@ def state_to_list(s: RoomState) -> list[Any]:
     ]
 
 
-def state_from_list(v: Any) -> RoomState:
+def state_from_list(v: Any, cache: PartsCache | None = None) -> RoomState:
     try:
         (version, room_id, title, session_id, started_at, st, seq, ps, ws, floor, nt, banned,
          recent, empty_since) = v  # fmt: skip
-        if version != CODEC_VERSION:
+        if version not in READABLE_VERSIONS:
             raise CodecError(f"state codec version {version!r}, expected {CODEC_VERSION}")
         return RoomState(
             room_id=room_id,
@@ -100,24 +152,10 @@ def state_from_list(v: Any) -> RoomState:
             started_at=started_at,
             settings=Settings(st[0], st[1], st[2], st[3], QueueOrder(st[4])),
             seq=seq,
-            participants=tuple(
-                Participant(
-                    id=p[0],
-                    name=p[1],
-                    role=Role(p[2]),
-                    via=Via(p[3]),
-                    conn=p[4],
-                    camera=p[5],
-                    mic=p[6],
-                    away=p[7],
-                    connected=p[8],
-                    consent=p[9],
-                    hand_ticket=p[10],
-                    turns=p[11],
-                    dropped_at=p[12],
-                    ban_keys=frozenset(p[13]),
-                )
-                for p in ps
+            participants=(
+                (cache or PartsCache()).unpack(ps)
+                if isinstance(ps, bytes)
+                else tuple(_participant_from(p) for p in ps)  # version 1
             ),
             waiting=tuple(
                 Waiting(w[0], w[1], Role(w[2]), Via(w[3]), w[4], frozenset(w[5])) for w in ws
@@ -134,17 +172,18 @@ def state_from_list(v: Any) -> RoomState:
         raise CodecError(f"not a room state: {e}") from None
 
 
-def encode_state(s: RoomState) -> bytes:
-    out: bytes = msgpack.packb(state_to_list(s), use_bin_type=True)
+def encode_state(s: RoomState, cache: PartsCache | None = None) -> bytes:
+    """``cache``: the room's, to skip packing participants that did not change."""
+    out: bytes = msgpack.packb(state_to_list(s, cache), use_bin_type=True)
     return out
 
 
-def decode_state(data: bytes) -> RoomState:
+def decode_state(data: bytes, cache: PartsCache | None = None) -> RoomState:
     try:
         v = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
     except (ValueError, msgpack.ExtraData) as e:
         raise CodecError(f"not msgpack: {e}") from None
-    return state_from_list(v)
+    return state_from_list(v, cache)
 
 
 # events -----------------------------------------------------------------------------
@@ -210,7 +249,7 @@ def _header(data: bytes) -> tuple[msgpack.Unpacker, int, str, Any]:
         codec, version, tag, events = next(unpacker)
     except (TypeError, ValueError, StopIteration) as e:
         raise CodecError(f"not a fan-out message: {e}") from None
-    if codec != CODEC_VERSION:
+    if codec not in READABLE_VERSIONS:
         raise CodecError(f"message codec version {codec!r}, expected {CODEC_VERSION}")
     if not isinstance(version, int) or not isinstance(tag, str):
         raise CodecError("not a fan-out message: bad version or tag")
@@ -224,7 +263,7 @@ def peek_message(data: bytes) -> tuple[int, str]:
     return version, tag
 
 
-def decode_message(data: bytes) -> Message:
+def decode_message(data: bytes, cache: PartsCache | None = None) -> Message:
     unpacker, version, tag, events = _header(data)
     try:
         state_part = next(unpacker, None)
@@ -232,7 +271,7 @@ def decode_message(data: bytes) -> Message:
             version=version,
             tag=tag,
             events=tuple(event_from_list(e) for e in events),
-            state=None if state_part is None else state_from_list(state_part),
+            state=None if state_part is None else state_from_list(state_part, cache),
         )
     except CodecError:
         raise

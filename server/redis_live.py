@@ -19,10 +19,13 @@ the state, so it is gapless and identical on every node.
 
 A node *holds* a room while it has connections in it: it is subscribed to the room's
 channel and keeps the latest ``(version, state)`` from it. Its listener delivers each
-message to the service in order; a transition committed here returns only after its own
-message has come back through the subscription, so every node, this one included,
-delivers in the same commit order. ``attach`` runs under the same per-room lock as
-delivery. A message at or below the held version is already known and skipped.
+message to the service in order. A transition committed here is delivered by the task
+that committed it, before it returns, as soon as the script's reply or its own message
+is back (whichever comes first) and never ahead of an earlier version (see
+:class:`_Mine`), so every node, this one included, delivers in the same commit order;
+the listener never waits for it, other rooms flow on. ``attach`` runs under the same
+per-room lock as delivery. A message at or below the held version is already known and
+skipped. Commits and pub/sub use the lean connections of :mod:`server.redis_wire`.
 
 Liveness: a node heartbeats every second; one silent for :data:`NODE_DEAD_SECS` is dead
 and a surviving node reports its connections in :meth:`RedisStore.lost_conns` (the
@@ -41,7 +44,9 @@ the nodes that used it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import hashlib
 import itertools
 import logging
 import random
@@ -53,10 +58,9 @@ from typing import Any, Final, TypeVar
 
 import msgpack
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from rooms.events import Disconnect, Emit, Event, Welcome
 from rooms.machine import Outcome, Rules
@@ -77,6 +81,7 @@ from server.live import (
 from server.live_codec import (
     TRANSPORT_EVENTS,
     CodecError,
+    PartsCache,
     decode_message,
     decode_state,
     encode_header,
@@ -84,6 +89,7 @@ from server.live_codec import (
     peek_message,
 )
 from server.redis_scripts import next_due
+from server.redis_wire import RespConnection
 
 log = logging.getLogger(__name__)
 
@@ -117,20 +123,24 @@ def _ms(secs: float) -> int:
 
 @dataclass
 class _Mine:
-    """A transition committed on this node, waiting for its turn in commit order.
+    """A transition this node is committing, delivered in commit order by the task that
+    committed it, which then returns to its caller exactly as with the in-memory store
+    (so a Disconnect spawned by the delivery runs after the ack of the command that
+    caused it).
 
-    The listener does not deliver it: when the message comes back it tells the task that
-    committed (``turn``), which delivers and then returns to its caller, exactly as with
-    the in-memory store; the listener goes on once that is ``done``. So a Disconnect
-    spawned by the delivery runs after the ack of the command that caused it. Should
-    that task be cancelled first, it says ``done`` at once and the listener delivers.
+    Its commit's reply and its own message on the room's channel race each other. Reply
+    first, with everything before it delivered: the task delivers at once and the message
+    is skipped as known. Message first: the listener marks the room ``blocked`` by it
+    (later messages of the room wait in ``pending``) and the task delivers when its reply
+    is in, then lets the room go on. A task that is cancelled or loses its connection
+    leaves it ``abandoned``: whoever meets it next in order delivers it.
     """
 
     version: int
     outcome: Outcome
-    turn: asyncio.Future[None]
-    done: asyncio.Future[None]
-    delivering: bool = False
+    turn: asyncio.Future[None]  # set when it is this commit's turn to be delivered
+    abandoned: bool = False
+    delivered: bool = False
 
 
 @dataclass
@@ -142,7 +152,11 @@ class _Held:
     state: RoomState | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # delivery and attach
     commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # this node's commits
-    mine: dict[str, _Mine] = field(default_factory=dict)  # by commit tag: not yet back
+    mine: dict[str, _Mine] = field(default_factory=dict)  # by commit tag: not delivered
+    blocked: _Mine | None = None  # own commit whose message is in, waiting for its task
+    pending: collections.deque[bytes] = field(default_factory=collections.deque)
+    draining: bool = False
+    parts: PartsCache = field(default_factory=PartsCache)  # participants, packed
     idle_since: float | None = None
 
 
@@ -157,8 +171,15 @@ class RedisStore:
         self._deliver: Deliver = _no_delivery
         self._notice: Notice = _no_notice
         self._r: Redis = self._client()
-        self._ps_client: Redis = self._client()
-        self._pubsub: PubSub | None = None
+        # The hot paths (commits, pub/sub) on lean connections: redis_wire.py says why.
+        self._cmd: RespConnection | None = None
+        self._cmd_lock = asyncio.Lock()
+        self._pubsub: RespConnection | None = None
+        self._inbox: collections.deque[list[Any]] = collections.deque()
+        self._listener_wake: asyncio.Future[None] | None = None
+        self._probe_channel_b = self._probe_channel.encode()
+        self._notice_channel_b = self._notice_channel.encode()
+        self._room_prefix_b = self._room_channel("").encode()
         self._rooms: dict[str, _Held] = {}
         self._sub_waiters: dict[str, asyncio.Future[None]] = {}
         self._connected = asyncio.Event()  # subscribed and resynced
@@ -169,9 +190,10 @@ class RedisStore:
         self._ok_since = time.monotonic()  # Redis answering this node's heartbeat since
         self._last_refresh = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()  # deliveries of abandoned commits
         self._closing = False
         self._tags = itertools.count(1)
-        self._commit = self._r.register_script(scripts.COMMIT)
+        self._commit_sha = hashlib.sha1(scripts.COMMIT.encode()).hexdigest()  # noqa: S324
         self._restore = self._r.register_script(scripts.RESTORE)
         self._claim_due = self._r.register_script(scripts.CLAIM_DUE)
         self._heartbeat = self._r.register_script(scripts.HEARTBEAT)
@@ -263,8 +285,9 @@ class RedisStore:
                 self._r.zadd(f"{self._p}nodes", {self.node_id: 0}), COMMAND_TIMEOUT_SECS
             )
         await self._drop_pubsub()
+        if self._cmd is not None:
+            self._cmd.close("node closing")
         await self._r.aclose()
-        await self._ps_client.aclose()
 
     async def healthy(self) -> bool:
         if not (self._connected.is_set() and self._redis_ok):
@@ -347,21 +370,19 @@ class RedisStore:
                 return outcome
             loop = asyncio.get_running_loop()
             tag = self._new_tag()
-            mine = _Mine(version + 1, outcome, loop.create_future(), loop.create_future())
+            mine = _Mine(version + 1, outcome, loop.create_future())
             held.mine[tag] = mine
             try:
-                committed = await self._commit_outcome(room_id, version, outcome, tag)
+                committed = await self._commit_outcome(room_id, version, outcome, tag, held.parts)
             except BaseException:
                 # Cancelled, or Redis failed: committed or not, we cannot tell. If it
-                # was, the listener finds this ``done`` and delivers the outcome itself.
-                if not mine.done.done():
-                    mine.done.set_result(None)
+                # was, its message is (or will be) on the channel: delivered from there.
+                self._abandon(room_id, held, tag, mine)
                 raise
-            if not committed:
-                held.mine.pop(tag, None)
             if committed:
                 await self._deliver_mine(room_id, held, tag, mine)
                 return outcome
+            held.mine.pop(tag, None)
             fresh = True
             await _backoff(attempt)
         raise LiveUnavailable("This room is very busy right now: try again.")
@@ -370,43 +391,94 @@ class RedisStore:
         return f"{self.node_id}.{next(self._tags)}"
 
     async def _commit_outcome(
-        self, room_id: str, version: int, outcome: Outcome, tag: str | None = None
+        self,
+        room_id: str,
+        version: int,
+        outcome: Outcome,
+        tag: str | None = None,
+        parts: PartsCache | None = None,
     ) -> bool:
         transport = tuple(e for e in outcome.events if isinstance(e, TRANSPORT_EVENTS))
         due = next_due(outcome.state, self._grace)
-        result = await self._commit(
-            keys=[self._room_key(room_id), f"{self._p}due"],
-            args=[
-                version,
-                version + 1,
-                b"" if outcome.state is None else encode_state(outcome.state),
-                "" if due is None else _ms(due),
-                self._room_channel(room_id),
-                encode_header(version + 1, tag or self._new_tag(), transport),
-                _ms(ROOM_TTL_SECS),
-                room_id,
-            ],
+        args = (
+            2,
+            self._room_key(room_id),
+            f"{self._p}due",
+            version,
+            version + 1,
+            b"" if outcome.state is None else encode_state(outcome.state, parts),
+            "" if due is None else _ms(due),
+            self._room_channel(room_id),
+            encode_header(version + 1, tag or self._new_tag(), transport),
+            _ms(ROOM_TTL_SECS),
+            room_id,
         )
+        cmd = self._cmd if self._cmd is not None and self._cmd.is_open else await self._open_cmd()
+        try:
+            result = await cmd.call("EVALSHA", self._commit_sha, *args)
+        except NoScriptError:  # Redis restarted or its script cache was flushed
+            result = await cmd.call("EVAL", scripts.COMMIT, *args)
         return bool(result)
 
+    async def _open_cmd(self) -> RespConnection:
+        async with self._cmd_lock:
+            if self._cmd is None or not self._cmd.is_open:
+                self._cmd = await RespConnection.open(self._url, timeout=COMMAND_TIMEOUT_SECS)
+            return self._cmd
+
     async def _deliver_mine(self, room_id: str, held: _Held, tag: str, mine: _Mine) -> None:
+        """Deliver a committed transition of ours in its place in commit order."""
         try:
-            await asyncio.wait_for(asyncio.shield(mine.turn), DELIVERY_WAIT_SECS)
+            async with held.lock:
+                if held.blocked is None and held.version == mine.version - 1:
+                    # Its reply came first and all before it is delivered: deliver now;
+                    # its message, when it comes, is known and skipped.
+                    held.version, held.state = mine.version, mine.outcome.state
+                    held.mine.pop(tag, None)
+                    mine.delivered = True
+                    await self._deliver(room_id, mine.outcome)
+                    return
+            if not mine.turn.done():
+                # Messages before it are still on their way (we read Redis after a
+                # conflict), or its message is: the listener says when it is our turn.
+                await asyncio.wait_for(asyncio.shield(mine.turn), DELIVERY_WAIT_SECS)
         except TimeoutError:
             held.mine.pop(tag, None)  # if it comes after all, it is delivered as anyone's
             log.warning("room %s: own v%d did not come back; resubscribing", room_id, mine.version)
-            self._reconnect = True
+            self._force_reconnect()
             return
-        except asyncio.CancelledError:
-            if not mine.done.done():
-                mine.done.set_result(None)  # the listener delivers it instead
+        except BaseException:
+            self._abandon(room_id, held, tag, mine)
             raise
+        await self._deliver_turn(room_id, held, tag, mine)
+
+    async def _deliver_turn(self, room_id: str, held: _Held, tag: str, mine: _Mine) -> None:
+        """Deliver ``mine`` now that its turn has come, then let the room go on."""
+        held.mine.pop(tag, None)
+        if mine.delivered:
+            return
+        mine.delivered = True
         try:
-            mine.delivering = True
-            await self._deliver(room_id, mine.outcome)
+            async with held.lock:
+                await self._deliver(room_id, mine.outcome)
         finally:
-            if not mine.done.done():
-                mine.done.set_result(None)
+            if held.blocked is mine:
+                held.blocked = None
+                if held.pending:
+                    # Shielded: messages held up behind this one must not wait for the
+                    # room's next message because this task was cancelled.
+                    await asyncio.shield(self._drain(room_id, held))
+
+    def _abandon(self, room_id: str, held: _Held, tag: str, mine: _Mine) -> None:
+        """The committing task is gone before delivering: whoever meets it delivers."""
+        mine.abandoned = True
+        if held.blocked is mine and not mine.delivered:
+            # Its message is in and the room waits for it: deliver it in a task of its own.
+            task = asyncio.get_running_loop().create_task(
+                self._deliver_turn(room_id, held, tag, mine)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def attach(self, room_id: str, fn: Attach) -> None:
         held = await self._guard(self._hold(room_id))
@@ -437,9 +509,7 @@ class RedisStore:
                 del self._rooms[room_id]
             held.ready.set_exception(LiveUnavailable())
             held.ready.exception()  # retrieved: waiters, if any, see it too
-            with contextlib.suppress(RedisError, OSError, TimeoutError):
-                if self._pubsub is not None:
-                    await self._pubsub.unsubscribe(self._room_channel(room_id))
+            self._unsubscribe(self._room_channel(room_id))
             raise e
         return held
 
@@ -452,21 +522,27 @@ class RedisStore:
             await pipe.execute()
 
     async def _subscribe(self, channel: str) -> None:
-        if self._pubsub is None:
+        ps = self._pubsub
+        if ps is None or not ps.is_open:
             raise LiveUnavailable()
         fut = asyncio.get_running_loop().create_future()
         self._sub_waiters[channel] = fut
         try:
-            await self._pubsub.subscribe(channel)
+            ps.send("SUBSCRIBE", channel)
             await asyncio.wait_for(fut, HOLD_WAIT_SECS)
         finally:
             self._sub_waiters.pop(channel, None)
+
+    def _unsubscribe(self, channel: str) -> None:
+        ps = self._pubsub
+        if ps is not None and ps.is_open:
+            ps.send("UNSUBSCRIBE", channel)
 
     async def _release_idle(self) -> None:
         """Let go of rooms this node no longer has connections in."""
         now = time.monotonic()
         for room_id, held in list(self._rooms.items()):
-            busy = held.mine or held.commit_lock.locked()
+            busy = held.mine or held.pending or held.commit_lock.locked()
             if not held.ready.done() or busy or self._is_local(held.state):
                 held.idle_since = None
                 continue
@@ -474,8 +550,7 @@ class RedisStore:
                 held.idle_since = now
             elif now - held.idle_since >= RELEASE_AFTER_SECS and not held.lock.locked():
                 del self._rooms[room_id]
-                if self._pubsub is not None:
-                    await self._pubsub.unsubscribe(self._room_channel(room_id))
+                self._unsubscribe(self._room_channel(room_id))
                 await self._r.srem(self._node_rooms_key(self.node_id), room_id)
 
     async def _wait_connected(self) -> None:
@@ -489,19 +564,28 @@ class RedisStore:
     # the listener -----------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        """Read pub/sub forever; on any trouble reconnect, resubscribe and resync."""
+        """Read pub/sub forever; on any trouble reconnect, resubscribe and resync.
+
+        The connection's protocol puts each message in ``_inbox`` as it is parsed and
+        wakes this task, which delivers them in order, a batch per wake-up."""
         backoff = RECONNECT_MIN_SECS
+        loop = asyncio.get_running_loop()
         while not self._closing:
             try:
                 if self._pubsub is None:
                     await self._connect_pubsub()
                     backoff = RECONNECT_MIN_SECS
-                assert self._pubsub is not None
-                msg = await self._pubsub.get_message(timeout=HEARTBEAT_SECS)
-                if msg is not None:
-                    await self._on_pubsub(msg)
+                ps = self._pubsub
+                assert ps is not None
+                inbox = self._inbox
+                while inbox:
+                    await self._on_message(inbox.popleft())
                 if self._reconnect:
                     raise ConnectionError("pub/sub deaf (probe or own message missing)")
+                if not ps.is_open:
+                    raise ConnectionError(ps.closed_because or "closed")
+                self._listener_wake = wake = loop.create_future()
+                await wake
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -513,102 +597,145 @@ class RedisStore:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RECONNECT_MAX_SECS)
 
+    def _kick(self) -> None:
+        wake = self._listener_wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _force_reconnect(self) -> None:
+        self._reconnect = True
+        self._kick()
+
+    def _push(self, reply: list[Any]) -> None:
+        """A pushed pub/sub reply, straight from the protocol (no awaiting here)."""
+        kind = reply[0]
+        if kind == b"message":
+            self._inbox.append(reply)
+            self._kick()
+        elif kind == b"subscribe":
+            fut = self._sub_waiters.get(_text(reply[1]))
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
     async def _drop_pubsub(self) -> None:
         ps, self._pubsub = self._pubsub, None
         for fut in self._sub_waiters.values():
             if not fut.done():
                 fut.set_exception(LiveUnavailable())
         if ps is not None:
-            with contextlib.suppress(Exception):
-                await ps.aclose()  # type: ignore[no-untyped-call]
+            ps.close("dropped")
 
     async def _connect_pubsub(self) -> None:
-        ps = self._pubsub = self._ps_client.pubsub()  # closed by _drop_pubsub on failure
+        ps = self._pubsub = await RespConnection.open(
+            self._url, timeout=COMMAND_TIMEOUT_SECS, on_push=self._push, on_lost=self._kick
+        )
         channels = {self._probe_channel, self._notice_channel}
         channels.update(self._room_channel(r) for r in self._rooms)
-        await ps.subscribe(*channels)
-        deadline = time.monotonic() + HOLD_WAIT_SECS
-        pending = set(channels)
-        while pending:  # messages before the resync below are covered by it
-            if time.monotonic() > deadline:
-                raise ConnectionError("no subscribe confirmation")
-            msg = await ps.get_message(timeout=0.5)
-            if msg is not None and msg["type"] == "subscribe":
-                pending.discard(_text(msg["channel"]))
+        loop = asyncio.get_running_loop()
+        waiters = {ch: loop.create_future() for ch in channels}
+        self._sub_waiters.update(waiters)
+        try:
+            ps.send("SUBSCRIBE", *channels)
+            # Messages that come meanwhile wait in the inbox: the resync below reads
+            # each room's version, and the listener skips what that covers.
+            await asyncio.wait_for(asyncio.gather(*waiters.values()), HOLD_WAIT_SECS)
+        except TimeoutError:
+            raise ConnectionError("no subscribe confirmation") from None
+        finally:
+            for ch, fut in waiters.items():
+                if self._sub_waiters.get(ch) is fut:
+                    del self._sub_waiters[ch]
         self._probe_since = None
         # Idle command connections may be from before the outage (a restarted Redis
         # closed them): start afresh, so the first command after it does not fail.
         await self._r.connection_pool.disconnect(inuse_connections=False)
+        if self._cmd is not None and not self._cmd.is_open:
+            self._cmd = None
         await self._resync()
         self._connected.set()
         log.info("Redis pub/sub connected (%d rooms)", len(self._rooms))
 
-    async def _on_pubsub(self, msg: dict[str, Any]) -> None:
-        channel = _text(msg["channel"])
-        if msg["type"] == "subscribe":
-            fut = self._sub_waiters.get(channel)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
-            return
-        if msg["type"] != "message":
-            return
-        if channel == self._probe_channel:
+    async def _on_message(self, reply: list[Any]) -> None:
+        channel: bytes = reply[1]
+        data: bytes = reply[2]
+        if channel == self._probe_channel_b:
             self._probe_since = None
             return
-        if channel == self._notice_channel:
+        if channel == self._notice_channel_b:
             try:
-                event, payload = msgpack.unpackb(msg["data"], raw=False)
+                event, payload = msgpack.unpackb(data, raw=False)
                 await self._notice(event, payload)
             except Exception:
                 log.exception("notice failed")
             return
-        room_id = channel[len(self._p) + len("room:") :]
+        room_id = channel[len(self._room_prefix_b) :].decode()
         held = self._rooms.get(room_id)
         if held is None:  # let go of meanwhile, or a hold that failed half-way
-            if self._pubsub is not None:
-                await self._pubsub.unsubscribe(channel)
+            self._unsubscribe(channel.decode())
             return
+        if held.blocked is not None or held.draining or held.pending:
+            # Behind an own commit not delivered yet (or behind messages that are):
+            # kept in order until its task lets the room go on.
+            held.pending.append(data)
+            if held.blocked is None:
+                await self._drain(room_id, held)
+            return
+        await self._apply(room_id, held, data)
+
+    async def _drain(self, room_id: str, held: _Held) -> None:
+        """Deliver the messages a room held back, in order, until it is blocked again."""
+        if held.draining:
+            return
+        held.draining = True
         try:
-            version, tag = peek_message(msg["data"])
+            while held.blocked is None and held.pending:
+                await self._apply(room_id, held, held.pending.popleft())
+        finally:
+            held.draining = False
+
+    async def _apply(self, room_id: str, held: _Held, data: bytes) -> None:
+        """One message of a held room, in commit order."""
+        try:
+            version, tag = peek_message(data)
         except CodecError as e:
             log.error("room %s: unreadable message skipped: %s", room_id, e)
             return
         async with held.lock:
             if version <= held.version:
-                return  # known already (loaded after this was published)
+                return  # known already (loaded after it was published, or ours)
+            mine = held.mine.get(tag)
+            if mine is not None:
+                # Our own commit, back before its task delivered it. Its state and
+                # events are the outcome we hold: nothing is decoded.
+                held.version, held.state = version, mine.outcome.state
+                if mine.abandoned:
+                    held.mine.pop(tag, None)
+                    mine.delivered = True
+                    try:
+                        await self._deliver(room_id, mine.outcome)
+                    except Exception:
+                        log.exception("room %s: delivery failed", room_id)
+                    return
+                held.blocked = mine  # its task delivers it, then lets the room go on
+                if not mine.turn.done():
+                    mine.turn.set_result(None)
+                return
             if held.version and version > held.version + 1:
                 log.warning("room %s: v%d after v%d", room_id, version, held.version)
-            mine = held.mine.pop(tag, None)
-            if mine is None:
-                try:
-                    m = decode_message(msg["data"])
-                except CodecError as e:
-                    log.error("room %s: unreadable message skipped: %s", room_id, e)
-                    return
-                held.version, held.state = m.version, m.state
-                try:
-                    await self._deliver(room_id, Outcome(m.state, m.events))
-                except Exception:
-                    log.exception("room %s: delivery failed", room_id)
-                self._wake(held)
-                return
-            # Our own commit: its state and events are the outcome we hold, so the full
-            # state is not decoded again (it was, for every message).
-            held.version, held.state = version, mine.outcome.state
-            mine.turn.set_result(None)  # the committing task delivers it now
             try:
-                await asyncio.wait_for(asyncio.shield(mine.done), DELIVERY_WAIT_SECS)
-            except TimeoutError:
-                log.warning("room %s: delivery of v%d is slow", room_id, version)
-            if not mine.delivering:  # its task was cancelled before its turn
-                try:
-                    await self._deliver(room_id, mine.outcome)
-                except Exception:
-                    log.exception("room %s: delivery failed", room_id)
-            self._wake(held)
+                m = decode_message(data, held.parts)
+            except CodecError as e:
+                log.error("room %s: unreadable message skipped: %s", room_id, e)
+                return
+            held.version, held.state = m.version, m.state
+            try:
+                await self._deliver(room_id, Outcome(m.state, m.events))
+            except Exception:
+                log.exception("room %s: delivery failed", room_id)
 
     def _wake(self, held: _Held) -> None:
-        """Own transitions at or below the held version will not come back: deliver."""
+        """After a resync: own commits at or below the held version will not come back
+        (the catch-up covered them); their tasks deliver now."""
         for tag in [t for t, x in held.mine.items() if x.version <= held.version]:
             mine = held.mine.pop(tag)
             if not mine.turn.done():
@@ -626,7 +753,7 @@ class RedisStore:
                         keys=[self._room_key(room_id), f"{self._p}due"],
                         args=[
                             held.version,
-                            encode_state(held.state),
+                            encode_state(held.state, held.parts),
                             "" if due is None else _ms(due),
                             _ms(ROOM_TTL_SECS),
                             room_id,
@@ -691,7 +818,7 @@ class RedisStore:
                         and now - self._probe_since > PROBE_TIMEOUT_SECS
                     ):
                         log.warning("own probe did not come back: pub/sub is deaf")
-                        self._reconnect = True
+                        self._force_reconnect()
                     if self._probe_since is None:
                         self._probe_since = now
                     await self._r.publish(self._probe_channel, b"1")

@@ -138,14 +138,14 @@ async def test_a_slow_own_delivery_is_waited_for_without_losing_the_listener(
     async def slow_deliver(room_id: str, outcome: Outcome) -> None:
         if slow_once[0]:
             slow_once[0] = False
-            await asyncio.sleep(0.8)  # past the listener's wait for its own commit
+            await asyncio.sleep(0.8)  # longer than any wait for a commit's own message
         await real(room_id, outcome)
 
     a.store.set_deliver(slow_deliver)
     await a.run("pa", c.ToggleHand())
     await a.run("pa", c.ToggleHand())  # the listener still hears this node's commits
     assert a.seqs == [1, 2, 3]
-    assert "delivery of v2 is slow" in caplog.text
+    assert "did not come back" not in caplog.text
     assert "pub/sub lost" not in caplog.text
 
 
@@ -160,7 +160,7 @@ async def test_a_deaf_subscription_is_noticed_and_healed(nodes: Callable[[], Nod
     # nothing raises. Here Redis simply stops sending to node a.
     ps = a.store._pubsub
     assert ps is not None
-    await ps.unsubscribe()
+    ps.send("UNSUBSCRIBE")  # from every channel; the connection stays open
     start = time.monotonic()
     await b.run("pb", c.RaiseHand())  # seq 3: node a does not hear of it
     await wait_until(lambda: not a.store._connected.is_set(), 10)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import msgpack
 import pytest
 from hypothesis import assume, given
@@ -23,6 +25,7 @@ from rooms.model import Participant, QueueOrder, Role, RoomState, Settings, Via,
 from server.live_codec import (
     TRANSPORT_EVENTS,
     CodecError,
+    PartsCache,
     decode_message,
     decode_state,
     encode_header,
@@ -120,6 +123,41 @@ def test_state_round_trip(state: RoomState) -> None:
 def test_equal_states_encode_to_equal_bytes(state: RoomState) -> None:
     again = decode_state(encode_state(state))
     assert encode_state(again) == encode_state(state)
+
+
+@given(st.lists(states, min_size=1, max_size=6))
+def test_a_room_cache_on_each_side_never_gives_stale_participants(seq: list[RoomState]) -> None:
+    """Sender and receiver each keep one PartsCache for the room: whatever the order of
+    states (participants changed, unchanged, changed back), bytes and states are those
+    of the uncached codec."""
+    sent, received = PartsCache(), PartsCache()
+    for state in seq:
+        data = encode_state(state, sent)
+        assert data == encode_state(state)
+        assert decode_state(data, received) == state
+        assert decode_state(data, received) == state  # a hit
+
+
+def test_unchanged_participants_are_neither_packed_nor_unpacked_again() -> None:
+    p = Participant("p1", "Ana", Role.PEER, Via.WEB, "n1/s1")
+    one = RoomState("r", "Room", "s", 1.0, participants=(p,))
+    two = replace(one, seq=1, recent_messages=("m1",))  # a chat line: same tuple
+    sent, received = PartsCache(), PartsCache()
+    a = decode_state(encode_state(one, sent), received)
+    b = decode_state(encode_state(two, sent), received)
+    assert b == two
+    assert b.participants is a.participants  # reused, not rebuilt
+    moved = replace(two, participants=(replace(p, camera=True),))
+    assert decode_state(encode_state(moved, sent), received).participants[0].camera
+
+
+@given(states)
+def test_states_of_the_codec_before_are_still_read(state: RoomState) -> None:
+    """Version 1 wrote participants inline: new nodes read what old nodes left in Redis."""
+    v = msgpack.unpackb(encode_state(state), raw=False)
+    v[0] = 1
+    v[7] = msgpack.unpackb(v[7], raw=False)
+    assert decode_state(msgpack.packb(v, use_bin_type=True)) == state
 
 
 @given(events)
