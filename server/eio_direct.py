@@ -10,11 +10,15 @@ For connections that open straight on the websocket transport (every client of o
 asks for ``transports=["websocket"]``: the bench, python-socketio clients, the phone
 bridge), :class:`DirectWebSocket` takes the connection over once the handshake is done:
 
-- one reader loop, reading with aiohttp's own receive timeout, handing Socket.IO
-  messages to the server's handler inline (as ``async_handlers=False`` already does);
+- one reader loop, with no timer per message (:func:`sweep` aborts a connection whose
+  client stopped answering pings), handing Socket.IO messages to the server's handler
+  inline (as ``async_handlers=False`` already does);
 - every send, from any task, writes its frame to the transport at once, so packets
   leave in exactly the order they were sent; a room broadcast builds its frame once and
-  writes the same bytes to each member (:meth:`DirectConnection.write_frame`);
+  writes the same bytes to each member (:meth:`DirectConnection.write_frame`); while a
+  connection's own event is handled its frames are held for one loop turn at most, so
+  its copy of the broadcast and its ack leave in one write
+  (:meth:`DirectConnection.cork`);
 - no backpressure wait in a broadcast: a reader that stops reading is cut off when its
   unread output passes :data:`MAX_UNREAD_BYTES`, and it resumes like any dropped line,
   instead of holding up its room or growing a queue without bound.
@@ -73,7 +77,7 @@ def ws_frame(data: str | bytes) -> bytes:
 class DirectConnection:
     """The write side of one taken-over connection."""
 
-    __slots__ = ("_closing", "_protocol", "_socket", "_transport", "_ws")
+    __slots__ = ("_closing", "_held", "_loop", "_protocol", "_socket", "_transport", "_ws")
 
     def __init__(self, socket: Any, ws: web.WebSocketResponse, request: web.Request):
         assert request.transport is not None
@@ -82,6 +86,27 @@ class DirectConnection:
         self._transport: asyncio.Transport = request.transport
         self._protocol = request.protocol  # says when the transport's buffer is past 64 KiB
         self._closing = False
+        self._held: list[bytes] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def cork(self) -> None:
+        """Hold this connection's frames until :meth:`uncork`, or the end of this turn of
+        the event loop at the latest: while its own event is handled, the room's copy of
+        the sender's line and the sender's ack leave in one write (one send instead of
+        two), and a handler that waits on something never holds them longer."""
+        if self._held is None:
+            self._held = []
+            self._loop.call_soon(self.uncork)
+
+    def uncork(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self._put(held[0] if len(held) == 1 else b"".join(held))
+
+    def abort(self) -> None:
+        """Close at once (a client gone silent): the reader loop ends and cleans up."""
+        self._closing = True
+        self._transport.abort()
 
     @property
     def open(self) -> bool:
@@ -89,6 +114,14 @@ class DirectConnection:
 
     def write_frame(self, frame: bytes) -> None:
         """Write a ready frame now; never waits. Cuts off a peer that stopped reading."""
+        if self._closing or self._transport.is_closing():
+            return
+        if self._held is not None:
+            self._held.append(frame)
+            return
+        self._put(frame)
+
+    def _put(self, frame: bytes) -> None:
         if self._closing or self._transport.is_closing():
             return
         self._transport.write(frame)
@@ -111,6 +144,7 @@ class DirectConnection:
         self.write_frame(ws_frame(pkt.encode()))
         if pkt.packet_type == eio_packet.CLOSE and not self._closing:
             # The library's writer closes the websocket after an Engine.IO CLOSE; so do we.
+            self.uncork()
             self._closing = True
             task = asyncio.ensure_future(self._ws.close())
             _closing_tasks.add(task)
@@ -163,14 +197,12 @@ async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> 
             conn.write_frame(ws_frame(pkt.encode()))
     socket.send = conn.send
     socket.peerroom_direct = conn
-    timeout = server.ping_interval + server.ping_timeout
     on_message = server.handlers.get("message")
     try:
         while True:
-            try:
-                msg = await ws.receive(timeout=timeout)
-            except TimeoutError:
-                break
+            # No receive timeout (a timer per message): a client that stops answering
+            # pings is aborted by :func:`sweep`, which ends this read.
+            msg = await ws.receive()
             if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
                 break  # CLOSE, CLOSING, CLOSED, ERROR
             try:
@@ -181,12 +213,15 @@ async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> 
             if socket.closed:
                 break
             if pkt.packet_type == eio_packet.MESSAGE and on_message is not None:
+                conn.cork()
                 try:
                     await on_message(socket.sid, pkt.data)
                 except UnreadablePacket as e:
                     log.info("%s: unreadable packet dropped (%s)", socket.sid, e)
                 except Exception:
                     log.exception("%s: message handler error", socket.sid)
+                finally:
+                    conn.uncork()
                 continue
             try:
                 await socket.receive(pkt)
@@ -241,6 +276,9 @@ async def sweep(eio_server: Any) -> int:
             done += 1
         elif not sock.closing and sock.last_ping and now - sock.last_ping > limit:
             await sock.check_ping_timeout()  # the library's own close for a silent client
+            conn = direct_connection(sock)
+            if conn is not None:
+                conn.abort()  # its reader has no timeout of its own
             done += 1
         if i % SWEEP_BATCH == SWEEP_BATCH - 1:
             await asyncio.sleep(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import pytest
@@ -87,3 +88,68 @@ async def test_a_peer_that_stops_reading_is_cut_off(monkeypatch: pytest.MonkeyPa
         assert 256 * 1024 < written < 64 * 1024 * 1024
     finally:
         await runner.cleanup()
+
+
+# Corking: a fake transport records each write (what is asserted is the number of writes).
+
+
+class Transport:
+    """What DirectConnection uses of an asyncio transport, recording each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+def connection() -> tuple[DirectConnection, Transport]:
+    t = Transport()
+    request: Any = SimpleNamespace(transport=t, protocol=SimpleNamespace(writing_paused=False))
+    return DirectConnection(SimpleNamespace(sid="s1"), ws=None, request=request), t  # type: ignore[arg-type]
+
+
+async def test_frames_held_while_corked_leave_in_one_write_in_order() -> None:
+    conn, t = connection()
+    conn.write_frame(b"before")
+    conn.cork()
+    conn.write_frame(b"[broadcast]")
+    conn.write_frame(b"[ack]")
+    assert t.writes == [b"before"]
+    conn.uncork()
+    assert t.writes == [b"before", b"[broadcast][ack]"]
+    conn.write_frame(b"after")
+    assert t.writes[-1] == b"after"
+
+
+async def test_a_cork_lasts_one_loop_turn_at_most() -> None:
+    """A handler that waits on something (Redis, a phone provider) does not hold the
+    connection's other frames while it waits."""
+    conn, t = connection()
+    conn.cork()
+    conn.write_frame(b"a")
+    await asyncio.sleep(0)  # the turn ends: held frames leave
+    assert t.writes == [b"a"]
+    conn.write_frame(b"b")
+    assert t.writes == [b"a", b"b"]
+    conn.uncork()  # the handler's own uncork, later: nothing left to write
+    assert t.writes == [b"a", b"b"]
+
+
+async def test_nothing_is_written_after_an_abort() -> None:
+    conn, t = connection()
+    conn.cork()
+    conn.write_frame(b"a")
+    conn.abort()
+    conn.uncork()
+    assert t.writes == [] and t.closing
