@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -85,7 +83,6 @@ class RespConnection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
-        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed_because: str | None = None
 
     # opening ---------------------------------------------------------------------------
@@ -134,11 +131,7 @@ class RespConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._transport = transport  # asyncio sets TCP_NODELAY on TCP transports itself
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -169,8 +162,6 @@ class RespConnection(asyncio.Protocol):
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        if not self._lost.done():
-            self._lost.set_result(None)
         if self._on_lost is not None:
             self._on_lost()
 
@@ -208,9 +199,6 @@ class RespConnection(asyncio.Protocol):
         out, self._out = self._out, []
         if self._transport is not None and out:
             self._transport.write(b"".join(out))
-
-    async def wait_closed(self) -> None:
-        await asyncio.shield(self._lost)
 
     def close(self, reason: str = "closed") -> None:
         if self.closed_because is None:

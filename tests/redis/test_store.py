@@ -215,3 +215,21 @@ async def test_a_cancelled_transition_neither_stalls_nor_loses_delivery(
     assert state is not None
     await wait_until(lambda: len(a.seqs) == state.seq, 5, lambda: (a.seqs, state.seq))
     assert a.seqs == list(range(1, state.seq + 1))
+
+
+async def test_a_flushed_script_cache_is_loaded_again(
+    nodes: Callable[[], Node], redis_url: str
+) -> None:
+    """Commits use EVALSHA; after SCRIPT FLUSH (or a Redis restart) they fall back to EVAL."""
+    from redis.asyncio import Redis
+
+    a = nodes()
+    await a.store.start()
+    await a.join("pa")
+    r = Redis.from_url(redis_url)
+    try:
+        await r.script_flush()
+    finally:
+        await r.aclose()
+    await a.run("pa", c.RaiseHand())
+    assert a.seqs == [1, 2]
