@@ -147,26 +147,22 @@ class _Unreadable:
 
 
 class JsonPacket(_Unreadable, packet.Packet):  # type: ignore[misc]
-    """The default JSON packet, encoded with orjson, with a binary check that stops at
-    the first answer.
+    """The default JSON packet, encoded with orjson, and never a binary one.
 
-    The library's check walks every payload recursively, building a list at each level;
-    it runs for every emit and every ack. Same result, without the garbage.
+    The library looks for bytes in every payload it sends (every emit, every ack) to
+    split them off as binary attachments: a walk over the whole payload, 8% of the
+    server's samples in a join storm (each welcome carries the room) and 2-4% in a
+    fan-out. peerroom's events are JSON by construction: the room machine builds them
+    from validated input, and a client's binary attachment never passes the payload
+    decoders (a string field is a string). Should a payload hold bytes all the same,
+    orjson refuses it loudly (``TypeError``) rather than anything being sent.
+    Incoming binary packets are decoded by the library as before.
     """
 
     json = OrJson
 
     @classmethod
     def data_is_binary(cls, data: Any) -> bool:
-        stack = [data]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, bytes | bytearray):
-                return True
-            if isinstance(item, dict):
-                stack.extend(item.values())
-            elif isinstance(item, list | tuple):
-                stack.extend(item)
         return False
 
 

@@ -144,3 +144,20 @@ async def test_a_frame_that_is_not_engine_io_closes_that_connection_quietly(
     assert "not an Engine.IO packet (ValueError): closing" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     await fac.ok("chat.send", {"text": "the room goes on"})
+
+
+async def test_a_binary_attachment_on_the_json_wire_is_refused_with_a_code(
+    live_server: LiveServer,
+) -> None:
+    """Bytes never reach an event payload (JsonPacket sends text only): a client's
+    binary attachment where text belongs fails validation, and the connection goes on."""
+    room = await live_server.create_room()
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
+        await raw_join(ws, room["invite_token"], "Raw")
+        await ws.send_str('451-5["chat.send",{"text":{"_placeholder":true,"num":0}}]')
+        await ws.send_bytes(b"\x00\x01binary")
+        (ack,) = await next_packet(ws, "435")
+        assert ack["ok"] is False and ack["error"]["code"] == "bad_request"
+        await ws.send_str('426["chat.send",{"text":"after"}]')
+        (ok,) = await next_packet(ws, "436")
+        assert ok["ok"] is True
