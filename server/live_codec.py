@@ -241,39 +241,45 @@ def encode_header(version: int, tag: str, events: tuple[Event, ...]) -> bytes:
     return out
 
 
-def _header(data: bytes) -> tuple[msgpack.Unpacker, int, str, Any]:
-    """A fan-out message's header (checked), and the unpacker positioned after it."""
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-    unpacker.feed(data)
-    try:
-        codec, version, tag, events = next(unpacker)
-    except (TypeError, ValueError, StopIteration) as e:
-        raise CodecError(f"not a fan-out message: {e}") from None
-    if codec not in READABLE_VERSIONS:
-        raise CodecError(f"message codec version {codec!r}, expected {CODEC_VERSION}")
-    if not isinstance(version, int) or not isinstance(tag, str):
-        raise CodecError("not a fan-out message: bad version or tag")
-    return unpacker, version, tag, events
+class OpenMessage:
+    """A fan-out message whose header is read (and checked), the rest not yet: the node
+    that committed it has its events and state already (its own outcome), and a message
+    known already is skipped, so most are never decoded further. The bytes are parsed
+    once, whether or not :meth:`decode` follows."""
 
+    __slots__ = ("_events", "_unpacker", "tag", "version")
 
-def peek_message(data: bytes) -> tuple[int, str]:
-    """A fan-out message's version and tag, without decoding its events or state: the
-    node that committed it has both already (its own outcome)."""
-    _, version, tag, _ = _header(data)
-    return version, tag
+    def __init__(self, data: bytes) -> None:
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        unpacker.feed(data)
+        try:
+            codec, version, tag, events = next(unpacker)
+        except (TypeError, ValueError, StopIteration) as e:
+            raise CodecError(f"not a fan-out message: {e}") from None
+        if codec not in READABLE_VERSIONS:
+            raise CodecError(f"message codec version {codec!r}, expected {CODEC_VERSION}")
+        if not isinstance(version, int) or not isinstance(tag, str):
+            raise CodecError("not a fan-out message: bad version or tag")
+        self._unpacker = unpacker
+        self._events = events
+        self.version: int = version
+        self.tag: str = tag
+
+    def decode(self, cache: PartsCache | None = None) -> Message:
+        """Its events and state (once: the bytes after the header are read here)."""
+        try:
+            state_part = next(self._unpacker, None)
+            return Message(
+                version=self.version,
+                tag=self.tag,
+                events=tuple(event_from_list(e) for e in self._events),
+                state=None if state_part is None else state_from_list(state_part, cache),
+            )
+        except CodecError:
+            raise
+        except (TypeError, ValueError, StopIteration) as e:
+            raise CodecError(f"not a fan-out message: {e}") from None
 
 
 def decode_message(data: bytes, cache: PartsCache | None = None) -> Message:
-    unpacker, version, tag, events = _header(data)
-    try:
-        state_part = next(unpacker, None)
-        return Message(
-            version=version,
-            tag=tag,
-            events=tuple(event_from_list(e) for e in events),
-            state=None if state_part is None else state_from_list(state_part, cache),
-        )
-    except CodecError:
-        raise
-    except (TypeError, ValueError, StopIteration) as e:
-        raise CodecError(f"not a fan-out message: {e}") from None
+    return OpenMessage(data).decode(cache)

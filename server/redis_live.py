@@ -81,12 +81,11 @@ from server.live import (
 from server.live_codec import (
     TRANSPORT_EVENTS,
     CodecError,
+    OpenMessage,
     PartsCache,
-    decode_message,
     decode_state,
     encode_header,
     encode_state,
-    peek_message,
 )
 from server.redis_scripts import next_due
 from server.redis_wire import RespConnection
@@ -696,10 +695,11 @@ class RedisStore:
     async def _apply(self, room_id: str, held: _Held, data: bytes) -> None:
         """One message of a held room, in commit order."""
         try:
-            version, tag = peek_message(data)
+            msg = OpenMessage(data)
         except CodecError as e:
             log.error("room %s: unreadable message skipped: %s", room_id, e)
             return
+        version, tag = msg.version, msg.tag
         async with held.lock:
             if version <= held.version:
                 return  # known already (loaded after it was published, or ours)
@@ -723,7 +723,7 @@ class RedisStore:
             if held.version and version > held.version + 1:
                 log.warning("room %s: v%d after v%d", room_id, version, held.version)
             try:
-                m = decode_message(data, held.parts)
+                m = msg.decode(held.parts)
             except CodecError as e:
                 log.error("room %s: unreadable message skipped: %s", room_id, e)
                 return

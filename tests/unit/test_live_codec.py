@@ -25,6 +25,7 @@ from rooms.model import Participant, QueueOrder, Role, RoomState, Settings, Via,
 from server.live_codec import (
     TRANSPORT_EVENTS,
     CodecError,
+    OpenMessage,
     PartsCache,
     decode_message,
     decode_state,
@@ -32,7 +33,6 @@ from server.live_codec import (
     encode_state,
     event_from_list,
     event_to_list,
-    peek_message,
 )
 from server.redis_scripts import next_due
 
@@ -176,7 +176,9 @@ def test_message_round_trip(
     )
     m = decode_message(data)
     assert (m.version, m.tag, m.events, m.state) == (version, origin, transport, state)
-    assert peek_message(data) == (version, origin)
+    opened = OpenMessage(data)
+    assert (opened.version, opened.tag) == (version, origin)
+    assert opened.decode() == m  # the header read once, the rest after it
 
 
 @pytest.mark.parametrize(
@@ -184,7 +186,7 @@ def test_message_round_trip(
 )
 def test_unreadable_headers_are_refused(data: bytes) -> None:
     with pytest.raises(CodecError):
-        peek_message(data)
+        OpenMessage(data)
 
 
 @pytest.mark.parametrize(
