@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
-    wall = time.monotonic() - t0
+    wall = round(time.monotonic() - t0, 1)  # as the JSON keeps it, so a re-render matches
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report.render(results, cfg, info, args.note, wall))
     json_path = args.json or Path("bench/results") / f"run-{time.strftime('%Y%m%dT%H%M%S')}.json"
