@@ -42,7 +42,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "default -10 for a full run (needs root; ignored otherwise), 0 for --smoke",
     )
     run.add_argument("--note", default="", help="a note printed at the top of the report")
-    prof = sub.add_parser("profile", help="py-spy every server process under a steady fan-out")
+    prof = sub.add_parser(
+        "profile", help="py-spy every server process under a steady fan-out or a join storm"
+    )
+    prof.add_argument("--workload", choices=["fanout", "join"], default="fanout")
+    prof.add_argument("--joins", type=int, default=1_000, help="join storm size (--workload join)")
     prof.add_argument("--target", default="peerroom", choices=list(targets.ALL_TARGETS))
     prof.add_argument("--participants", type=int, default=10_000)
     prof.add_argument("--rate", type=float, default=10_000.0, help="deliveries/s offered")
@@ -73,7 +77,14 @@ def _profile(args: argparse.Namespace) -> int:
         print(f"participants must be 10..{MAX_PARTICIPANTS:,}", file=sys.stderr)
         return 2
     a = profile.ProfileArgs(
-        args.target, args.participants, args.rate, args.seconds, args.out, args.top
+        args.target,
+        args.participants,
+        args.rate,
+        args.seconds,
+        args.out,
+        args.top,
+        args.workload,
+        args.joins,
     )
     return uvloop.run(profile.run(a))
 

@@ -1,8 +1,9 @@
-"""Profile one target under a steady fan-out: ``python -m bench profile``.
+"""Profile one target under a steady fan-out or a join storm: ``python -m bench profile``.
 
-Starts the target pinned as in a run, fills rooms of 10, offers a fixed chat rate
-(open loop, as a fan-out step) and samples every server process with py-spy while it
-runs. Prints the step's numbers (deliveries, p99, CPU) and, per process, the functions
+Starts the target pinned as in a run, fills rooms of 10, then either offers a fixed chat
+rate (open loop, as a fan-out step) or lets ``--joins`` fresh participants connect at
+once (as the run's join storm), and samples every server process with py-spy meanwhile.
+Prints the step's numbers (deliveries or joins, p99, CPU) and, per process, the functions
 with the most samples of their own and in all (raw stacks are kept for a flame graph).
 Measures nothing the report uses; it is the tool for finding what to make faster.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from bench import targets
 from bench.loadgen import LoadGen, Room
 from bench.runner import pin_self, raise_nofile
-from bench.workloads import fanout_step
+from bench.workloads import fanout_step, join_storm, wait_server_idle
 
 ROOM_SIZE = 10
 
@@ -33,6 +34,8 @@ class ProfileArgs:
     seconds: float
     out: Path
     top: int
+    workload: str = "fanout"
+    joins: int = 1_000
     server_core: int | None = 0
     gen_core: int | None = 1
 
@@ -90,13 +93,18 @@ async def run(a: ProfileArgs) -> int:
     spies: list[subprocess.Popen[bytes]] = []
     try:
         n_rooms = max(1, a.participants // ROOM_SIZE)
-        tokens = await targets.create_rooms(rt, n_rooms)
-        rooms = [Room(i, tok, rt.ws_urls) for i, tok in enumerate(tokens)]
+        storm_rooms = max(1, a.joins // ROOM_SIZE) if a.workload == "join" else 0
+        tokens = await targets.create_rooms(rt, n_rooms + storm_rooms)
+        all_rooms = [Room(i, tok, rt.ws_urls) for i, tok in enumerate(tokens)]
+        rooms, storm = all_rooms[:n_rooms], all_rooms[n_rooms:]
         _, errors = await gen.fill_rooms(rooms, ROOM_SIZE, 200)
         full = [r for r in rooms if len(r.members) == ROOM_SIZE]
         print(f"{a.target}: {len(full)} full rooms, {len(errors)} join errors", file=sys.stderr)
-        # A short step first: connections and caches warm, as in a run.
-        await fanout_step(gen, full, "warm", a.rate / 4, 1.0, 2.0, rt.pids)
+        if a.workload == "fanout":
+            # A short step first: connections and caches warm, as in a run.
+            await fanout_step(gen, full, "warm", a.rate / 4, 1.0, 2.0, rt.pids)
+        else:
+            await wait_server_idle(rt.pids, 10.0)
         a.out.mkdir(parents=True, exist_ok=True)
         raws = [a.out / f"{a.target}-{i}.txt" for i in range(len(rt.pids))]
         for pid, raw in zip(rt.pids, raws, strict=True):
@@ -111,12 +119,21 @@ async def run(a: ProfileArgs) -> int:
                 )
             )
         await asyncio.sleep(0.5)
-        p = await fanout_step(gen, full, "profile", a.rate, a.seconds, 3.0, rt.pids)
-        print(
-            f"offered {p.offered_deliveries_s:,.0f} deliveries/s: delivered {p.delivered:,} of "
-            f"{p.expected:,} (lost {p.lost}), p50 {p.p50_ms:.2f} ms, p99 {p.p99_ms:.2f} ms, "
-            f"server CPU {p.cpu.server:.2f}, generator CPU {p.cpu.gen:.2f}"
-        )
+        if a.workload == "fanout":
+            p = await fanout_step(gen, full, "profile", a.rate, a.seconds, 3.0, rt.pids)
+            print(
+                f"offered {p.offered_deliveries_s:,.0f} deliveries/s: delivered {p.delivered:,} "
+                f"of {p.expected:,} (lost {p.lost}), p50 {p.p50_ms:.2f} ms, p99 "
+                f"{p.p99_ms:.2f} ms, server CPU {p.cpu.server:.2f}, generator CPU "
+                f"{p.cpu.gen:.2f}"
+            )
+        else:
+            j = await join_storm(gen, storm, ROOM_SIZE, rt.pids)
+            print(
+                f"join storm: {j.joined:,} of {j.attempted:,} joined, {j.joins_s:,.0f} joins/s, "
+                f"p50 {j.p50_ms:,.0f} ms, p99 {j.p99_ms:,.0f} ms, server CPU "
+                f"{j.cpu.server:.2f}, generator CPU {j.cpu.gen:.2f} {j.first_error}"
+            )
         for s in spies:
             await asyncio.to_thread(s.wait, 30)
         for raw in raws:

@@ -29,6 +29,7 @@ from bench.workloads import (
     fanout,
     hand_storm,
     join_storm,
+    wait_server_idle,
 )
 
 RUN_PRIORITY = ["peerroom", "peerroom-msgpack", "peerroom-redis", "raw", "node", "picows"]
@@ -165,8 +166,12 @@ async def run_target(spec: TargetSpec, cfg: Config, budget: float) -> TargetResu
                 cfg.fractions,
                 cfg.quiet_seconds,
             )
+            # Each storm starts on a quiet server: what the step before left (sends still
+            # draining, a collection) must not land in its numbers.
+            await wait_server_idle(rt.pids, 10.0 * cfg.settle_seconds)
             say(f"{spec.key}: hand storm")
             res.hands = await hand_storm(gen, full, rt.pids, cfg.hand_timeout)
+            await wait_server_idle(rt.pids, 10.0 * cfg.settle_seconds)
             say(f"{spec.key}: join storm")
             res.joins = await join_storm(gen, storm, cfg.room_size, rt.pids)
     except TimeoutError:

@@ -10,6 +10,7 @@ ack callback keep the library's path. Members on a direct connection
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -34,6 +35,37 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self._joined: dict[tuple[str, str], set[Any]] = {}  # (namespace, sid) -> rooms
+        # (namespace, sid) -> True once connected, False if it went away before that
+        self._connect_waiters: dict[tuple[str, str], asyncio.Future[bool]] = {}
+
+    async def wait_connected(self, sid: str, namespace: str = "/") -> bool:
+        """True once ``sid`` is fully connected (python-socketio sends the CONNECT packet
+        only after the connect handler has returned); False if it is disconnected first.
+        A waiter instead of a poll: a join storm had a thousand tasks each asking every
+        5 ms. Callers bound the wait; a cancelled wait leaves nothing behind."""
+        if self.is_connected(sid, namespace):
+            return True
+        if not self.is_pre_connected(sid, namespace):
+            return False  # unknown, or already on its way out
+        key = (namespace, sid)
+        fut = self._connect_waiters.get(key)
+        if fut is None:
+            fut = self._connect_waiters[key] = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.shield(fut)
+        finally:
+            if self._connect_waiters.get(key) is fut:  # cancelled: nothing left behind
+                del self._connect_waiters[key]
+
+    def _resolve_waiter(self, sid: str, namespace: str, connected: bool) -> None:
+        fut = self._connect_waiters.pop((namespace, sid), None)
+        if fut is not None and not fut.done():
+            fut.set_result(connected)
+
+    async def connect(self, sid: str, namespace: str) -> Any:
+        result = await super().connect(sid, namespace)
+        self._resolve_waiter(sid, namespace, True)
+        return result
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> None:
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
@@ -53,6 +85,7 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
     def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
         # python-socketio 5.x's BaseManager.basic_disconnect, with the rooms looked up in
         # the index instead of found by a scan.
+        self._resolve_waiter(sid, namespace, False)
         if namespace not in self.rooms:
             return
         for room in list(self._joined.get((namespace, sid), ())):

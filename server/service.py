@@ -113,6 +113,7 @@ class RoomService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsent_drops: list[tuple[str, c.Drop]] = []  # live store was down at the time
         self._rooms: dict[str, tuple[RoomRecord, float]] = {}  # record, when fetched
+        self._room_lookups: dict[str, asyncio.Future[RoomRecord | None]] = {}
         self.phone: PhoneDelivery | None = None
         store.set_deliver(self.deliver)
         store.set_notice(self._notify_moderators_here)
@@ -184,12 +185,25 @@ class RoomService:
 
     async def _room(self, room_id: str) -> RoomRecord | None:
         """The room's record. Records never change once created, so a lookup is reused for
-        ``ROOM_FRESH_SECS`` (a join storm is not a query storm); while storage is down,
-        the last copy lets a live room go on letting people in."""
+        ``ROOM_FRESH_SECS`` and joins that arrive while it is in flight wait for it (a
+        join storm is not a query storm); while storage is down, the last copy lets a
+        live room go on letting people in."""
         cached = self._rooms.get(room_id)
         now = self.clock()
         if cached is not None and now - cached[1] < ROOM_FRESH_SECS:
             return cached[0]
+        lookup = self._room_lookups.get(room_id)
+        if lookup is None:
+            # A task of its own, so that a joiner who gives up does not cancel it for
+            # the others waiting on it.
+            lookup = asyncio.ensure_future(self._fetch_room(room_id, cached))
+            self._room_lookups[room_id] = lookup
+            lookup.add_done_callback(lambda _: self._room_lookups.pop(room_id, None))
+        return await asyncio.shield(lookup)
+
+    async def _fetch_room(
+        self, room_id: str, cached: tuple[RoomRecord, float] | None
+    ) -> RoomRecord | None:
         try:
             room = await self.storage.get_room(room_id)
         except StorageUnavailable:
@@ -200,7 +214,7 @@ class RoomService:
             return cached[0]
         self._rooms.pop(room_id, None)
         if room is not None:
-            self._rooms[room_id] = (room, now)
+            self._rooms[room_id] = (room, self.clock())
             while len(self._rooms) > ROOMS_CACHED:
                 del self._rooms[next(iter(self._rooms))]
         return room
@@ -212,11 +226,14 @@ class RoomService:
         so the first message must wait for it; ``attach`` then takes the snapshot and
         joins the room's broadcasts with no seq missed or repeated.
         """
-        deadline = self.clock() + CONNECT_WAIT_SECS
-        while not self.sio.manager.is_connected(sid, "/"):
-            if sid not in self.conns or self.clock() > deadline:
-                return
-            await asyncio.sleep(0.005)
+        try:
+            async with asyncio.timeout(CONNECT_WAIT_SECS):
+                if not await self.sio.manager.wait_connected(sid):
+                    return
+        except TimeoutError:
+            return
+        if sid not in self.conns:
+            return
 
         async def greet(state: RoomState | None) -> None:
             if state is None or sid not in self.conns:

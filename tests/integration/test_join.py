@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import socketio
 
+from server.keys import STORAGE
+from server.storage.base import StorageUnavailable
 from tests.support import Client, LiveServer
 
 MakeClient = Callable[..., Client]
@@ -204,3 +207,51 @@ async def test_configured_origins_are_allowed(
     )
     assert sio.connected
     await sio.disconnect()
+
+
+async def test_a_group_joining_at_once_looks_the_room_up_once(
+    live_server: LiveServer, clients: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Joins that arrive while the room's record is being read wait for that read: a
+    group starting together (or coming back after a restart) is one query, not one each."""
+    room = await live_server.create_room()
+    storage = live_server.app[STORAGE]
+    real_get_room = storage.get_room
+    reads: list[str] = []
+
+    async def slow_get_room(room_id: str) -> Any:
+        reads.append(room_id)
+        await asyncio.sleep(0.2)  # long enough for every join below to arrive meanwhile
+        return await real_get_room(room_id)
+
+    monkeypatch.setattr(storage, "get_room", slow_get_room)
+    group = [clients() for _ in range(6)]
+    welcomes = await asyncio.gather(
+        *(c.join(room["invite_token"], f"Peer {i}") for i, c in enumerate(group))
+    )
+    assert reads == [room["room_id"]]
+    assert sorted(w["you"]["name"] for w in welcomes) == [f"Peer {i}" for i in range(6)]
+    assert len({w["you"]["id"] for w in welcomes}) == 6
+
+
+async def test_waiting_joiners_share_a_failed_lookup(
+    live_server: LiveServer, clients: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room = await live_server.create_room()
+    storage = live_server.app[STORAGE]
+    reads: list[str] = []
+
+    async def failing_get_room(room_id: str) -> Any:
+        reads.append(room_id)
+        await asyncio.sleep(0.2)
+        raise StorageUnavailable("down")
+
+    monkeypatch.setattr(storage, "get_room", failing_get_room)
+    errors = await asyncio.gather(
+        *(clients().refused(room["invite_token"], f"Peer {i}") for i in range(4))
+    )
+    assert reads == [room["room_id"]]
+    assert [e["data"]["code"] for e in errors] == ["unavailable"] * 4
+    # The failure is not remembered: once storage answers, the next join reads again.
+    monkeypatch.undo()
+    await clients().join(room["invite_token"], "Later")
