@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -22,6 +23,37 @@ from socketio import msgpack_packet, packet
 from server.eio_direct import UnreadablePacket, direct_connection, ws_frame
 
 log = logging.getLogger(__name__)
+
+
+class _SidSet:
+    """python-socketio keeps the connections in the middle of connecting (and of
+    disconnecting) in a list per namespace, and asks ``sid in list`` and
+    ``list.remove(sid)`` at every step of every handshake: with a thousand joins in
+    flight that is quadratic (17% of the server's samples in a 3,000-join storm). The
+    same operations, each O(1), in insertion order."""
+
+    __slots__ = ("_sids",)
+
+    def __init__(self) -> None:
+        self._sids: dict[str, None] = {}
+
+    def append(self, sid: str) -> None:
+        self._sids[sid] = None
+
+    def remove(self, sid: str) -> None:
+        try:
+            del self._sids[sid]
+        except KeyError:
+            raise ValueError(sid) from None  # as list.remove
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._sids
+
+    def __len__(self) -> int:
+        return len(self._sids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sids)
 
 
 class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
@@ -61,6 +93,16 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
         fut = self._connect_waiters.pop((namespace, sid), None)
         if fut is not None and not fut.done():
             fut.set_result(connected)
+
+    async def pre_connect(self, eio_sid: str, namespace: str) -> Any:
+        if namespace not in self.pending_connect:
+            self.pending_connect[namespace] = _SidSet()
+        return await super().pre_connect(eio_sid, namespace)
+
+    def pre_disconnect(self, sid: str, namespace: str) -> Any:
+        if namespace not in self.pending_disconnect:
+            self.pending_disconnect[namespace] = _SidSet()
+        return super().pre_disconnect(sid, namespace)
 
     async def connect(self, sid: str, namespace: str) -> Any:
         result = await super().connect(sid, namespace)
