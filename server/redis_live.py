@@ -299,7 +299,11 @@ class RedisStore:
     # reads ------------------------------------------------------------------------------
 
     async def _read(self, room_id: str) -> tuple[int, RoomState | None]:
-        v, s = await self._r.hmget(self._room_key(room_id), ["v", "s"])
+        # On the lean command connection, pipelined with the commits: a join storm's
+        # reads through redis-py's pool opened hundreds of connections, each with its
+        # own handshake (and a package-metadata read per connection).
+        cmd = await self._command()
+        v, s = await cmd.call("HMGET", self._room_key(room_id), "v", "s")
         return int(v or 0), (decode_state(_raw(s)) if s else None)
 
     async def get(self, room_id: str) -> RoomState | None:
@@ -343,27 +347,25 @@ class RedisStore:
 
     async def _transact_unheld(self, room_id: str, fn: Transition) -> Outcome | None:
         """A room with no connection of ours (a Tick, a reap): commit, deliver here."""
+        version, state = await self._read(room_id)
         for attempt in range(MAX_ATTEMPTS):
-            version, state = await self._read(room_id)
             outcome = fn(state)
             if not outcome.events and outcome.state == state:
                 return outcome  # nothing to store or tell (an idle Tick, a repeated Drop)
             if self._is_local(state) or self._is_local(outcome.state):
                 await self._hold(room_id)  # subscribe before committing: ours comes back
                 return None
-            if await self._commit_outcome(room_id, version, outcome):
+            conflict = await self._commit_outcome(room_id, version, outcome)
+            if conflict is None:
                 await self._deliver(room_id, outcome)
                 return outcome
+            version, state = conflict[0], decode_state(conflict[1]) if conflict[1] else None
             await _backoff(attempt)
         raise LiveUnavailable("This room is very busy right now: try again.")
 
     async def _transact_held(self, room_id: str, held: _Held, fn: Transition) -> Outcome:
-        fresh = False  # after a conflict another node got in first: read Redis
+        version, state = held.version, held.state
         for attempt in range(MAX_ATTEMPTS):
-            if fresh:
-                version, state = await self._read(room_id)
-            else:
-                version, state = held.version, held.state
             outcome = fn(state)
             if not outcome.events and outcome.state == state:
                 return outcome
@@ -372,17 +374,19 @@ class RedisStore:
             mine = _Mine(version + 1, outcome, loop.create_future())
             held.mine[tag] = mine
             try:
-                committed = await self._commit_outcome(room_id, version, outcome, tag, held.parts)
+                conflict = await self._commit_outcome(room_id, version, outcome, tag, held.parts)
             except BaseException:
                 # Cancelled, or Redis failed: committed or not, we cannot tell. If it
                 # was, its message is (or will be) on the channel: delivered from there.
                 self._abandon(room_id, held, tag, mine)
                 raise
-            if committed:
+            if conflict is None:
                 await self._deliver_mine(room_id, held, tag, mine)
                 return outcome
             held.mine.pop(tag, None)
-            fresh = True
+            # Another node got in first: go on from the state it stored.
+            version = conflict[0]
+            state = decode_state(conflict[1], held.parts) if conflict[1] else None
             await _backoff(attempt)
         raise LiveUnavailable("This room is very busy right now: try again.")
 
@@ -396,7 +400,10 @@ class RedisStore:
         outcome: Outcome,
         tag: str | None = None,
         parts: PartsCache | None = None,
-    ) -> bool:
+    ) -> tuple[int, bytes] | None:
+        """Store and publish ``outcome`` if the room is still at ``version``: None. If
+        another commit got in first: the room's current version and state bytes (b""
+        if the session ended), and nothing is stored."""
         transport = tuple(e for e in outcome.events if isinstance(e, TRANSPORT_EVENTS))
         due = next_due(outcome.state, self._grace)
         args = (
@@ -412,12 +419,20 @@ class RedisStore:
             _ms(ROOM_TTL_SECS),
             room_id,
         )
-        cmd = self._cmd if self._cmd is not None and self._cmd.is_open else await self._open_cmd()
+        cmd = await self._command()
         try:
             result = await cmd.call("EVALSHA", self._commit_sha, *args)
         except NoScriptError:  # Redis restarted or its script cache was flushed
             result = await cmd.call("EVAL", scripts.COMMIT, *args)
-        return bool(result)
+        if result == 1:
+            return None
+        current, blob = result
+        return int(current), _raw(blob)
+
+    async def _command(self) -> RespConnection:
+        """The lean connection for commits and reads (opened again if it was lost)."""
+        cmd = self._cmd
+        return cmd if cmd is not None and cmd.is_open else await self._open_cmd()
 
     async def _open_cmd(self) -> RespConnection:
         async with self._cmd_lock:
@@ -515,10 +530,10 @@ class RedisStore:
     async def _note_room(self, room_id: str) -> None:
         """Record that this node holds ``room_id``: where to look if it dies."""
         key = self._node_rooms_key(self.node_id)
-        async with self._r.pipeline(transaction=True) as pipe:
-            pipe.sadd(key, room_id)
-            pipe.pexpire(key, _ms(ROOM_TTL_SECS))
-            await pipe.execute()
+        cmd = await self._command()
+        await asyncio.gather(
+            cmd.call("SADD", key, room_id), cmd.call("PEXPIRE", key, _ms(ROOM_TTL_SECS))
+        )
 
     async def _subscribe(self, channel: str) -> None:
         ps = self._pubsub
@@ -609,6 +624,12 @@ class RedisStore:
         """A pushed pub/sub reply, straight from the protocol (no awaiting here)."""
         kind = reply[0]
         if kind == b"message":
+            if reply[1] == self._probe_channel_b:
+                # Heard as it is parsed, not when the listener gets to it: a node busy
+                # with a backlog of room messages (a hand storm) is slow, not deaf, and
+                # must not drop its pub/sub and resync every room on top of the load.
+                self._probe_since = None
+                return
             self._inbox.append(reply)
             self._kick()
         elif kind == b"subscribe":
@@ -657,9 +678,6 @@ class RedisStore:
     async def _on_message(self, reply: list[Any]) -> None:
         channel: bytes = reply[1]
         data: bytes = reply[2]
-        if channel == self._probe_channel_b:
-            self._probe_since = None
-            return
         if channel == self._notice_channel_b:
             try:
                 event, payload = msgpack.unpackb(data, raw=False)

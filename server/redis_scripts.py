@@ -13,10 +13,15 @@ from rooms.model import RoomState
 
 # KEYS: room hash, due index. ARGV: expected version, new version, state bytes ('' when
 # the session ended), due ms ('' for none), channel, message header, TTL ms, room id.
-# Refuses (0) if the version moved: the caller runs its transition again.
+# Returns 1 once stored and published. If the version moved, stores nothing and returns
+# {current version, current state or ''}: the caller runs its transition again on that,
+# without a read of its own (a loser of a race is one round trip behind, not two, so two
+# nodes contending for a busy room take turns instead of one starving the other).
 COMMIT: Final = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if cur ~= tonumber(ARGV[1]) then return 0 end
+if cur ~= tonumber(ARGV[1]) then
+  return {cur, redis.call('HGET', KEYS[1], 's') or ''}
+end
 if ARGV[3] == '' then
   redis.call('HDEL', KEYS[1], 's')
   redis.call('HSET', KEYS[1], 'v', ARGV[2])

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -106,6 +107,48 @@ async def test_contended_transitions_are_atomic_and_ordered_alike(
     print(f"\n{2 * n} contended transitions from 2 nodes: {2 * n / elapsed:.0f}/s")
 
 
+async def test_a_node_that_loses_a_race_goes_on_from_the_winners_state(
+    nodes: Callable[[], Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused commit hands back the room's current state: the loser tries again
+    without a read of its own (one round trip behind the winner, not two), so two
+    nodes raising hands in one room at once take turns instead of one starving."""
+    a, b = nodes(), nodes()
+    await a.store.start()
+    await b.store.start()
+    await a.join("pa")
+    await b.join("pb")
+    await wait_until(lambda: a.seqs == [1, 2] and b.seqs == [2], 5, lambda: (a.seqs, b.seqs))
+    reads: list[str] = []
+    conflicts: list[int] = []
+    for node in (a, b):
+        real_read, real_commit = node.store._read, node.store._commit_outcome
+
+        async def read(room_id: str, real_read: Any = real_read) -> Any:
+            reads.append(room_id)
+            return await real_read(room_id)
+
+        async def commit(*args: Any, real_commit: Any = real_commit, **kw: Any) -> Any:
+            result = await real_commit(*args, **kw)
+            if result is not None:
+                conflicts.append(result[0])
+            return result
+
+        monkeypatch.setattr(node.store, "_read", read)
+        monkeypatch.setattr(node.store, "_commit_outcome", commit)
+
+    n = 60
+    await asyncio.gather(
+        *(a.run("pa", c.ToggleHand()) for _ in range(n)),
+        *(b.run("pb", c.ToggleHand()) for _ in range(n)),
+    )
+    assert conflicts, "the nodes never raced: nothing was tested"
+    assert reads == []
+    total = 2 + 2 * n
+    await wait_until(lambda: len(a.seqs) == total, 5, lambda: (len(a.seqs), total))
+    assert a.seqs == list(range(1, total + 1))
+
+
 async def test_a_join_storm_waits_for_connections_instead_of_failing(
     nodes: Callable[[], Node],
 ) -> None:
@@ -146,6 +189,36 @@ async def test_a_slow_own_delivery_is_waited_for_without_losing_the_listener(
     await a.run("pa", c.ToggleHand())  # the listener still hears this node's commits
     assert a.seqs == [1, 2, 3]
     assert "did not come back" not in caplog.text
+    assert "pub/sub lost" not in caplog.text
+
+
+async def test_a_listener_behind_on_deliveries_is_busy_not_deaf(
+    nodes: Callable[[], Node], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under a storm a node's listener can be seconds behind the socket. Its own probe
+    is heard as it arrives, so the node does not drop pub/sub and resync every room
+    (more load on an overloaded node) for being busy."""
+    monkeypatch.setattr(redis_live, "PROBE_TIMEOUT_SECS", 0.5)
+    a, b = nodes(), nodes()
+    await a.store.start()
+    await b.store.start()
+    await a.join("pa")
+    await b.join("pb")
+    await wait_until(lambda: len(a.seqs) == 2, 5)
+    real = a.deliver
+    stuck = asyncio.Event()
+
+    async def stuck_deliver(room_id: str, outcome: Outcome) -> None:
+        await stuck.wait()  # the listener waits here while probes keep coming
+        await real(room_id, outcome)
+
+    a.store.set_deliver(stuck_deliver)
+    await b.run("pb", c.RaiseHand())  # node a's listener takes it, and stays there
+    await asyncio.sleep(3.5)  # three heartbeats, each past the (shortened) probe timeout
+    assert "did not come back" not in caplog.text
+    assert a.store._connected.is_set()
+    stuck.set()
+    await wait_until(lambda: a.seqs == [1, 2, 3], 5, lambda: a.seqs)
     assert "pub/sub lost" not in caplog.text
 
 
