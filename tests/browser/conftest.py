@@ -69,10 +69,15 @@ class WsTap:
         self.drop_next: Callable[[str], bool] | None = None
         self.dropped: list[str] = []
         self.seen: list[str] = []  # text frames from the server, in order
-        self.upgraded = False
+        self.upgraded = False  # the traffic rides the tapped websocket
+        self.opened_here = False  # a session opened on a websocket, not upgraded to one
 
     async def handle(self, ws: WebSocketRoute) -> None:
         if self.blocked:
+            # Closed from the server's side, as a dead network ends it: a mocked
+            # socket closed from here would leave the page waiting on it.
+            server = ws.connect_to_server()
+            await server.close()
             await ws.close()
             return
         server = ws.connect_to_server()
@@ -81,6 +86,9 @@ class WsTap:
 
         def from_server(msg: str | bytes) -> None:
             text = msg if isinstance(msg, str) else ""
+            if text.startswith("0{"):  # Engine.IO open: the session began on this socket
+                self.opened_here = True
+                self.upgraded = True
             self.seen.append(text)
             if self.drop_next is not None and self.drop_next(text):
                 self.drop_next = None
@@ -167,8 +175,9 @@ class Person:
         return self.page.locator("#announcer")
 
     async def wait_for_websocket(self) -> None:
-        """Socket.IO starts on long-polling and upgrades; wait until the tapped
-        websocket (which a test can cut) carries the traffic."""
+        """Wait until the tapped websocket (which a test can cut) carries the traffic:
+        at once for a session opened on it, after the upgrade for one that began on
+        long-polling (the fallback)."""
         for _ in range(100):
             if self.tap.upgraded:
                 return
@@ -176,12 +185,17 @@ class Person:
         raise AssertionError("the client never upgraded to a websocket")
 
     async def go_offline(self) -> None:
-        """Drop the connection and keep it down (websocket and polling)."""
+        """Drop the connection and keep it down (websocket and polling). The browser is
+        offline too, so new attempts fail at once, as on a real dead network (a
+        websocket the tap swallowed would leave the client waiting for its 20 s
+        connect timeout instead)."""
         self.polling_blocked = True
+        await self.context.set_offline(True)
         await self.page.route("**/socket.io/**", lambda route: route.abort())
         await self.tap.cut()
 
     async def go_online(self) -> None:
+        await self.context.set_offline(False)
         await self.page.unroute("**/socket.io/**")
         self.tap.restore()
 

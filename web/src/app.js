@@ -374,6 +374,10 @@ function connect() {
     autoConnect: false,
     reconnectionDelay: 1000,
     reconnectionDelayMax: 5000,
+    // Straight onto a websocket (the server's lean path: no polling requests, no upgrade
+    // dance), and long-polling only if that fails, e.g. behind a proxy that blocks it.
+    transports: ["websocket", "polling"],
+    tryAllTransports: true,
     // Evaluated on every (re)connect, so a resume token always rides along.
     auth: (cb) => {
       const a = { token: S.token, name: S.name };
