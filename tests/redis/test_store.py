@@ -76,15 +76,22 @@ async def wait_until(
         await asyncio.sleep(0.02)
 
 
-async def test_contended_transitions_are_atomic_and_ordered_alike(
-    nodes: Callable[[], Node],
-) -> None:
+async def two_nodes_in_one_room(nodes: Callable[[], Node]) -> tuple[Node, Node]:
+    """Nodes a and b started, each with one participant (pa, pb) in ROOM, both joins
+    heard where they should be."""
     a, b = nodes(), nodes()
     await a.store.start()
     await b.store.start()
     await a.join("pa")
     await b.join("pb")
     await wait_until(lambda: a.seqs == [1, 2] and b.seqs == [2], 5, lambda: (a.seqs, b.seqs))
+    return a, b
+
+
+async def test_contended_transitions_are_atomic_and_ordered_alike(
+    nodes: Callable[[], Node],
+) -> None:
+    a, b = await two_nodes_in_one_room(nodes)
 
     n = 150  # toggles per node, all at once
     start = time.monotonic()
@@ -113,12 +120,7 @@ async def test_a_node_that_loses_a_race_goes_on_from_the_winners_state(
     """A refused commit hands back the room's current state: the loser tries again
     without a read of its own (one round trip behind the winner, not two), so two
     nodes raising hands in one room at once take turns instead of one starving."""
-    a, b = nodes(), nodes()
-    await a.store.start()
-    await b.store.start()
-    await a.join("pa")
-    await b.join("pb")
-    await wait_until(lambda: a.seqs == [1, 2] and b.seqs == [2], 5, lambda: (a.seqs, b.seqs))
+    a, b = await two_nodes_in_one_room(nodes)
     reads: list[str] = []
     conflicts: list[int] = []
     for node in (a, b):
@@ -199,12 +201,7 @@ async def test_a_listener_behind_on_deliveries_is_busy_not_deaf(
     is heard as it arrives, so the node does not drop pub/sub and resync every room
     (more load on an overloaded node) for being busy."""
     monkeypatch.setattr(redis_live, "PROBE_TIMEOUT_SECS", 0.5)
-    a, b = nodes(), nodes()
-    await a.store.start()
-    await b.store.start()
-    await a.join("pa")
-    await b.join("pb")
-    await wait_until(lambda: len(a.seqs) == 2, 5)
+    a, b = await two_nodes_in_one_room(nodes)
     real = a.deliver
     stuck = asyncio.Event()
 
@@ -223,12 +220,7 @@ async def test_a_listener_behind_on_deliveries_is_busy_not_deaf(
 
 
 async def test_a_deaf_subscription_is_noticed_and_healed(nodes: Callable[[], Node]) -> None:
-    a, b = nodes(), nodes()
-    await a.store.start()
-    await b.store.start()
-    await a.join("pa")
-    await b.join("pb")
-    await wait_until(lambda: len(a.seqs) == 2, 5)
+    a, b = await two_nodes_in_one_room(nodes)
     # What python-socketio #1581 describes: the subscription stops delivering and
     # nothing raises. Here Redis simply stops sending to node a.
     ps = a.store._pubsub
