@@ -56,14 +56,15 @@ async def test_hands_floor_chat_consent_and_mute(
     await expect(ana.page.get_by_role("region", name="Who is speaking")).to_have_text(
         "You have the floor. Take your time."
     )
-    await expect(ben.page.get_by_text("Ana has the floor.")).to_be_visible()
+    # The floor line itself, not the screen-reader announcer saying the same words.
+    await expect(ben.page.locator("p", has_text="Ana has the floor.")).to_be_visible()
     await expect(ben.announcer()).to_contain_text("Ana has the floor")
     await expect(
         ben.controls().get_by_text("Your hand is up. You are 1st in line.")
     ).to_be_visible()
     await expect(fac.tile("Ana")).to_contain_text("Speaking")
     await fac.page.get_by_role("button", name="Clear the floor").click()
-    await expect(ben.page.get_by_text("Nobody has the floor right now.")).to_be_visible()
+    await expect(ben.page.locator("p", has_text="Nobody has the floor right now.")).to_be_visible()
     await expect(ben.announcer()).to_contain_text("Nobody has the floor")
 
     # Ben lowers his own hand.
