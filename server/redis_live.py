@@ -164,6 +164,7 @@ class RedisStore:
 
     def __init__(self, url: str, *, prefix: str, grace_secs: float) -> None:
         self.node_id = "n" + secrets.token_hex(5)
+        self._conn_prefix = conn_handle(self.node_id, "")  # what a local conn starts with
         self._url = url
         self._p = prefix
         self._grace = grace_secs
@@ -236,8 +237,10 @@ class RedisStore:
         """Whether this node holds any connection of ``state``."""
         if state is None:
             return False
-        return any(conn_node(p.conn) == self.node_id for p in state.participants) or any(
-            conn_node(w.conn) == self.node_id for w in state.waiting
+        # startswith, not conn_node(): this runs over every held room each heartbeat.
+        mine = self._conn_prefix
+        return any(p.conn and p.conn.startswith(mine) for p in state.participants) or any(
+            w.conn and w.conn.startswith(mine) for w in state.waiting
         )
 
     # life -------------------------------------------------------------------------------
@@ -505,7 +508,12 @@ class RedisStore:
         """Subscribe to the room (once) and load its state; ordered with its messages."""
         held = self._rooms.get(room_id)
         if held is not None:
-            await asyncio.wait_for(asyncio.shield(held.ready), HOLD_WAIT_SECS)
+            if held.ready.done():
+                # Held and loaded (every transition of a held room comes this way): no
+                # shield, no timer, no turn of the loop; a failed hold raises its error.
+                held.ready.result()
+            else:
+                await asyncio.wait_for(asyncio.shield(held.ready), HOLD_WAIT_SECS)
             held.idle_since = None
             return held
         await self._wait_connected()

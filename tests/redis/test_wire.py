@@ -18,8 +18,11 @@ from server.redis_wire import RespConnection, pack
 
 def test_commands_are_packed_as_resp_arrays_of_bulk_strings() -> None:
     assert pack(("SET", b"k\r\n", 12)) == b"*3\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$2\r\n12\r\n"
-    with pytest.raises(TypeError):
-        pack(("SET", None))  # type: ignore[arg-type]
+    packed = b"*4\r\n$1\r\nX\r\n$2\r\n-3\r\n$3\r\n0.5\r\n$2\r\n\xc3\xa9\r\n"
+    assert pack(("X", -3, 0.5, "é")) == packed
+    for wrong in (None, True, [1]):
+        with pytest.raises(TypeError):
+            pack(("SET", wrong))  # type: ignore[arg-type]
 
 
 async def test_pipelined_calls_get_their_own_replies_and_errors(redis_url: str) -> None:
