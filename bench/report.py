@@ -261,6 +261,12 @@ def _headroom(results: list[TargetResult]) -> list[str]:
     return out
 
 
+def _bisections(n: int) -> str:
+    if n == 1:
+        return "one bisection step refines the knee"
+    return f"{n} bisection steps refine the knee (each halves the gap, on a log scale)"
+
+
 def render(
     results: list[TargetResult], cfg: Config, info: dict[str, str], note: str, wall: float
 ) -> str:
@@ -351,8 +357,9 @@ def render(
         "t0 + k/rate, from room k mod R, sent by the room's members in turn); latency runs "
         "from the intended send time to receipt, at every member, sender included. A step "
         "passes with no loss, no refused send and p99 <= 50 ms. The rate grows "
-        f"x{cfg.fanout_factor:g} per step from {cfg.fanout_start:,.0f}/s; one bisection step "
-        "refines the knee; then fixed fractions of the knee. CPU is in cores (1.00 = one core "
+        f"x{cfg.fanout_factor:g} per step from {cfg.fanout_start:,.0f}/s; "
+        + _bisections(cfg.fanout_bisections)
+        + "; then fixed fractions of the knee. CPU is in cores (1.00 = one core "
         "busy for the whole step); others' CPU is the machine's busy time that was neither the "
         "server nor the generator (a neighbour's tests, the kernel's softirq work), with the "
         "hypervisor's steal time if any.",
@@ -503,6 +510,7 @@ def load_json(path: Path) -> tuple[list[TargetResult], Config, dict[str, str], f
                 seconds=r["seconds"],
             )
         )
-    cfg = Config(**doc["config"])
+    # Records from before the knee had more than one bisection step do not say so.
+    cfg = Config(**{"fanout_bisections": 1, **doc["config"]})
     wall = float(doc.get("wall_seconds") or sum(r.seconds for r in results))
     return results, cfg, dict(doc["machine"]), wall

@@ -46,6 +46,9 @@ class Config:
     fanout_start: float = 250.0
     fanout_factor: float = 1.6
     fanout_max: float = 400_000.0
+    # Two halve the x1.6 gap twice: the knee is known to within x1.125 (one gave x1.26,
+    # too coarse to tell two nodes at 62% of one from 70%).
+    fanout_bisections: int = 2
     step_seconds: float = 2.5
     drain_seconds: float = 3.0
     fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
@@ -165,6 +168,7 @@ async def run_target(spec: TargetSpec, cfg: Config, budget: float) -> TargetResu
                 cfg.drain_seconds,
                 cfg.fractions,
                 cfg.quiet_seconds,
+                bisections=cfg.fanout_bisections,
             )
             # Each storm starts on a quiet server: what the step before left (sends still
             # draining, a collection) must not land in its numbers.

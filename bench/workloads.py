@@ -9,7 +9,7 @@
   is taken from the intended send time. A step passes when nothing is lost
   and p99 <= 50 ms. The rate climbs geometrically until a step fails twice in
   a row (three times if other processes were busy during the retry: the
-  machine is shared), one bisection step refines the knee, then fixed
+  machine is shared), bisection steps refine the knee, then fixed
   fractions of the knee are run (a failing one again while others were busy).
 - hand storm: every participant sends ``hand.raise`` at once; time until every
   client has seen its room's complete queue.
@@ -265,8 +265,11 @@ async def fanout(
     fractions: list[float],
     quiet: float = 0.5,
     max_steps: int = 14,
+    bisections: int = 1,
 ) -> FanoutResult:
-    """Step the offered rate up to the knee, refine once, then run fractions."""
+    """Step the offered rate up to the knee, refine it by ``bisections`` steps between
+    the last passing and the first failing rate (each halves the gap on a log scale),
+    then run fractions."""
     points: list[FanoutPoint] = []
     timing = (duration, drain, quiet)
     best: float = 0.0
@@ -285,10 +288,13 @@ async def fanout(
     if fail is None:
         note = f"no failure up to {best:,.0f}/s (cap)"
     elif best > 0:
-        mid = (best * fail) ** 0.5
-        pt = await _measured(gen, rooms, server_pids, "bisect", mid, timing, points)
-        if pt.passed:
-            best = mid
+        for _ in range(bisections):
+            mid = (best * fail) ** 0.5
+            pt = await _measured(gen, rooms, server_pids, "bisect", mid, timing, points)
+            if pt.passed:
+                best = mid
+            else:
+                fail = mid
     else:
         note = f"failed at the first step ({start:,.0f}/s)"
     if best > 0:
