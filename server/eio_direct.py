@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import struct
 import time
 from typing import Any
@@ -38,6 +39,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket as LibraryWebSocket
+from engineio.async_socket import AsyncSocket
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +241,32 @@ async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> 
 
 def install(eio_server: Any) -> None:
     """Use :class:`DirectWebSocket` for this Engine.IO server's websocket connections,
-    and :func:`monitor` (started by the app) instead of the library's service task."""
+    and :func:`monitor` (started by the app) instead of the library's service task and
+    its task per connection per ping."""
     eio_server._async = dict(eio_server._async, websocket=DirectWebSocket)
     eio_server.start_service_task = False
+    library_start = eio_server.start_background_task
+
+    def start_background_task(target: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(target, "__func__", None) is AsyncSocket._send_ping:
+            # A pong came in (or the connection opened): the next ping is the sweep's.
+            ping_later(target.__self__, eio_server.ping_interval)
+            return None
+        return library_start(target, *args, **kwargs)
+
+    eio_server.start_background_task = start_background_task
+
+
+def ping_later(socket: Any, interval: float) -> None:
+    """Have :func:`sweep` ping ``socket`` within ``interval`` seconds.
+
+    python-engineio starts a task per connection that sleeps ``interval`` and pings, a
+    new one after every pong: 10,000 sleeping tasks (1.4 KB each) and a timer each
+    in the loop's heap, and a group that joined together is pinged together, every
+    cycle. Here the time is a number on the socket and the once-a-second sweep sends
+    the ping, a random 0-25% early (a client only requires a ping at least every
+    ``interval``), so a group's pings spread over the cycle."""
+    socket.peerroom_ping_at = time.monotonic() + interval * random.uniform(1 - PING_SPREAD, 1)
 
 
 # How often every connection's ping is looked at. The library's own task looks at one
@@ -250,10 +275,12 @@ def install(eio_server: Any) -> None:
 # (docs/optimisations.md). A pass here is a plain loop, yielding every SWEEP_BATCH.
 MONITOR_SECS = 1.0
 SWEEP_BATCH = 1000
+PING_SPREAD = 0.25  # pings are sent up to this fraction of the interval early
 
 
 async def monitor(eio_server: Any) -> None:
-    """Close connections whose client stopped answering pings, forget closed ones."""
+    """Ping connections when due, close those whose client stopped answering pings,
+    forget closed ones."""
     while True:
         await asyncio.sleep(MONITOR_SECS)
         try:
@@ -267,6 +294,7 @@ async def sweep(eio_server: Any) -> int:
     sockets: dict[str, Any] = eio_server.sockets
     limit = eio_server.ping_timeout
     now = time.time()  # the clock engineio stamps ``last_ping`` with
+    tick = time.monotonic()  # the clock of ``peerroom_ping_at``
     done = 0
     for i, sock in enumerate(list(sockets.values())):
         if sock.closed:
@@ -274,12 +302,19 @@ async def sweep(eio_server: Any) -> int:
             if sockets.get(sid) is sock:
                 del sockets[sid]
             done += 1
-        elif not sock.closing and sock.last_ping and now - sock.last_ping > limit:
+        elif sock.closing:
+            pass
+        elif sock.last_ping and now - sock.last_ping > limit:
             await sock.check_ping_timeout()  # the library's own close for a silent client
             conn = direct_connection(sock)
             if conn is not None:
                 conn.abort()  # its reader has no timeout of its own
             done += 1
+        elif (at := getattr(sock, "peerroom_ping_at", None)) is not None and tick >= at:
+            # What the library's ping task did after its sleep.
+            sock.peerroom_ping_at = None
+            sock.last_ping = now
+            await sock.send(eio_packet.Packet(eio_packet.PING))
         if i % SWEEP_BATCH == SWEEP_BATCH - 1:
             await asyncio.sleep(0)
     return done

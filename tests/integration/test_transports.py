@@ -82,3 +82,55 @@ async def test_clients_that_stop_answering_pings_are_closed_on_both_transports(
             msg = await ws.receive(timeout=5)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         await ws.close()
+
+
+async def test_answered_pings_go_on_from_the_sweep_with_no_task_per_connection(
+    live_server: LiveServer,
+) -> None:
+    """python-engineio pings from a task per connection that sleeps the interval; here
+    the sweep sends them (eio_direct.ping_later). A client that answers keeps getting
+    pings, each within the interval, on both transports, and no ping task is left."""
+    import asyncio
+    import json
+    import time
+
+    import aiohttp
+    from engineio.async_socket import AsyncSocket
+
+    from server.eio_direct import MONITOR_SECS
+
+    eio = live_server.app[SIO].eio
+    eio.ping_interval, eio.ping_timeout = 0.5, 5
+    base = live_server.url + "/socket.io/?EIO=4"
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(base.replace("http", "ws") + "&transport=websocket")
+        ws_sid = json.loads((await ws.receive(timeout=5)).data[1:])["sid"]
+        async with http.get(base + "&transport=polling") as r:
+            poll_sid = json.loads((await r.text())[1:])["sid"]
+
+        async def polled_ping() -> None:
+            async with http.get(f"{base}&transport=polling&sid={poll_sid}") as r:
+                assert await r.text() == "2"  # a long-poll returns when the ping is queued
+            async with http.post(f"{base}&transport=polling&sid={poll_sid}", data="3") as r:
+                assert r.status == 200
+
+        pinged_at: list[float] = []
+        start = time.monotonic()
+        for _ in range(3):
+            msg = await ws.receive(timeout=5)
+            assert msg.data == "2"
+            pinged_at.append(time.monotonic())
+            await asyncio.wait_for(polled_ping(), 5)
+            await ws.send_str("3")
+        # Each within the interval after the last pong, give or take a sweep.
+        gaps = [b - a for a, b in zip([start, *pinged_at], pinged_at, strict=False)]
+        assert all(gap <= eio.ping_interval + MONITOR_SECS + 0.5 for gap in gaps), gaps
+        await asyncio.sleep(0.1)
+        assert {ws_sid, poll_sid} <= set(eio.sockets)
+        ping_tasks = [
+            t
+            for t in asyncio.all_tasks()
+            if getattr(t.get_coro(), "__qualname__", "") == AsyncSocket._send_ping.__qualname__
+        ]
+        assert ping_tasks == []
+        await ws.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -153,3 +154,19 @@ async def test_nothing_is_written_after_an_abort() -> None:
     conn.abort()
     conn.uncork()
     assert t.writes == [] and t.closing
+
+
+def test_pings_are_due_within_the_interval_and_spread_over_its_last_quarter() -> None:
+    from server.eio_direct import PING_SPREAD, ping_later
+
+    interval = 20.0
+    socks = [SimpleNamespace() for _ in range(400)]
+    before = time.monotonic()
+    for s in socks:
+        ping_later(s, interval)
+    after = time.monotonic()
+    due = sorted(s.peerroom_ping_at for s in socks)
+    assert before + interval * (1 - PING_SPREAD) <= due[0]
+    assert due[-1] <= after + interval
+    # Spread, not all at once: a group that joined together is not pinged together.
+    assert due[-1] - due[0] > interval * PING_SPREAD / 2
