@@ -245,10 +245,14 @@ def install(eio_server: Any) -> None:
     its task per connection per ping."""
     eio_server._async = dict(eio_server._async, websocket=DirectWebSocket)
     eio_server.start_service_task = False
+    library_ping = getattr(AsyncSocket, "_send_ping", None)
+    if library_ping is None:  # a python-engineio that pings some other way: leave it be
+        log.warning("python-engineio has no AsyncSocket._send_ping; its own pings are used")
+        return
     library_start = eio_server.start_background_task
 
     def start_background_task(target: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(target, "__func__", None) is AsyncSocket._send_ping:
+        if getattr(target, "__func__", None) is library_ping:
             # A pong came in (or the connection opened): the next ping is the sweep's.
             ping_later(target.__self__, eio_server.ping_interval)
             return None
