@@ -265,7 +265,9 @@ async def start(
     env["PEERROOM_ADMIN_TOKEN"] = rt.admin_token
     env.update(PEERROOM_BENCH_ENV)
     if spec.redis_url:
-        # Both nodes share one SQLite data dir and one Redis prefix of their own.
+        # Both nodes share one SQLite data dir, one Redis prefix of their own and, as
+        # docs/deploy.md asks of every deployment of many nodes, one signing secret.
+        env["PEERROOM_SECRET"] = secrets.token_urlsafe(32)
         rt.redis_prefix = f"peerroom-bench-{secrets.token_hex(4)}:"
         env["PEERROOM_REDIS_PREFIX"] = rt.redis_prefix
     src = peerroom_src if spec.kind == "peerroom" and peerroom_src is not None else ROOT

@@ -7,8 +7,10 @@ or moved to another room. Tokens are never logged.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -64,15 +66,40 @@ def same_secret(given: str | None, expected: str | None) -> bool:
 def load_or_create(path: Path, announce: str | None = None) -> str:
     """Read a secret kept in the data directory, creating it (mode 0600) the first time.
 
+    Safe when several processes start on a fresh data directory at once (two nodes, or
+    a server started twice): the secret is written in full to a file of its own, then
+    linked into place, which fails if another process got there first; the loser reads
+    the winner's. Nobody ever reads a half-written secret.
+
     ``announce``, if given, is printed once when the secret is created: the admin token
     is shown to the person starting the server, once, and never logged.
     """
-    if path.exists():
-        return path.read_text().strip()
+    with contextlib.suppress(FileNotFoundError):
+        return _read_secret(path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = secrets.token_urlsafe(32)
-    path.touch(mode=0o600)
-    path.write_text(value + "\n")
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(value + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(draft, path)
+    except FileExistsError:
+        return _read_secret(path)  # another process created it first: theirs counts
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(draft)
     if announce:
         print(f"{announce}: {value}\n  (kept in {path}; shown only this once)", flush=True)
+    return value
+
+
+def _read_secret(path: Path) -> str:
+    value = path.read_text().strip()
+    if not value:
+        # An empty key would sign with nothing (and an empty admin token match nothing):
+        # refuse to start rather than run with it.
+        raise SystemExit(f"{path} is empty: delete it to have a new secret made")
     return value
