@@ -88,6 +88,11 @@ def load_or_create(path: Path, announce: str | None = None) -> str:
         os.link(draft, path)
     except FileExistsError:
         return _read_secret(path)  # another process created it first: theirs counts
+    except OSError as e:  # a file system without hard links, say
+        raise SystemExit(
+            f"Cannot create {path} ({e.strerror}): give the secret in the environment "
+            "instead (PEERROOM_SECRET, PEERROOM_ADMIN_TOKEN)"
+        ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(draft)

@@ -59,3 +59,15 @@ def test_an_empty_secret_file_is_refused(tmp_path: Path) -> None:
     path.write_text("\n")
     with pytest.raises(SystemExit, match="is empty"):
         load_or_create(path)
+
+
+def test_a_file_system_without_hard_links_gets_a_clear_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr("server.tokens.os.link", no_links)
+    with pytest.raises(SystemExit, match="PEERROOM_SECRET"):
+        load_or_create(tmp_path / "secret_key")
+    assert list(tmp_path.iterdir()) == []  # the draft is gone too
