@@ -21,9 +21,11 @@ Failures:
   only, never text or names), the event is skipped, and a skipped line's sender is
   told.
 
-Consecutive lines are written in one multi-row INSERT (at most :data:`MAX_BATCH_LINES`),
-so a backlog drains quickly after an outage; if the database refuses such a batch, its
-lines are written one by one and only the refused one is reported.
+Consecutive lines are written in one multi-row INSERT (at most :data:`MAX_BATCH`), so a
+backlog drains quickly after an outage; if the database refuses such a batch, its lines
+are written one by one and only the refused one is reported. Consecutive session
+records (many rooms starting at once: a morning's groups, a reconnecting node) are
+batched the same way.
 
 Stopping with a backlog (the database is still down): events that carry no text —
 erases, consent changes, audit rows, session records — are written to a spill file in
@@ -47,6 +49,7 @@ import os
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -69,7 +72,7 @@ RETRY_FIRST_SECS: Final = 0.1  # a dropped connection is usually back at once
 RETRY_MAX_SECS: Final = 2.0  # so recovery is noticed within 2 s of the database returning
 FLUSH_ON_CLOSE_SECS: Final = 5.0  # how long shutdown waits for the backlog to be written
 SPILL_FILE: Final = "storage-pending.json"  # in the data dir: ids only, never text
-MAX_BATCH_LINES: Final = 100  # lines per INSERT when a backlog drains (600 parameters)
+MAX_BATCH: Final = 100  # lines or sessions per INSERT (at most 600 parameters)
 KNOWN_SESSIONS_KEPT: Final = 10_000  # session ids already recorded (a cache, not a rule)
 ERASES_TRACKED: Final = 1_000  # erase results kept for the ack that asks for them
 
@@ -300,27 +303,32 @@ class Recorder:
                 self.m_backlog.set(len(self._items))
 
     def _take(self) -> list[_Item]:
-        """The next event; or, if it is a line, it and the lines right after it (up to
-        :data:`MAX_BATCH_LINES`): consecutive lines are written in one statement."""
+        """The next event; or, if it is a line or a session record, it and the events
+        of its kind right after it (up to :data:`MAX_BATCH`): written in one statement."""
         batch = [self._items.popleft()]
-        if isinstance(batch[0].event, Transcribe):
-            while (
-                self._items
-                and isinstance(self._items[0].event, Transcribe)
-                and len(batch) < MAX_BATCH_LINES
-            ):
-                batch.append(self._items.popleft())
+        kind = type(batch[0].event)
+        if kind is Transcribe or kind is SessionStarted:
+            items = self._items
+            while items and type(items[0].event) is kind and len(batch) < MAX_BATCH:
+                batch.append(items.popleft())
         return batch
 
     async def _write_batch(self, batch: list[_Item]) -> None:
         if len(batch) == 1:
             await self._write_until_done(batch[0])
             return
-        lines = [_line(item.event) for item in batch if isinstance(item.event, Transcribe)]
-        ok = await self._retrying(lambda: self.storage.add_lines(lines), "Transcribe")
-        if ok:
-            self.m_written.labels("Transcribe").inc(len(lines))
-        else:  # a row was refused: write one by one, so only that line is reported
+        events = [item.event for item in batch]
+        write: Callable[[], Awaitable[None]]
+        if isinstance(events[0], Transcribe):
+            lines = [_line(ev) for ev in events]
+            write = partial(self.storage.add_lines, lines)
+        else:
+            sessions = [_session(ev) for ev in events]
+            write = partial(self.storage.record_sessions, sessions)
+        kind = type(events[0]).__name__
+        if await self._retrying(write, kind):
+            self.m_written.labels(kind).inc(len(batch))
+        else:  # a row was refused: write one by one, so only that one is reported
             for item in batch:
                 await self._write_until_done(item)
 
@@ -390,7 +398,7 @@ class Recorder:
         elif isinstance(ev, SessionClosed):
             await s.close_session(ev.session_id, ended_at=ev.ts, reason=ev.reason)
         else:
-            await s.record_session(SessionRecord(ev.session_id, ev.room_id, ev.started_at))
+            await s.record_session(_session(ev))
         return 1
 
 
@@ -399,3 +407,8 @@ def _line(ev: StorageEvent) -> TranscriptLine:
     return TranscriptLine(
         ev.message_id, ev.session_id, ev.sender_id, ev.sender_name, ev.text, ev.ts
     )
+
+
+def _session(ev: StorageEvent) -> SessionRecord:
+    assert isinstance(ev, SessionStarted)
+    return SessionRecord(ev.session_id, ev.room_id, ev.started_at)

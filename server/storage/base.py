@@ -129,6 +129,9 @@ class Storage(Protocol):
     async def record_session(self, session: SessionRecord) -> None:
         """Insert the session unless it is already there."""
 
+    async def record_sessions(self, sessions: Sequence[SessionRecord]) -> None:
+        """Like :meth:`record_session` for each, in one transaction."""
+
     async def close_session(self, session_id: str, *, ended_at: float, reason: str) -> None: ...
 
     async def get_session(self, session_id: str) -> SessionRecord | None: ...

@@ -140,6 +140,17 @@ class SqlStorage(ABC):
             *astuple(session),
         )
 
+    async def record_sessions(self, sessions: Sequence[SessionRecord]) -> None:
+        """Several sessions in one statement (so one transaction): rooms filling at once."""
+        if not sessions:
+            return
+        rows = ", ".join(["(?, ?, ?, ?, ?)"] * len(sessions))
+        await self._execute(
+            f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES {rows} "  # noqa: S608
+            "ON CONFLICT (id) DO NOTHING",
+            *(v for session in sessions for v in astuple(session)),
+        )
+
     async def close_session(self, session_id: str, *, ended_at: float, reason: str) -> None:
         await self._execute(
             "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?",

@@ -115,6 +115,18 @@ async def test_lines_in_one_statement(storage: Storage) -> None:
     assert len(got) == 100 and got[0] == line(1) and got[-1] == line(100)
 
 
+async def test_sessions_in_one_statement(storage: Storage) -> None:
+    await storage.create_room(room())
+    await storage.record_session(SessionRecord("s0", "r1", 1.0))
+    await storage.close_session("s0", ended_at=2.0, reason="ended")
+    sessions = [SessionRecord(f"s{n}", "r1", float(n)) for n in range(100)]
+    await storage.record_sessions(sessions)  # s0 is there already: left as it was
+    await storage.record_sessions([])
+    assert await storage.get_session("s0") == SessionRecord("s0", "r1", 1.0, 2.0, "ended")
+    for n in (1, 50, 99):
+        assert await storage.get_session(f"s{n}") == SessionRecord(f"s{n}", "r1", float(n))
+
+
 async def test_long_and_unusual_text_round_trips(storage: Storage) -> None:
     await with_session(storage)
     text = "Ünïcødé ? $1 '; DROP TABLE rooms; -- \n" + "x" * 1960

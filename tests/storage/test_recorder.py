@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
+
+import pytest
 
 from rooms.events import Audit, Consent, SessionClosed, Transcribe, Unstore
 from server.recorder import Recorder
@@ -62,6 +65,43 @@ async def test_a_refused_line_is_reported_and_the_rest_kept(storage: Storage) ->
         assert [x.id for x in await storage.list_lines("s1")] == ["m1", "m3"]
         assert unsaved == [("m2", "error")]
         assert not recorder.failing
+    finally:
+        await recorder.close()
+
+
+async def test_rooms_starting_together_are_recorded_in_few_statements(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A morning's groups, or a node taking over rooms: consecutive session records are
+    written in batches; a refused one (here: a room that does not exist) costs only
+    itself."""
+    await storage.create_room(room())
+    statements: list[int] = []
+    batch, single = storage.record_sessions, storage.record_session
+
+    async def record_sessions(sessions: Sequence[SessionRecord]) -> None:
+        statements.append(len(sessions))
+        await batch(sessions)
+
+    async def record_session(session: SessionRecord) -> None:
+        statements.append(1)
+        await single(session)
+
+    monkeypatch.setattr(storage, "record_sessions", record_sessions)
+    monkeypatch.setattr(storage, "record_session", record_session)
+    recorder = Recorder(storage)
+    for n in range(250):
+        recorder.session_seen("no-such-room" if n == 7 else "r1", f"s{n}", float(n))
+    recorder.submit(said(1, session="s3"))
+    recorder.start()
+    try:
+        assert await recorder.flush(10)
+        assert await storage.get_session("s7") is None
+        for n in (0, 6, 8, 99, 100, 249):
+            assert await storage.get_session(f"s{n}") == SessionRecord(f"s{n}", "r1", float(n))
+        assert [x.id for x in await storage.list_lines("s3")] == ["m1"]
+        # 100 refused as a batch, then one by one; then 100, then 50, then the line.
+        assert statements == [100, *[1] * 100, 100, 50]
     finally:
         await recorder.close()
 
