@@ -79,16 +79,15 @@ def load_or_create(path: Path, announce: str | None = None) -> str:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = secrets.token_urlsafe(32)
     draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
             f.write(value + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.link(draft, path)
     except FileExistsError:
         return _read_secret(path)  # another process created it first: theirs counts
-    except OSError as e:  # a file system without hard links, say
+    except OSError as e:  # a read-only directory, a full disk, no hard links
         raise SystemExit(
             f"Cannot create {path} ({e.strerror}): give the secret in the environment "
             "instead (PEERROOM_SECRET, PEERROOM_ADMIN_TOKEN)"

@@ -37,6 +37,7 @@ _CHECKIN_COLUMNS: Final = (
 _SESSION_COLUMNS: Final = "id, room_id, started_at, ended_at, end_reason"
 _LINE_COLUMNS: Final = "id, session_id, sender_id, from_name, text, ts"
 _AUDIT_COLUMNS: Final = "id, session_id, actor_id, action, target_id, ts"
+_CONSENT_COLUMNS: Final = "id, session_id, participant_id, consent, ts"
 
 
 class DuplicateKey(Exception):
@@ -56,6 +57,19 @@ class SqlStorage(ABC):
     async def _fetchone(self, sql: str, *args: object) -> Row | None:
         rows = await self._fetch(sql, *args)
         return rows[0] if rows else None
+
+    async def _insert_new(self, table: str, columns: str, records: Sequence[Any]) -> None:
+        """Insert dataclass ``records`` (fields in ``columns`` order) in one statement,
+        so one transaction, skipping any whose id is there already: every write the
+        recorder retries is idempotent this way."""
+        if not records:
+            return
+        row = "(" + ", ".join(["?"] * (columns.count(",") + 1)) + ")"
+        await self._execute(
+            f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(records))} "  # noqa: S608
+            "ON CONFLICT (id) DO NOTHING",
+            *(v for record in records for v in astuple(record)),
+        )
 
     # rooms -----------------------------------------------------------------------------
 
@@ -134,22 +148,11 @@ class SqlStorage(ABC):
     # sessions --------------------------------------------------------------------------
 
     async def record_session(self, session: SessionRecord) -> None:
-        await self._execute(
-            f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?) "  # noqa: S608
-            "ON CONFLICT (id) DO NOTHING",
-            *astuple(session),
-        )
+        await self._insert_new("sessions", _SESSION_COLUMNS, [session])
 
     async def record_sessions(self, sessions: Sequence[SessionRecord]) -> None:
         """Several sessions in one statement (so one transaction): rooms filling at once."""
-        if not sessions:
-            return
-        rows = ", ".join(["(?, ?, ?, ?, ?)"] * len(sessions))
-        await self._execute(
-            f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES {rows} "  # noqa: S608
-            "ON CONFLICT (id) DO NOTHING",
-            *(v for session in sessions for v in astuple(session)),
-        )
+        await self._insert_new("sessions", _SESSION_COLUMNS, sessions)
 
     async def close_session(self, session_id: str, *, ended_at: float, reason: str) -> None:
         await self._execute(
@@ -172,22 +175,11 @@ class SqlStorage(ABC):
     # transcript lines ------------------------------------------------------------------
 
     async def add_line(self, line: TranscriptLine) -> None:
-        await self._execute(
-            f"INSERT INTO transcript_lines ({_LINE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "  # noqa: S608
-            "ON CONFLICT (id) DO NOTHING",
-            *astuple(line),
-        )
+        await self._insert_new("transcript_lines", _LINE_COLUMNS, [line])
 
     async def add_lines(self, lines: Sequence[TranscriptLine]) -> None:
         """Several lines in one statement (so one transaction): how a backlog drains."""
-        if not lines:
-            return
-        rows = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(lines))
-        await self._execute(
-            f"INSERT INTO transcript_lines ({_LINE_COLUMNS}) VALUES {rows} "  # noqa: S608
-            "ON CONFLICT (id) DO NOTHING",
-            *(v for line in lines for v in astuple(line)),
-        )
+        await self._insert_new("transcript_lines", _LINE_COLUMNS, lines)
 
     async def delete_line(self, session_id: str, line_id: str) -> int:
         return await self._execute(
@@ -215,11 +207,7 @@ class SqlStorage(ABC):
     # consent and audit -----------------------------------------------------------------
 
     async def add_consent_change(self, change: ConsentChange) -> None:
-        await self._execute(
-            "INSERT INTO consent_changes (id, session_id, participant_id, consent, ts) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            *astuple(change),
-        )
+        await self._insert_new("consent_changes", _CONSENT_COLUMNS, [change])
 
     async def latest_consent(self, session_id: str, participant_id: str) -> bool | None:
         row = await self._fetchone(
@@ -231,11 +219,7 @@ class SqlStorage(ABC):
         return None if row is None else bool(row[0])
 
     async def add_audit(self, entry: AuditEntry) -> None:
-        await self._execute(
-            f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "  # noqa: S608
-            "ON CONFLICT (id) DO NOTHING",
-            *astuple(entry),
-        )
+        await self._insert_new("audit_log", _AUDIT_COLUMNS, [entry])
 
     async def list_audit(self, session_id: str) -> list[AuditEntry]:
         rows = await self._fetch(

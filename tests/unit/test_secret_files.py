@@ -71,3 +71,14 @@ def test_a_file_system_without_hard_links_gets_a_clear_refusal(
     with pytest.raises(SystemExit, match="PEERROOM_SECRET"):
         load_or_create(tmp_path / "secret_key")
     assert list(tmp_path.iterdir()) == []  # the draft is gone too
+
+
+def test_a_read_only_data_directory_gets_a_clear_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_only(*args: object) -> int:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("server.tokens.os.open", read_only)
+    with pytest.raises(SystemExit, match=r"Read-only file system.*PEERROOM_SECRET"):
+        load_or_create(tmp_path / "secret_key")
