@@ -1,4 +1,5 @@
-"""Command line: ``python -m bench run [--smoke] [--targets ...] [--out FILE]``.
+"""Command line: ``python -m bench run [--smoke] [--targets ...] [--out FILE]``; also
+``profile`` (py-spy under load), ``ab`` (fixed-rate A/B of checkouts) and ``report``.
 
 Runs the workloads (see ``bench.workloads``) against each target (see
 ``bench.targets``), writes the markdown report and a JSON record, and exits 0
@@ -55,6 +56,26 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--out", type=Path, default=Path("bench/.profiles"), help="raw py-spy stacks go here"
     )
     prof.add_argument("--top", type=int, default=25)
+    ab = sub.add_parser(
+        "ab", help="fixed-rate fan-out steps against peerroom checkouts, in turn (A/B)"
+    )
+    ab.add_argument("--target", default="peerroom", choices=list(targets.ALL_TARGETS))
+    ab.add_argument(
+        "--source",
+        dest="sources",
+        type=Path,
+        action="append",
+        help="a peerroom checkout; give it once per side (default: this one)",
+    )
+    ab.add_argument("--rates", default="8000", help="deliveries/s offered, comma-separated")
+    ab.add_argument("--seconds", type=float, default=8.0, help="per step")
+    ab.add_argument("--repeats", type=int, default=2)
+    ab.add_argument("--participants", type=int, default=10_000)
+    ab.add_argument("--nodes", type=int, default=None, help="run a Redis target as this many")
+    ab.add_argument(
+        "--whole-rooms", action="store_true", help="all of a room's members on one node"
+    )
+    ab.add_argument("--no-pin", action="store_true", help="do not pin server and generator")
     rep = sub.add_parser("report", help="render a report again from a JSON record")
     rep.add_argument("--from", dest="source", type=Path, required=True)
     rep.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
@@ -89,6 +110,40 @@ def _profile(args: argparse.Namespace) -> int:
     return uvloop.run(profile.run(a))
 
 
+def _ab(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from bench import ab
+
+    if not 10 <= args.participants <= MAX_PARTICIPANTS:
+        print(f"participants must be 10..{MAX_PARTICIPANTS:,}", file=sys.stderr)
+        return 2
+    try:
+        rates = [float(x) for x in args.rates.split(",") if x.strip()]
+    except ValueError:
+        rates = []
+    if not rates or min(rates) <= 0 or not 0 < args.seconds <= 60 or not 1 <= args.repeats <= 10:
+        print("--rates must be positive numbers, --seconds 0..60, --repeats 1..10", file=sys.stderr)
+        return 2
+    if args.nodes is not None and not 1 <= args.nodes <= 4:
+        print("--nodes must be 1..4", file=sys.stderr)
+        return 2
+    sources = [s.resolve() for s in (args.sources or [Path(__file__).resolve().parent.parent])]
+    a = ab.AbArgs(
+        args.target,
+        sources,
+        rates,
+        args.seconds,
+        args.repeats,
+        args.participants,
+        args.nodes,
+        args.whole_rooms,
+    )
+    if args.no_pin:
+        a.server_core = a.gen_core = None
+    return uvloop.run(ab.run(a))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.cmd == "report":
@@ -98,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "profile":
         return _profile(args)
+    if args.cmd == "ab":
+        return _ab(args)
     keys = [k.strip() for k in args.targets.split(",") if k.strip()]
     unknown = [k for k in keys if k not in targets.ALL_TARGETS]
     if unknown:

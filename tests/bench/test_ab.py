@@ -1,0 +1,98 @@
+"""`python -m bench ab`: fixed-rate A/B steps against peerroom checkouts. The summary is
+checked on made-up steps; tiny real runs check that every step delivers everything."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.ab import AbStep, _labels, summarise
+from bench.meters import CpuSpan
+from bench.workloads import FanoutPoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _step(source: str, rate: float, server: float, p99: float, lost: int = 0) -> AbStep:
+    delivered = 10_000
+    point = FanoutPoint(
+        "ab", 0.0, 1, rate / 10, rate, delivered + lost, delivered, lost,
+        1.0, p99, p99, p99, 0, lost == 0, CpuSpan(gen=0.3, server=server, wall=10.0),
+    )  # fmt: skip
+    return AbStep(source, rate, point)
+
+
+def test_the_summary_takes_the_median_per_source_and_rate() -> None:
+    steps = [
+        _step("before", 8000, 0.80, 20.0),  # 0.80 cores x 10 s / 10,000 = 800 us
+        _step("after", 8000, 0.60, 10.0),
+        _step("before", 8000, 0.90, 30.0),
+        _step("after", 8000, 0.70, 12.0, lost=3),
+        _step("before", 8000, 1.00, 40.0),
+        _step("after", 8000, 0.50, 11.0),
+    ]
+    assert steps[0].us_per_delivery == pytest.approx(800.0)
+    rows = summarise(steps).splitlines()[2:]
+    assert rows == [
+        "| before | 8,000 | 900.0 us (800.0-1000.0) | 20.0, 30.0, 40.0 | 0 |",
+        "| after | 8,000 | 600.0 us (500.0-700.0) | 10.0, 12.0, 11.0 | 3 |",
+    ]
+    assert "lost     3" in steps[3].line() and "700.0 us/delivery" in steps[3].line()
+
+
+def test_sources_are_named_by_directory_and_told_apart() -> None:
+    assert _labels([Path("/src/before"), Path("/work/main")]) == ["before", "main"]
+    assert _labels([Path("/a/main"), Path("/b/main")]) == ["A:main", "B:main"]
+
+
+def _ab(*args: str) -> str:
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench", "ab", "--no-pin", "--participants", "20"),
+            *("--rates", "100,200", "--seconds", "0.5", "--repeats", "1", *args),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def _step_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if "us/delivery" in line]
+
+
+def test_two_checkouts_in_turn() -> None:
+    out = _ab("--source", str(ROOT), "--source", str(ROOT))
+    lines = _step_lines(out)
+    assert [line.split()[0] for line in lines] == [f"{s}:{ROOT.name}" for s in "AABB"]
+    assert all(re.search(r"lost +0 ", line) for line in lines), out
+    assert out.count(f":{ROOT.name} |") == 4  # two rates for each side in the summary
+
+
+@pytest.mark.skipif(os.environ.get("PEERROOM_SKIP_REDIS") == "1", reason="no Redis here")
+def test_two_nodes_with_whole_rooms_and_one_node_on_redis() -> None:
+    for extra in (["--whole-rooms"], ["--nodes", "1"]):
+        lines = _step_lines(_ab("--target", "peerroom-redis", *extra))
+        assert len(lines) == 2 and all(re.search(r"lost +0 ", line) for line in lines)
+
+
+def test_bad_arguments_are_refused() -> None:
+    for bad in (["--rates", "x"], ["--rates", "0"], ["--seconds", "0"], ["--nodes", "9"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "bench", "ab", *bad],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 2, (bad, out.stderr)
