@@ -182,7 +182,16 @@ def test_message_round_trip(
 
 
 @pytest.mark.parametrize(
-    "data", [b"", b"\xc1", msgpack.packb([1, "v", "t", []]), msgpack.packb([9, 1, "t", []])]
+    "data",
+    [
+        b"",
+        b"\xc1",
+        msgpack.packb([1, "v", "t", []]),
+        msgpack.packb([9, 1, "t", []]),
+        msgpack.packb({"a": 1}),
+        msgpack.packb([2, 1, "t"]),
+        msgpack.packb([2, 1, "t", []])[:4],  # cut inside the tag
+    ],
 )
 def test_unreadable_headers_are_refused(data: bytes) -> None:
     with pytest.raises(CodecError):
