@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +12,7 @@ import pytest
 from bench.ab import AbStep, _labels, summarise
 from bench.meters import CpuSpan
 from bench.workloads import FanoutPoint
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.cli import ROOT, bench
 
 
 def _step(source: str, rate: float, server: float, p99: float, lost: int = 0) -> AbStep:
@@ -51,16 +48,10 @@ def test_sources_are_named_by_directory_and_told_apart() -> None:
 
 
 def _ab(*args: str) -> str:
-    out = subprocess.run(
-        [
-            *(sys.executable, "-m", "bench", "ab", "--no-pin", "--participants", "20"),
-            *("--rates", "100,200", "--seconds", "0.5", "--repeats", "1", *args),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    out = bench(
+        *("ab", "--no-pin", "--participants", "20", "--rates", "100,200", "--seconds", "0.5"),
+        *("--repeats", "1", *args),
         timeout=120,
-        check=False,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
@@ -87,12 +78,5 @@ def test_two_nodes_with_whole_rooms_and_one_node_on_redis() -> None:
 
 def test_bad_arguments_are_refused() -> None:
     for bad in (["--rates", "x"], ["--rates", "0"], ["--seconds", "0"], ["--nodes", "9"]):
-        out = subprocess.run(
-            [sys.executable, "-m", "bench", "ab", *bad],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        out = bench("ab", *bad, timeout=60)
         assert out.returncode == 2, (bad, out.stderr)

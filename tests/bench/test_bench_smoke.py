@@ -15,12 +15,11 @@ import math
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.cli import ROOT, bench
 
 pytest.importorskip("picows")
 pytest.importorskip("uvloop")
@@ -58,39 +57,17 @@ if _peerroom_runs():
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     out = tmp_path_factory.mktemp("bench")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "run",
-            "--smoke",
-            "--targets",
-            ",".join(TARGETS),
-            "--out",
-            str(out / "benchmarks.md"),
-            "--json",
-            str(out / "results.json"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    proc = bench(
+        *("run", "--smoke", "--targets", ",".join(TARGETS)),
+        *("--out", str(out / "benchmarks.md"), "--json", str(out / "results.json")),
         timeout=100,
-        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (out / "benchmarks.md").read_text()
     assert "## Summary" in md and "## Machine" in md
     doc = json.loads((out / "results.json").read_text())
     rerender = ["report", "--from", str(out / "results.json"), "--out", str(out / "again.md")]
-    again = subprocess.run(
-        [sys.executable, "-m", "bench", *rerender],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    again = bench(*rerender, timeout=60)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (out / "again.md").read_text() == md  # the JSON record holds the whole report
     return {r["key"]: r for r in doc["results"]}
