@@ -128,7 +128,7 @@ def _ab(args: argparse.Namespace) -> int:
     if args.nodes is not None and not 1 <= args.nodes <= 4:
         print("--nodes must be 1..4", file=sys.stderr)
         return 2
-    sources = [s.resolve() for s in (args.sources or [Path(__file__).resolve().parent.parent])]
+    sources = [s.resolve() for s in (args.sources or [targets.ROOT])]
     a = ab.AbArgs(
         args.target,
         sources,
