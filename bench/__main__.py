@@ -76,6 +76,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--whole-rooms", action="store_true", help="all of a room's members on one node"
     )
     ab.add_argument("--no-pin", action="store_true", help="do not pin server and generator")
+    ab.add_argument(
+        "--workload",
+        choices=["fanout", "join"],
+        default="fanout",
+        help="fixed-rate fan-out steps, or one join storm per start",
+    )
+    ab.add_argument("--joins", type=int, default=1_000, help="join storm size (--workload join)")
     rep = sub.add_parser("report", help="render a report again from a JSON record")
     rep.add_argument("--from", dest="source", type=Path, required=True)
     rep.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
@@ -128,6 +135,12 @@ def _ab(args: argparse.Namespace) -> int:
     if args.nodes is not None and not 1 <= args.nodes <= 4:
         print("--nodes must be 1..4", file=sys.stderr)
         return 2
+    if args.joins < 10 or args.participants + args.joins > MAX_PARTICIPANTS:
+        print(
+            f"--joins must be at least 10, and with --participants at most {MAX_PARTICIPANTS:,}",
+            file=sys.stderr,
+        )
+        return 2
     sources = [s.resolve() for s in (args.sources or [targets.ROOT])]
     a = ab.AbArgs(
         args.target,
@@ -138,6 +151,8 @@ def _ab(args: argparse.Namespace) -> int:
         args.participants,
         args.nodes,
         args.whole_rooms,
+        workload=args.workload,
+        joins=args.joins,
     )
     if args.no_pin:
         a.server_core = a.gen_core = None

@@ -8,6 +8,11 @@ server and generator CPU, steal, and the server's CPU per delivery, which is the
 to compare (p99 near the knee moves with every hiccup of a shared machine). At the end,
 per source and rate, the median CPU per delivery and every p99.
 
+``--workload join`` compares join storms instead: rooms of 10 are filled, the server is
+left to go quiet, then ``--joins`` fresh participants connect at once (as the run's join
+storm). One line per storm: joins/s, p50 and p99 from connect to welcome, server and
+generator CPU, and the server's CPU per join, the number to compare.
+
 Two options take the two-node commit path apart (optimisations.md, step 23):
 ``--nodes 1`` runs a Redis target as one node (the commit without a second node), and
 ``--whole-rooms`` puts all of a room's members on one node (no line crosses nodes).
@@ -26,7 +31,7 @@ from pathlib import Path
 from bench import targets
 from bench.loadgen import LoadGen, Room
 from bench.runner import pin_self, raise_nofile
-from bench.workloads import FanoutPoint, fanout_step
+from bench.workloads import FanoutPoint, JoinStormResult, fanout_step, join_storm, wait_server_idle
 
 ROOM_SIZE = 10
 WARM_DELIVERIES_S = 2_000.0
@@ -46,6 +51,8 @@ class AbArgs:
     whole_rooms: bool = False
     server_core: int | None = 0
     gen_core: int | None = 1
+    workload: str = "fanout"  # or "join"
+    joins: int = 1_000
 
 
 @dataclass(slots=True)
@@ -66,6 +73,48 @@ class AbStep:
             f"p99 {p.p99_ms:7.2f} ms  server {cpu.server:.2f}  generator {cpu.gen:.2f}  "
             f"steal {cpu.steal:.2f}  {self.us_per_delivery:6.1f} us/delivery"
         )
+
+
+@dataclass(slots=True)
+class AbJoin:
+    source: str
+    storm: JoinStormResult
+
+    @property
+    def us_per_join(self) -> float:
+        s = self.storm
+        return s.cpu.server * s.cpu.wall * 1e6 / max(1, s.joined)
+
+    def line(self) -> str:
+        s, cpu = self.storm, self.storm.cpu
+        return (
+            f"{self.source:>12} joined {s.joined:>5} of {s.attempted:<5} "
+            f"{s.joins_s:7,.0f} joins/s  p50 {s.p50_ms:6,.0f}  p99 {s.p99_ms:6,.0f} ms  "
+            f"server {cpu.server:.2f}  "
+            f"generator {cpu.gen:.2f}  steal {cpu.steal:.2f}  {self.us_per_join:6.0f} us/join"
+        )
+
+
+def summarise_joins(storms: list[AbJoin]) -> str:
+    """Per source, in the order first run: the median server CPU per join (and its
+    range), every storm's joins/s and p99, and the joins that failed."""
+    by: dict[str, list[AbJoin]] = {}
+    for s in storms:
+        by.setdefault(s.source, []).append(s)
+    lines = [
+        "| source | server CPU per join, median (range) | joins/s | p99 ms | failed |",
+        "|---|---|---|---|---|",
+    ]
+    for source, rows in by.items():
+        us = [r.us_per_join for r in rows]
+        rates = ", ".join(f"{r.storm.joins_s:,.0f}" for r in rows)
+        p99 = ", ".join(f"{r.storm.p99_ms:,.0f}" for r in rows)
+        failed = sum(r.storm.errors for r in rows)
+        lines.append(
+            f"| {source} | {statistics.median(us):,.0f} us ({min(us):,.0f}-{max(us):,.0f}) "
+            f"| {rates} | {p99} | {failed} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(slots=True)
@@ -109,23 +158,32 @@ def _labels(sources: list[Path]) -> list[str]:
     return [f"{chr(ord('A') + i)}:{name}" for i, name in enumerate(names)]
 
 
-async def _one(a: AbArgs, src: Path, label: str, steps: list[AbStep]) -> None:
+async def _one(a: AbArgs, src: Path, label: str, steps: list[AbStep], storms: list[AbJoin]) -> None:
     spec = targets.ALL_TARGETS[a.target]
     if a.nodes is not None:
         spec = dataclasses.replace(spec, nodes=a.nodes)
     rt = await targets.start(spec, a.server_core, peerroom_src=src)
     gen = LoadGen(spec.wire)
     try:
-        tokens = await targets.create_rooms(rt, max(1, a.participants // ROOM_SIZE))
+        n_rooms = max(1, a.participants // ROOM_SIZE)
+        n_storm = max(1, a.joins // ROOM_SIZE) if a.workload == "join" else 0
+        tokens = await targets.create_rooms(rt, n_rooms + n_storm)
         urls = rt.ws_urls
-        rooms = [
+        all_rooms = [
             Room(i, tok, [urls[i % len(urls)]] if a.whole_rooms else urls)
             for i, tok in enumerate(tokens)
         ]
+        rooms, storm_rooms = all_rooms[:n_rooms], all_rooms[n_rooms:]
         _, errors = await gen.fill_rooms(rooms, ROOM_SIZE, 200)
         full = [r for r in rooms if len(r.members) == ROOM_SIZE]
         if not full:
             raise RuntimeError(f"{label}: no room could be filled ({len(errors)} join errors)")
+        if a.workload == "join":
+            await wait_server_idle(rt.pids, 10.0)
+            storm = AbJoin(label, await join_storm(gen, storm_rooms, ROOM_SIZE, rt.pids))
+            storms.append(storm)
+            print(storm.line(), flush=True)
+            return
         await fanout_step(gen, full, "warm", WARM_DELIVERIES_S, WARM_SECS, DRAIN_SECS, rt.pids)
         for rate in a.rates:
             p = await fanout_step(gen, full, "ab", rate, a.seconds, DRAIN_SECS, rt.pids)
@@ -145,9 +203,10 @@ async def run(a: AbArgs) -> int:
     pin_self(a.gen_core)
     labels = _labels(a.sources)
     steps: list[AbStep] = []
+    storms: list[AbJoin] = []
     for _ in range(a.repeats):
         for src, label in zip(a.sources, labels, strict=True):
-            await _one(a, src, label, steps)
+            await _one(a, src, label, steps, storms)
     print()
-    print(summarise(steps), end="")
+    print(summarise_joins(storms) if a.workload == "join" else summarise(steps), end="")
     return 0

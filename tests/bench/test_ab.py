@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.ab import AbStep, _labels, summarise
+from bench.ab import AbJoin, AbStep, _labels, summarise, summarise_joins
 from bench.meters import CpuSpan
-from bench.workloads import FanoutPoint
+from bench.workloads import FanoutPoint, JoinStormResult
 from tests.bench.cli import ROOT, bench
 
 
@@ -40,6 +40,33 @@ def test_the_summary_takes_the_median_per_source_and_rate() -> None:
         "| after | 8,000 | 600.0 us (500.0-700.0) | 10.0, 12.0, 11.0 | 3 |",
     ]
     assert "lost     3" in steps[3].line() and "700.0 us/delivery" in steps[3].line()
+
+
+def _storm(source: str, server: float, joined: int = 1000, errors: int = 0) -> AbJoin:
+    wall = 0.8
+    storm = JoinStormResult(
+        joined + errors, joined, errors, joined / wall, 500.0, 700.0 + errors, 750.0,
+        CpuSpan(gen=0.5, server=server, wall=wall),
+    )  # fmt: skip
+    return AbJoin(source, storm)
+
+
+def test_the_join_summary_takes_the_median_cpu_per_join_per_source() -> None:
+    storms = [
+        _storm("before", 0.75),  # 0.75 cores x 0.8 s / 1,000 joins = 600 us
+        _storm("after", 0.50),
+        _storm("before", 1.00),
+        _storm("after", 0.60, joined=960, errors=40),
+        _storm("before", 0.50),
+    ]
+    assert storms[0].us_per_join == pytest.approx(600.0)
+    assert storms[3].us_per_join == pytest.approx(0.60 * 0.8 * 1e6 / 960)
+    rows = summarise_joins(storms).splitlines()[2:]
+    assert rows == [
+        "| before | 600 us (400-800) | 1,250, 1,250, 1,250 | 700, 700, 700 | 0 |",
+        "| after | 450 us (400-500) | 1,250, 1,200 | 700, 740 | 40 |",
+    ]
+    assert "joined   960 of 1000" in storms[3].line() and "500 us/join" in storms[3].line()
 
 
 def test_sources_are_named_by_directory_and_told_apart() -> None:
@@ -76,7 +103,24 @@ def test_two_nodes_with_whole_rooms_and_one_node_on_redis() -> None:
         assert len(lines) == 2 and all(re.search(r"lost +0 ", line) for line in lines)
 
 
+def test_join_storms_in_turn() -> None:
+    out = bench(
+        *("ab", "--no-pin", "--workload", "join", "--participants", "20", "--joins", "30"),
+        *("--repeats", "2", "--source", str(ROOT), "--source", str(ROOT)),
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stdout.splitlines() if "us/join" in line]
+    assert [line.split()[0] for line in lines] == [f"{s}:{ROOT.name}" for s in "ABAB"]
+    assert all("joined    30 of 30" in line for line in lines), out.stdout
+    summary = [line for line in out.stdout.splitlines() if line.startswith(f"| A:{ROOT.name}")]
+    assert len(summary) == 1 and summary[0].endswith("| 0 |"), out.stdout
+
+
 def test_bad_arguments_are_refused() -> None:
-    for bad in (["--rates", "x"], ["--rates", "0"], ["--seconds", "0"], ["--nodes", "9"]):
+    for bad in (
+        *(["--rates", "x"], ["--rates", "0"], ["--seconds", "0"], ["--nodes", "9"]),
+        *(["--joins", "5"], ["--joins", "15000", "--participants", "1000"]),
+    ):
         out = bench("ab", *bad, timeout=60)
         assert out.returncode == 2, (bad, out.stderr)
