@@ -8,11 +8,17 @@ queue. One picows websocket per participant; each incoming frame is handled in
 a plain callback (no task, no python-socketio object): a byte search finds the
 chat marker without decoding, Engine.IO pings are answered, and only the rare
 control events (welcome, hands, acks) are decoded.
+
+The generator's own garbage collector is kept out of the numbers (:meth:`LoadGen.settle`):
+with 10,000 participants held, CPython's default thresholds made a full collection
+walk all of them in the middle of a join storm, and the generator started its 1,000
+connections over 330-430 ms instead of 80-90 (docs/optimisations.md, step 25).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from array import array
 from collections import Counter
@@ -184,10 +190,20 @@ class Participant(WSListener):
             self.transport.disconnect(graceful=False)
 
 
+# Young collections every 50,000 net allocations (CPython's default is 700), as the
+# server does (server/gctune.py); with :meth:`LoadGen.settle` before each measured
+# phase, a collection during one walks only what that phase made.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
 class LoadGen:
-    """Holds every participant and the counters their callbacks update."""
+    """Holds every participant and the counters their callbacks update.
+
+    Sets the process's garbage-collector thresholds (:data:`GC_THRESHOLDS`): one
+    generator per process, which is what the bench runs."""
 
     def __init__(self, wire_name: wire.Wire, join_timeout: float = 30.0) -> None:
+        gc.set_threshold(*GC_THRESHOLDS)
         self.wire: wire.Wire = wire_name
         self.join_timeout = join_timeout
         self.participants: list[Participant] = []
@@ -251,7 +267,15 @@ class LoadGen:
         results = await asyncio.gather(*jobs)
         return sum(results), errors
 
+    def settle(self) -> None:
+        """Before a measured phase: collect now, then freeze what is alive (the
+        participants held, their sockets), so no collection during the phase walks them.
+        Frozen objects are let go again by :meth:`close_all`."""
+        gc.collect()
+        gc.freeze()
+
     def close_all(self) -> None:
         for p in self.participants:
             p.close()
         self.participants.clear()
+        gc.unfreeze()

@@ -178,6 +178,7 @@ async def fanout_step(
     expected_per = [len(r.members) for r in rooms]
     expected = sum(expected_per[(base + k) % n_rooms] for k in range(n))
     period = 1e6 / rate
+    gen.settle()
     meter = CpuMeter(server_pids)
     t0 = now_us() + 20_000
     k = 0
@@ -316,6 +317,7 @@ async def hand_storm(
     for p in members:
         p.t_hands_full = 0
     gen.hands_full = 0
+    gen.settle()
     meter = CpuMeter(server_pids)
     t0 = now_us()
     for p in members:
@@ -342,6 +344,7 @@ async def hand_storm(
 async def join_storm(
     gen: LoadGen, rooms: list[Room], room_size: int, server_pids: list[int]
 ) -> JoinStormResult:
+    gen.settle()
     meter = CpuMeter(server_pids)
     t0 = now_us()
     jobs = [
