@@ -261,6 +261,98 @@ def _headroom(results: list[TargetResult]) -> list[str]:
     return out
 
 
+# The targets of issue 7, for one server core.
+TARGET_KIB = 30_000 / 1024  # <= 30 KB per participant at 10,000
+TARGET_DELIVERIES_S = 50_000.0  # at p99 <= 50 ms with zero loss
+TARGET_JOINS_S = 2_000.0
+TARGET_TWO_NODES = 0.70  # two nodes' knee against one node's
+
+
+def _knee_ceiling(r: TargetResult) -> float | None:
+    """The lowest failing step above the knee: the true knee lies below it."""
+    p = _knee_point(r)
+    if r.fanout is None or p is None:
+        return None
+    above = [
+        q.offered_deliveries_s
+        for q in r.fanout.points
+        if q.kind != "fraction" and not q.passed and q.offered_deliveries_s > p.offered_deliveries_s
+    ]
+    return min(above, default=None)
+
+
+def _verdict(value: float | None, target: float) -> str:
+    if value is None or math.isnan(value):
+        return "not measured"
+    return "met" if value >= target else "not met"
+
+
+def target_rows(results: list[TargetResult]) -> list[tuple[str, str, str, str]]:
+    """(target, row, this run, verdict) for each of issue 7's targets and peerroom row.
+
+    Two nodes against one compares their knees, and each knee is known only to within
+    one step (it lies between the last passing step and the first failing one above
+    it): the ratio's range is given, and the target is met only if all of it is."""
+    rows: list[tuple[str, str, str, str]] = []
+    peer = [r for r in results if r.key.startswith("peerroom")]
+    for r in peer:
+        s = _summary(r)
+        kb = s["kb_pp"]
+        n = s["participants"]
+        rows.append(
+            (
+                "<= 30 KB (29.3 KiB) per participant",
+                r.label,
+                f"{_f(kb)} KiB at {n:,.0f}" if kb is not None and n else "n/a",
+                "not measured"
+                if kb is None or not n
+                else ("met" if kb <= TARGET_KIB and n >= 10_000 else "not met"),
+            )
+        )
+    one_core = [r for r in peer if r.key != "peerroom-redis"]  # two nodes: their own target
+    for r in one_core:
+        knee = _summary(r)["knee"]
+        rows.append(
+            (
+                f"{TARGET_DELIVERIES_S:,.0f} deliveries/s, p99 <= 50 ms, no loss",
+                r.label,
+                _f(knee, 0),
+                _verdict(knee, TARGET_DELIVERIES_S),
+            )
+        )
+    for r in one_core:
+        joins = _summary(r)["joins_s"]
+        rows.append(
+            (f"{TARGET_JOINS_S:,.0f} joins/s", r.label, _f(joins), _verdict(joins, TARGET_JOINS_S))
+        )
+    one = next((r for r in results if r.key == "peerroom"), None)
+    two = next((r for r in results if r.key == "peerroom-redis"), None)
+    if one is not None and two is not None:
+        k1, k2 = _summary(one)["knee"], _summary(two)["knee"]
+        if not k1 or k2 is None:
+            rows.append(("two nodes >= 70% of one", two.label, "n/a", "not measured"))
+        else:
+            c1, c2 = _knee_ceiling(one), _knee_ceiling(two)
+            low = k2 / c1 if c1 else None
+            high = c2 / k1 if c2 else None
+            span = f" (between {_f(low, 2)} and {_f(high, 2)})" if low or high else ""
+            if low is not None and low >= TARGET_TWO_NODES:
+                verdict = "met"
+            elif high is not None and high < TARGET_TWO_NODES:
+                verdict = "not met"
+            else:
+                verdict = "not shown: within one step of the knees"
+            rows.append(
+                (
+                    "two nodes >= 70% of one",
+                    f"{two.label} / {one.label}",
+                    f"{k2 / k1:.2f}{span}",
+                    verdict,
+                )
+            )
+    return rows
+
+
 def _bisections(n: int) -> str:
     if n == 1:
         return "one bisection step refines the knee"
@@ -314,6 +406,11 @@ def render(
             f"{_f(s['joins_s'])} | "
             f"{_f(s['join_p99'], 1)} |"
         )
+    targets_met = target_rows(results)
+    if targets_met:
+        out += ["", "## Targets (issue 7), for one server core", ""]
+        out += ["| target | row | this run | |", "|---|---|---|---|"]
+        out += [f"| {t} | {row} | {value} | {verdict} |" for t, row, value, verdict in targets_met]
     out += ["", "## Ratios", ""]
     out += [
         "Above 1 means peerroom has more of it: good for the knee and joins/s, bad for "

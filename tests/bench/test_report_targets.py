@@ -1,0 +1,81 @@
+"""The report's verdict on issue 7's targets, on made-up results: each verdict follows
+the numbers, and two nodes against one is met only when all of its range is."""
+
+from __future__ import annotations
+
+from bench.meters import CpuSpan
+from bench.report import target_rows
+from bench.runner import TargetResult
+from bench.workloads import (
+    CapacityPoint,
+    FanoutPoint,
+    FanoutResult,
+    JoinStormResult,
+)
+
+CPU = CpuSpan(gen=0.3, server=0.9, wall=2.5)
+
+
+def _point(rate: float, passed: bool, kind: str = "sweep") -> FanoutPoint:
+    return FanoutPoint(
+        kind, 0.0, 1, rate / 10, rate, 100, 100 if passed else 90, 0 if passed else 10,
+        1.0, 10.0 if passed else 90.0, 10.0, 10.0, 0, passed, CPU,
+    )  # fmt: skip
+
+
+def _result(
+    key: str, kib: float, passed: list[float], failed: list[float], joins: float
+) -> TargetResult:
+    knee = max(passed)
+    points = [_point(x, True) for x in passed] + [_point(x, False, "bisect") for x in failed]
+    points.append(_point(knee / 2, True, "fraction"))  # fractions never bound the knee
+    return TargetResult(
+        key,
+        key,
+        capacity=[CapacityPoint(10_000, 300.0, kib, 10.0, 0, CPU)],
+        fanout=FanoutResult(knee, "", 0.1, points),
+        joins=JoinStormResult(1000, 1000, 0, joins, 400.0, 500.0, 510.0, CPU),
+    )
+
+
+def _by(rows: list[tuple[str, str, str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
+    return {(t[:10], row): (value, verdict) for t, row, value, verdict in rows}
+
+
+def test_each_target_is_judged_on_its_own_numbers() -> None:
+    rows = _by(
+        target_rows(
+            [
+                _result("peerroom", 25.4, [30_000, 52_000], [58_500, 65_000], 2_100.0),
+                _result("peerroom-msgpack", 29.5, [30_000, 40_000], [45_000], 1_900.0),
+                _result("peerroom-redis", 27.0, [30_000, 45_000], [50_625], 900.0),
+                _result("node", 15.0, [60_000], [70_000], 3_000.0),
+            ]
+        )
+    )
+    assert rows["<= 30 KB (", "peerroom"] == ("25.4 KiB at 10,000", "met")
+    assert rows["<= 30 KB (", "peerroom-msgpack"] == ("29.5 KiB at 10,000", "not met")
+    assert rows["50,000 del", "peerroom"] == ("52,000", "met")
+    assert rows["50,000 del", "peerroom-msgpack"] == ("40,000", "not met")
+    assert rows["2,000 join", "peerroom"] == ("2,100", "met")
+    assert rows["2,000 join", "peerroom-msgpack"] == ("1,900", "not met")
+    # Two nodes have a target of their own, not the single core's; baselines have none.
+    assert ("50,000 del", "peerroom-redis") not in rows and ("2,000 join", "node") not in rows
+    # 45,000 / 52,000 = 0.87; at worst 45,000 / 58,500 = 0.77: met.
+    assert rows["two nodes ", "peerroom-redis / peerroom"] == (
+        "0.87 (between 0.77 and 0.97)",
+        "met",
+    )
+
+
+def test_two_nodes_within_one_step_of_the_target_is_not_shown() -> None:
+    one = _result("peerroom", 25.0, [27_488], [30_915, 34_770], 1_000.0)
+    two = _result("peerroom-redis", 27.0, [19_322], [21_731], 500.0)
+    rows = _by(target_rows([one, two]))
+    assert rows["two nodes ", "peerroom-redis / peerroom"] == (
+        "0.70 (between 0.63 and 0.79)",
+        "not shown: within one step of the knees",
+    )
+    far = _result("peerroom-redis", 27.0, [12_000], [13_500], 500.0)
+    rows = _by(target_rows([one, far]))
+    assert rows["two nodes ", "peerroom-redis / peerroom"][1] == "not met"
