@@ -47,7 +47,7 @@ async def _serve(settings: Settings) -> None:
     await site.start()
     base = app[SETTINGS].base_url
     print(f"peerroom is up. Open {base}/ in a browser.", flush=True)
-    if first_start:
+    if first_start and _first_to_welcome(settings.data_dir):
         # A fresh data directory: give the newcomer a room to open right away.
         body = await create_room(app[STORAGE], app[ROOM_TOKENS], base, title="Welcome room")
         _print_room("Welcome room", body)
@@ -59,6 +59,21 @@ async def _serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
+
+
+def _first_to_welcome(data_dir: Path) -> bool:
+    """True for one process only, of all that start at once on a fresh data directory
+    (two nodes started together): the one that creates the marker file."""
+    try:
+        os.close(os.open(data_dir / WELCOMED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True  # no marker can be kept (a read-only directory): one room is still made
+    return True
+
+
+WELCOMED = "welcome_room_made"
 
 
 async def _create_room(settings: Settings, args: argparse.Namespace) -> None:

@@ -63,6 +63,41 @@ async def test_serve_on_a_fresh_data_dir_prints_a_room_that_works(tmp_path: Path
         assert await asyncio.wait_for(proc.wait(), 10) == 0  # a clean shutdown on SIGTERM
 
 
+async def test_two_servers_started_at_once_on_a_fresh_data_dir_make_one_welcome_room(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERROOM_")}
+    env["PEERROOM_SECRET"] = "s" * 43  # as many nodes must share (docs/deploy.md)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "data"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    try:
+        outs = []
+        for proc in procs:
+            assert proc.stdout is not None
+            async with asyncio.timeout(20):
+                outs.append(await read_until(proc.stdout, r"Create another room"))
+        assert all("peerroom is up" in out for out in outs), outs
+        assert sum(out.count("Welcome room") for out in outs) == 1, outs
+    finally:
+        for proc in procs:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 10)
+
+
 def test_create_room_prints_links_and_pin(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEERROOM_")}
     result = subprocess.run(
