@@ -193,7 +193,7 @@ class Participant(WSListener):
 # Young collections every 50,000 net allocations (CPython's default is 700), as the
 # server does (server/gctune.py); with :meth:`LoadGen.settle` before each measured
 # phase, a collection during one walks only what that phase made.
-GC_THRESHOLDS = (50_000, 20, 100)
+GC_THRESHOLDS = (50_000, 2, 100)
 
 
 class LoadGen:

@@ -9,9 +9,12 @@ only has to find cycles, so it can run far less often. Defaults here:
 
 - ``gc.freeze()`` once started: the modules, settings and app objects, alive for the
   whole process, move to the permanent generation and are never walked again;
-- thresholds (50,000, 20, 100): a young collection every 50,000 net allocations, and a
+- thresholds (50,000, 2, 100): a young collection every 50,000 net allocations, and a
   full one in practice only after many millions, so no full collection happened in a
-  whole benchmark run.
+  whole benchmark run; the middle generation every second young collection, so one
+  of its passes walks at most about 150,000 objects however many people are connected
+  (with 20 there, a fill of 10,000 participants made one pass of 450-470 ms, a freeze
+  of every room; with 2, six of 50-100 ms, about the same time in all).
 
 ``--gc-thresholds`` / ``PEERROOM_GC_THRESHOLDS`` sets other values (``700,10,10`` is
 CPython's). Every collection's pause is in ``/metrics`` as ``peerroom_gc_pause_seconds``.

@@ -26,7 +26,7 @@ CHAT_BURST: Final = 5  # chat lines a participant may send at once...
 CHAT_PER_SEC: Final = 1.0  # ...refilled at this rate: a fast typist, not a flood
 EVENT_BURST: Final = 20  # any other event: clicking around is fine, a script is not
 EVENT_PER_SEC: Final = 5.0
-DEFAULT_GC_THRESHOLDS: Final = (50_000, 20, 100)  # server/gctune.py says why
+DEFAULT_GC_THRESHOLDS: Final = (50_000, 2, 100)  # server/gctune.py says why
 # Connections the kernel may hold before the server accepts them. aiohttp's default, 128,
 # overflows when a group of hundreds reconnects at once (measured: SYN retransmits, 1-3 s
 # joins); the kernel caps it at net.core.somaxconn.
@@ -80,10 +80,10 @@ def _csv(value: str) -> tuple[str, ...]:
 
 
 def _thresholds(value: str) -> tuple[int, int, int]:
-    """``50000,20,100``: three non-negative whole numbers (as gc.set_threshold takes)."""
+    """``50000,2,100``: three non-negative whole numbers (as gc.set_threshold takes)."""
     parts = [p.strip() for p in value.split(",")]
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        raise ValueError("three whole numbers, e.g. 50000,20,100")
+        raise ValueError("three whole numbers, e.g. 50000,2,100")
     a, b, c = (int(p) for p in parts)
     return a, b, c
 
@@ -157,7 +157,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gc-thresholds",
         type=_thresholds_arg,
-        help="garbage collector thresholds, three numbers (default 50000,20,100; "
+        help="garbage collector thresholds, three numbers (default 50000,2,100; "
         "CPython's own are 700,10,10)",
     )
     p.add_argument(

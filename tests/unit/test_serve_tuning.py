@@ -21,7 +21,7 @@ def restore_gc() -> Iterator[None]:
 
 
 def test_thresholds_default_and_from_the_environment() -> None:
-    assert from_sources(None, {}).gc_thresholds == (50_000, 20, 100)
+    assert from_sources(None, {}).gc_thresholds == (50_000, 2, 100)
     env = {"PEERROOM_GC_THRESHOLDS": "700, 10, 10"}
     assert from_sources(None, env).gc_thresholds == (700, 10, 10)
 
