@@ -456,6 +456,12 @@ def render(
         "passes with no loss, no refused send and p99 <= 50 ms. The rate grows "
         f"x{cfg.fanout_factor:g} per step from {cfg.fanout_start:,.0f}/s; "
         + _bisections(cfg.fanout_bisections)
+        + (
+            f" ({cfg.ratio_bisections} for {' and '.join(cfg.ratio_targets)}, whose ratio "
+            "is a target)"
+            if cfg.ratio_bisections != cfg.fanout_bisections
+            else ""
+        )
         + "; then fixed fractions of the knee. CPU is in cores (1.00 = one core "
         "busy for the whole step); others' CPU is the machine's busy time that was neither the "
         "server nor the generator (a neighbour's tests, the kernel's softirq work), with the "
@@ -608,6 +614,8 @@ def load_json(path: Path) -> tuple[list[TargetResult], Config, dict[str, str], f
             )
         )
     # Records from before the knee had more than one bisection step do not say so.
-    cfg = Config(**{"fanout_bisections": 1, **doc["config"]})
+    # Nor do those from before the two knees of the two-node target had one more.
+    old = int(doc["config"].get("fanout_bisections", 1))
+    cfg = Config(**{"fanout_bisections": 1, "ratio_bisections": old, **doc["config"]})
     wall = float(doc.get("wall_seconds") or sum(r.seconds for r in results))
     return results, cfg, dict(doc["machine"]), wall

@@ -49,6 +49,10 @@ class Config:
     # Two halve the x1.6 gap twice: the knee is known to within x1.125 (one gave x1.26,
     # too coarse to tell two nodes at 62% of one from 70%).
     fanout_bisections: int = 2
+    # One more for the two knees whose ratio is a target (two nodes >= 70% of one): to
+    # within x1.06, so the report's range for it is about 0.06 either way, not 0.08-0.09.
+    ratio_bisections: int = 3
+    ratio_targets: tuple[str, ...] = ("peerroom", "peerroom-redis")
     step_seconds: float = 2.5
     drain_seconds: float = 3.0
     fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
@@ -168,7 +172,9 @@ async def run_target(spec: TargetSpec, cfg: Config, budget: float) -> TargetResu
                 cfg.drain_seconds,
                 cfg.fractions,
                 cfg.quiet_seconds,
-                bisections=cfg.fanout_bisections,
+                bisections=cfg.ratio_bisections
+                if spec.key in cfg.ratio_targets
+                else cfg.fanout_bisections,
             )
             # Each storm starts on a quiet server: what the step before left (sends still
             # draining, a collection) must not land in its numbers.
