@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bench import targets
 from bench.loadgen import LoadGen, Room
+from bench.meters import CpuSpan
 from bench.runner import pin_self, raise_nofile
 from bench.workloads import FanoutPoint, JoinStormResult, fanout_step, join_storm, wait_server_idle
 
@@ -55,6 +56,11 @@ class AbArgs:
     joins: int = 1_000
 
 
+def _server_us(cpu: CpuSpan, done: int) -> float:
+    """The server's CPU time per unit done (a delivery, a join), in microseconds."""
+    return cpu.server * cpu.wall * 1e6 / max(1, done)
+
+
 @dataclass(slots=True)
 class AbStep:
     source: str
@@ -63,8 +69,7 @@ class AbStep:
 
     @property
     def us_per_delivery(self) -> float:
-        cpu = self.point.cpu
-        return cpu.server * cpu.wall * 1e6 / max(1, self.point.delivered)
+        return _server_us(self.point.cpu, self.point.delivered)
 
     def line(self) -> str:
         p, cpu = self.point, self.point.cpu
@@ -82,8 +87,7 @@ class AbJoin:
 
     @property
     def us_per_join(self) -> float:
-        s = self.storm
-        return s.cpu.server * s.cpu.wall * 1e6 / max(1, s.joined)
+        return _server_us(self.storm.cpu, self.storm.joined)
 
     def line(self) -> str:
         s, cpu = self.storm, self.storm.cpu

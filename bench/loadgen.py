@@ -10,8 +10,8 @@ chat marker without decoding, Engine.IO pings are answered, and only the rare
 control events (welcome, hands, acks) are decoded.
 
 The generator's own garbage collector is kept out of the numbers (:meth:`LoadGen.settle`):
-with 10,000 participants held, CPython's default thresholds made a full collection
-walk all of them in the middle of a join storm, and the generator started its 1,000
+with 10,000 participants held, CPython's default thresholds made collections walk
+all of them in the middle of a join storm, and the generator started its 1,000
 connections over 330-430 ms instead of 80-90 (docs/optimisations.md, step 25).
 """
 

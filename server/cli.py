@@ -61,6 +61,9 @@ async def _serve(settings: Settings) -> None:
     await runner.cleanup()
 
 
+WELCOMED = "welcome_room_made"  # in the data directory, once the Welcome room is made
+
+
 def _first_to_welcome(data_dir: Path) -> bool:
     """True for one process only, of all that start at once on a fresh data directory
     (two nodes started together): the one that creates the marker file."""
@@ -71,9 +74,6 @@ def _first_to_welcome(data_dir: Path) -> bool:
     except OSError:
         return True  # no marker can be kept (a read-only directory): one room is still made
     return True
-
-
-WELCOMED = "welcome_room_made"
 
 
 async def _create_room(settings: Settings, args: argparse.Namespace) -> None:
