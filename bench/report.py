@@ -295,10 +295,10 @@ def target_rows(results: list[TargetResult]) -> list[tuple[str, str, str, str]]:
     it): the ratio's range is given, and the target is met only if all of it is."""
     rows: list[tuple[str, str, str, str]] = []
     peer = [r for r in results if r.key.startswith("peerroom")]
+    sums = {r.key: _summary(r) for r in peer}
     for r in peer:
-        s = _summary(r)
-        kb = s["kb_pp"]
-        n = s["participants"]
+        kb = sums[r.key]["kb_pp"]
+        n = sums[r.key]["participants"]
         rows.append(
             (
                 "<= 30 KB (29.3 KiB) per participant",
@@ -311,7 +311,7 @@ def target_rows(results: list[TargetResult]) -> list[tuple[str, str, str, str]]:
         )
     one_core = [r for r in peer if r.key != "peerroom-redis"]  # two nodes: their own target
     for r in one_core:
-        knee = _summary(r)["knee"]
+        knee = sums[r.key]["knee"]
         rows.append(
             (
                 f"{TARGET_DELIVERIES_S:,.0f} deliveries/s, p99 <= 50 ms, no loss",
@@ -321,14 +321,14 @@ def target_rows(results: list[TargetResult]) -> list[tuple[str, str, str, str]]:
             )
         )
     for r in one_core:
-        joins = _summary(r)["joins_s"]
+        joins = sums[r.key]["joins_s"]
         rows.append(
             (f"{TARGET_JOINS_S:,.0f} joins/s", r.label, _f(joins), _verdict(joins, TARGET_JOINS_S))
         )
-    one = next((r for r in results if r.key == "peerroom"), None)
-    two = next((r for r in results if r.key == "peerroom-redis"), None)
+    one = next((r for r in peer if r.key == "peerroom"), None)
+    two = next((r for r in peer if r.key == "peerroom-redis"), None)
     if one is not None and two is not None:
-        k1, k2 = _summary(one)["knee"], _summary(two)["knee"]
+        k1, k2 = sums[one.key]["knee"], sums[two.key]["knee"]
         if not k1 or k2 is None:
             rows.append(("two nodes >= 70% of one", two.label, "n/a", "not measured"))
         else:
