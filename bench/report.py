@@ -508,8 +508,9 @@ def render(
         f"{cfg.room_size}, while the capacity participants stay connected; latency is "
         "connect start to `welcome`. A p99 near 1,000 ms or 3,000 ms is the kernel's SYN "
         "retransmit: the server's listen backlog overflowed. The raw aiohttp baseline "
-        "keeps aiohttp's default backlog (128); `peerroom serve` listens with 1,024 "
-        "(`--listen-backlog`), so its joins/s ratio to raw aiohttp is partly that.",
+        "keeps aiohttp's default backlog (128); `peerroom serve` asks for 4,096 "
+        "(`--listen-backlog`; the kernel grants up to net.core.somaxconn), so its joins/s "
+        "ratio to raw aiohttp is partly that.",
         "",
         "| target | joined / attempted | joins/s | p50 (ms) | p99 (ms) | max (ms) "
         "| server CPU | generator CPU | others' CPU | first error |",

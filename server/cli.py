@@ -20,6 +20,8 @@ from server.keys import ROOM_TOKENS, SETTINGS, STORAGE
 from server.settings import Settings, SettingsError, add_serve_arguments, from_sources
 from server.tokens import RoomTokens
 
+log = logging.getLogger(__name__)
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="peerroom", description="Live rooms for peer support.")
@@ -45,6 +47,13 @@ async def _serve(settings: Settings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=settings.listen_backlog)
     await site.start()
+    cap = kernel_backlog_cap()
+    if cap is not None and cap < settings.listen_backlog:
+        log.warning(
+            "listen backlog %d is cut to %d by the kernel: raise net.core.somaxconn for more",
+            settings.listen_backlog,
+            cap,
+        )
     base = app[SETTINGS].base_url
     print(f"peerroom is up. Open {base}/ in a browser.", flush=True)
     if first_start and _first_to_welcome(settings.data_dir):
@@ -59,6 +68,18 @@ async def _serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
+
+
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+
+
+def kernel_backlog_cap(path: Path = SOMAXCONN) -> int | None:
+    """The largest listen backlog the kernel grants (it cuts larger ones silently), or
+    None where that cannot be read (not Linux)."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 WELCOMED = "welcome_room_made"  # in the data directory, once the Welcome room is made

@@ -29,8 +29,9 @@ EVENT_PER_SEC: Final = 5.0
 DEFAULT_GC_THRESHOLDS: Final = (50_000, 2, 100)  # server/gctune.py says why
 # Connections the kernel may hold before the server accepts them. aiohttp's default, 128,
 # overflows when a group of hundreds reconnects at once (measured: SYN retransmits, 1-3 s
-# joins); the kernel caps it at net.core.somaxconn.
-DEFAULT_LISTEN_BACKLOG: Final = 1024
+# joins), and 1,024 when thousands do (a node restarted: docs/optimisations.md, step 28);
+# the kernel caps it at net.core.somaxconn (4,096 on current kernels).
+DEFAULT_LISTEN_BACKLOG: Final = 4096
 DEFAULT_TWILIO_API_BASE: Final = "https://api.twilio.com"  # or a compatible one (docs/phone.md)
 
 

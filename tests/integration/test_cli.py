@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from server.cli import kernel_backlog_cap
 from tests.support import free_port
 
 
@@ -96,6 +97,34 @@ async def test_two_servers_started_at_once_on_a_fresh_data_dir_make_one_welcome_
         for proc in procs:
             proc.terminate()
             await asyncio.wait_for(proc.wait(), 10)
+
+
+async def test_a_backlog_the_kernel_cuts_is_named_at_start(tmp_path: Path) -> None:
+    cap = kernel_backlog_cap()
+    if cap is None:
+        pytest.skip("no /proc/sys/net/core/somaxconn here")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERROOM_")}
+    env["PEERROOM_LISTEN_BACKLOG"] = str(cap + 1)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "serve", "--port", str(port),
+        "--data-dir", str(tmp_path / "data"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        async with asyncio.timeout(15):
+            err = await read_until(proc.stderr, r"listen backlog")
+        assert f"listen backlog {cap + 1} is cut to {cap} by the kernel" in err, err
+        if shutil.which("ss"):
+            ss = await asyncio.create_subprocess_exec(
+                "ss", "-ltnH", f"sport = :{port}", stdout=asyncio.subprocess.PIPE
+            )
+            listing = (await ss.communicate())[0].decode()
+            assert listing.split()[2] == str(cap), listing
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
 
 
 def test_create_room_prints_links_and_pin(tmp_path: Path) -> None:

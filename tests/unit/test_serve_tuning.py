@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import gc
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from server import gctune
+from server.cli import kernel_backlog_cap
 from server.settings import SettingsError, add_serve_arguments, from_sources
 
 
@@ -60,3 +62,12 @@ def test_every_collection_is_timed() -> None:
     before = gctune.GC_PAUSES.labels("2")._sum.get()
     gc.collect()
     assert gctune.GC_PAUSES.labels("2")._sum.get() > before
+
+
+def test_the_kernels_backlog_cap_is_read_and_its_absence_is_no_error(tmp_path: Path) -> None:
+    f = tmp_path / "somaxconn"
+    f.write_text("4096\n")
+    assert kernel_backlog_cap(f) == 4096
+    f.write_text("not a number")
+    assert kernel_backlog_cap(f) is None
+    assert kernel_backlog_cap(tmp_path / "missing") is None
