@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import Client, LiveServer, start_server
+from tests.support import TEARDOWN_SECS, Client, LiveServer, start_server
 
 
 @pytest.fixture
@@ -20,7 +21,8 @@ async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitabl
 
     yield factory
     for server in started:
-        await server.stop()
+        async with asyncio.timeout(TEARDOWN_SECS):
+            await server.stop()
 
 
 @pytest.fixture

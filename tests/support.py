@@ -76,6 +76,12 @@ class LiveServer:
             await delete_redis_prefix(self.settings.redis_url, self.settings.redis_prefix)
 
 
+# Each step of a fixture's teardown (stopping a server, closing a browser) must end within
+# this: one that hangs fails at once, with the traceback of where it waits, instead of at
+# the test's 120 s timeout with only the event loop's select to show.
+TEARDOWN_SECS = 30.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
