@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from asyncio.subprocess import Process
 from pathlib import Path
 
 import aiohttp
@@ -27,16 +28,32 @@ async def read_until(stream: asyncio.StreamReader, pattern: str) -> str:
     return seen
 
 
+async def serve(port: int, data_dir: Path, env: dict[str, str], *, out: bool) -> Process:
+    """`peerroom serve` on ``port``; its stdout (``out``) or its stderr piped to the test."""
+    pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "serve", "--port", str(port), "--data-dir", str(data_dir),
+        stdout=pipe if out else devnull, stderr=devnull if out else pipe, env=env,
+    )  # fmt: skip
+
+
+async def listen_backlog(port: int) -> str | None:
+    """The backlog of the socket listening on ``port`` (its Send-Q in `ss`), if `ss` is here."""
+    if not shutil.which("ss"):
+        return None
+    ss = await asyncio.create_subprocess_exec(
+        "ss", "-ltnH", f"sport = :{port}", stdout=asyncio.subprocess.PIPE
+    )
+    listing = (await ss.communicate())[0].decode()
+    return listing.split()[2]
+
+
 async def test_serve_on_a_fresh_data_dir_prints_a_room_that_works(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEERROOM_")}
     env["PEERROOM_PORT"] = str(port + 1)  # the flag below wins over this
     env["PEERROOM_LISTEN_BACKLOG"] = "777"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "serve", "--port", str(port),
-        "--data-dir", str(tmp_path / "data"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env,
-    )  # fmt: skip
+    proc = await serve(port, tmp_path / "data", env, out=True)
     try:
         assert proc.stdout is not None
         async with asyncio.timeout(15):
@@ -50,12 +67,7 @@ async def test_serve_on_a_fresh_data_dir_prints_a_room_that_works(tmp_path: Path
                 assert r.status == 200
             async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
                 assert r.status == 200
-        if shutil.which("ss"):  # a listening socket's Send-Q is its backlog
-            ss = await asyncio.create_subprocess_exec(
-                "ss", "-ltnH", f"sport = :{port}", stdout=asyncio.subprocess.PIPE
-            )
-            listing = (await ss.communicate())[0].decode()
-            assert listing.split()[2] == "777", listing
+        assert await listen_backlog(port) in ("777", None)
         admin = (tmp_path / "data" / "admin_token").read_text().strip()
         assert admin in out  # shown once, on the first start
         assert oct((tmp_path / "data" / "admin_token").stat().st_mode & 0o777) == "0o600"
@@ -106,22 +118,13 @@ async def test_a_backlog_the_kernel_cuts_is_named_at_start(tmp_path: Path) -> No
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEERROOM_")}
     env["PEERROOM_LISTEN_BACKLOG"] = str(cap + 1)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "serve", "--port", str(port),
-        "--data-dir", str(tmp_path / "data"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
+    proc = await serve(port, tmp_path / "data", env, out=False)
     try:
         assert proc.stderr is not None
         async with asyncio.timeout(15):
             err = await read_until(proc.stderr, r"listen backlog")
         assert f"listen backlog {cap + 1} is cut to {cap} by the kernel" in err, err
-        if shutil.which("ss"):
-            ss = await asyncio.create_subprocess_exec(
-                "ss", "-ltnH", f"sport = :{port}", stdout=asyncio.subprocess.PIPE
-            )
-            listing = (await ss.communicate())[0].decode()
-            assert listing.split()[2] == str(cap), listing
+        assert await listen_backlog(port) in (str(cap), None)
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)
