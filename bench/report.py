@@ -453,7 +453,8 @@ def render(
         f"Each step offers a fixed delivery rate for {cfg.step_seconds:g} s (message k is due at "
         "t0 + k/rate, from room k mod R, sent by the room's members in turn); latency runs "
         "from the intended send time to receipt, at every member, sender included. A step "
-        "passes with no loss, no refused send and p99 <= 50 ms. The rate grows "
+        "passes with no loss, no refused send and p99 <= 50 ms; a failing step of the "
+        "search is run once more, and fails only if it fails again. The rate grows "
         f"x{cfg.fanout_factor:g} per step from {cfg.fanout_start:,.0f}/s; "
         + _bisections(cfg.fanout_bisections)
         + (
