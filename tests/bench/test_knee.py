@@ -40,6 +40,20 @@ async def _no_wait(gen: LoadGen, quiet: float, limit: float) -> None:
     return None
 
 
+async def _search(
+    monkeypatch: pytest.MonkeyPatch, step: Any, fractions: list[float], bisections: int
+) -> workloads.FanoutResult:
+    """The knee search over one room of 10, its steps run by ``step``."""
+    monkeypatch.setattr(workloads, "fanout_step", step)
+    monkeypatch.setattr(workloads, "_wait_quiet", _no_wait)
+    gen = LoadGen("json")
+    room = Room(0, "token", ["ws://127.0.0.1:9/"])
+    room.members = [Participant(gen, room, f"p{i}") for i in range(10)]
+    return await workloads.fanout(
+        gen, [room], [], 250.0, 2.0, 10_000.0, 1.0, 0.0, fractions, bisections=bisections
+    )
+
+
 @pytest.mark.parametrize(
     ("bisections", "knee"),
     [(0, 1_000.0), (1, 1_414.2), (2, 1_681.8), (3, 1_681.8)],
@@ -48,14 +62,7 @@ async def test_each_bisection_step_halves_the_gap_to_the_failing_rate(
     monkeypatch: pytest.MonkeyPatch, bisections: int, knee: float
 ) -> None:
     offered: list[tuple[str, float]] = []
-    monkeypatch.setattr(workloads, "fanout_step", _server_that_holds(1_700.0, offered))
-    monkeypatch.setattr(workloads, "_wait_quiet", _no_wait)
-    gen = LoadGen("json")
-    room = Room(0, "token", ["ws://127.0.0.1:9/"])
-    room.members = [Participant(gen, room, f"p{i}") for i in range(10)]
-    result = await workloads.fanout(
-        gen, [room], [], 250.0, 2.0, 10_000.0, 1.0, 0.0, [0.5], bisections=bisections
-    )
+    result = await _search(monkeypatch, _server_that_holds(1_700.0, offered), [0.5], bisections)
     assert result.knee_deliveries_s == knee
     sweep = [rate for kind, rate in offered if kind == "sweep"]
     # 250, 500, 1,000 pass; 2,000 fails, and a failing sweep step is run twice.
@@ -90,16 +97,10 @@ async def test_a_step_that_fails_once_and_passes_again_counts_as_passed(
             pt.passed, pt.p99_ms = False, 80.0  # a stall: the core was not full
         return pt
 
-    monkeypatch.setattr(workloads, "fanout_step", stalls_once_per_rate)
-    monkeypatch.setattr(workloads, "_wait_quiet", _no_wait)
-    gen = LoadGen("json")
-    room = Room(0, "token", ["ws://127.0.0.1:9/"])
-    room.members = [Participant(gen, room, f"p{i}") for i in range(10)]
-    result = await workloads.fanout(
-        gen, [room], [], 250.0, 2.0, 10_000.0, 1.0, 0.0, [], bisections=2
-    )
+    result = await _search(monkeypatch, stalls_once_per_rate, [], 2)
     # Every rate was tried twice; the capacity alone decided: the knee of the steady
-    # server, 1,681.8 (without the second tries, 250 would have failed at once).
+    # server, 1,681.8 (with no second try of a bisection step, the stall at 1,414.2 and
+    # then at 1,189.2 would have left it at 1,000).
     assert result.knee_deliveries_s == 1_681.8
     tried = [round(rate, 1) for _, rate in offered]
     assert tried == [250.0, 250.0, 500.0, 500.0, 1_000.0, 1_000.0, 2_000.0, 2_000.0,
