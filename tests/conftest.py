@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,24 @@ async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitabl
 
     yield factory
     for server in started:
-        async with asyncio.timeout(TEARDOWN_SECS):
-            await server.stop()
+        await _stop_within(server, TEARDOWN_SECS)
+
+
+async def _stop_within(server: LiveServer, secs: float) -> None:
+    """Stop ``server``; if that takes over ``secs``, fail with where every task of the
+    loop waits (a timeout's own traceback shows only the step it interrupted)."""
+    stopping = asyncio.get_running_loop().create_task(server.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=secs)
+    if stopping in done:
+        stopping.result()
+        return
+    stacks = io.StringIO()
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task():
+            task.print_stack(limit=12, file=stacks)
+    stopping.cancel()
+    await asyncio.gather(stopping, return_exceptions=True)
+    pytest.fail(f"stopping the server took over {secs:g} s; the loop's tasks:\n{stacks.getvalue()}")
 
 
 @pytest.fixture
