@@ -33,6 +33,7 @@ from server.settings import MAX_MESSAGE_BYTES, Settings
 from server.storage.base import Storage, StorageUnavailable
 from server.storage.postgres import PostgresStorage
 from server.storage.sqlite import SqliteStorage
+from server.tasks import stop_tasks
 from server.tokens import RoomTokens, load_or_create
 
 log = logging.getLogger(__name__)
@@ -169,8 +170,7 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     )
     yield
-    retention.cancel()
-    await asyncio.gather(retention, return_exceptions=True)
+    await stop_tasks(retention)
     await storage.close()
 
 
@@ -214,9 +214,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     clock = asyncio.get_running_loop().create_task(service.run_clock())
     monitor = asyncio.get_running_loop().create_task(eio_direct.monitor(app[SIO].eio))
     yield
-    clock.cancel()
-    monitor.cancel()
-    await asyncio.gather(clock, monitor, return_exceptions=True)
+    await stop_tasks(clock, monitor)
     await service.close()
     await phone.close()
     await store.close()

@@ -64,6 +64,7 @@ from server.storage.base import (
     StorageUnavailable,
     TranscriptLine,
 )
+from server.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,8 @@ class Recorder:
     async def flush(self, within_secs: float) -> bool:
         """Wait until everything submitted so far is written; False if not within_secs."""
         try:
-            await asyncio.wait_for(self._idle.wait(), within_secs)
+            async with asyncio.timeout(within_secs):
+                await self._idle.wait()
         except TimeoutError:
             return False
         return True
@@ -219,10 +221,7 @@ class Recorder:
     async def close(self) -> None:
         if not await self.flush(self.flush_on_close_secs):
             self._spill()
-        for task in (self._task, self._replaying):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks(self._task, self._replaying)
 
     # the spill file: what must outlive a restart during an outage ----------------------------
 

@@ -89,6 +89,7 @@ from server.live_codec import (
 )
 from server.redis_scripts import next_due
 from server.redis_wire import RespConnection
+from server.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,8 @@ class RedisStore:
 
     async def start(self) -> None:
         try:
-            await asyncio.wait_for(self._r.ping(), COMMAND_TIMEOUT_SECS)
+            async with asyncio.timeout(COMMAND_TIMEOUT_SECS):
+                await self._r.ping()
         except (RedisError, OSError, TimeoutError) as e:
             raise SystemExit(f"Cannot reach Redis at {self._url}: {e}") from None
         await self._beat()
@@ -269,23 +271,22 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._run_heartbeat())]
         try:
-            await asyncio.wait_for(self._connected.wait(), HOLD_WAIT_SECS)
+            async with asyncio.timeout(HOLD_WAIT_SECS):
+                await self._connected.wait()
         except TimeoutError:
             raise SystemExit(f"Cannot subscribe on Redis at {self._url}") from None
         log.info("live state on Redis as node %s (prefix %r)", self.node_id, self._p)
 
     async def close(self) -> None:
         # The flag as well as the cancel: on Python 3.11 a redis-py read timing out just
-        # as it is cancelled can swallow the cancellation; the loops see the flag.
+        # as it is cancelled can swallow the cancellation (server/tasks.py); the loops see
+        # the flag, and stop_tasks cancels again.
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.wait(self._tasks, timeout=2 * HEARTBEAT_SECS + COMMAND_TIMEOUT_SECS)
+        await stop_tasks(*self._tasks, within=2 * HEARTBEAT_SECS + COMMAND_TIMEOUT_SECS)
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             # Leaving: score 0 makes the others reap what is left of us at once.
-            await asyncio.wait_for(
-                self._r.zadd(f"{self._p}nodes", {self.node_id: 0}), COMMAND_TIMEOUT_SECS
-            )
+            async with asyncio.timeout(COMMAND_TIMEOUT_SECS):
+                await self._r.zadd(f"{self._p}nodes", {self.node_id: 0})
         await self._drop_pubsub()
         if self._cmd is not None:
             self._cmd.close("node closing")
@@ -295,7 +296,8 @@ class RedisStore:
         if not (self._connected.is_set() and self._redis_ok):
             return False
         try:
-            return bool(await asyncio.wait_for(self._r.ping(), COMMAND_TIMEOUT_SECS))
+            async with asyncio.timeout(COMMAND_TIMEOUT_SECS):
+                return bool(await self._r.ping())
         except (RedisError, OSError, TimeoutError):
             return False
 
@@ -458,7 +460,8 @@ class RedisStore:
             if not mine.turn.done():
                 # Messages before it are still on their way (we read Redis after a
                 # conflict), or its message is: the listener says when it is our turn.
-                await asyncio.wait_for(asyncio.shield(mine.turn), DELIVERY_WAIT_SECS)
+                async with asyncio.timeout(DELIVERY_WAIT_SECS):
+                    await asyncio.shield(mine.turn)
         except TimeoutError:
             held.mine.pop(tag, None)  # if it comes after all, it is delivered as anyone's
             log.warning("room %s: own v%d did not come back; resubscribing", room_id, mine.version)
@@ -513,7 +516,8 @@ class RedisStore:
                 # shield, no timer, no turn of the loop; a failed hold raises its error.
                 held.ready.result()
             else:
-                await asyncio.wait_for(asyncio.shield(held.ready), HOLD_WAIT_SECS)
+                async with asyncio.timeout(HOLD_WAIT_SECS):
+                    await asyncio.shield(held.ready)
             held.idle_since = None
             return held
         await self._wait_connected()
@@ -551,7 +555,8 @@ class RedisStore:
         self._sub_waiters[channel] = fut
         try:
             ps.send("SUBSCRIBE", channel)
-            await asyncio.wait_for(fut, HOLD_WAIT_SECS)
+            async with asyncio.timeout(HOLD_WAIT_SECS):
+                await fut
         finally:
             self._sub_waiters.pop(channel, None)
 
@@ -579,7 +584,8 @@ class RedisStore:
         if self._connected.is_set():
             return
         try:
-            await asyncio.wait_for(self._connected.wait(), CONNECTED_WAIT_SECS)
+            async with asyncio.timeout(CONNECTED_WAIT_SECS):
+                await self._connected.wait()
         except TimeoutError:
             raise LiveUnavailable() from None
 
@@ -666,7 +672,8 @@ class RedisStore:
             ps.send("SUBSCRIBE", *channels)
             # Messages that come meanwhile wait in the inbox: the resync below reads
             # each room's version, and the listener skips what that covers.
-            await asyncio.wait_for(asyncio.gather(*waiters.values()), HOLD_WAIT_SECS)
+            async with asyncio.timeout(HOLD_WAIT_SECS):
+                await asyncio.gather(*waiters.values())
         except TimeoutError:
             raise ConnectionError("no subscribe confirmation") from None
         finally:

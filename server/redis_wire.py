@@ -97,7 +97,8 @@ class RespConnection(asyncio.Protocol):
                 ctx = ssl.create_default_context() if url.startswith("rediss://") else None
                 host, port = opts.get("host", "localhost"), int(opts.get("port", 6379))
                 connect = loop.create_connection(lambda: proto, host, port, ssl=ctx)
-            await asyncio.wait_for(connect, timeout)
+            async with asyncio.timeout(timeout):
+                await connect
         except (OSError, TimeoutError) as e:
             raise RedisConnectionError(f"cannot connect to Redis: {e}") from None
         try:

@@ -42,6 +42,7 @@ from server.ratelimit import Bucket
 from server.recorder import STORAGE_EVENTS, Recorder
 from server.settings import MAX_PAYLOAD_BYTES, Settings
 from server.storage.base import RoomRecord, Storage, StorageUnavailable
+from server.tasks import stop_tasks
 from server.tokens import RoomTokens, TokenKind
 from server.transcript_access import SessionFacts
 
@@ -422,9 +423,7 @@ class RoomService:
         await asyncio.gather(*(self.sio.disconnect(sid) for sid in sids), return_exceptions=True)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(*self._tasks)
 
 
 __all__ = ["DECODERS", "RoomService"]

@@ -39,6 +39,7 @@ from rooms.model import Role, RoomState, Via
 from server.phone.numbers import Caller, pseudonyms
 from server.service import RoomService, new_id
 from server.storage.base import CheckinRecord, RoomRecord, StorageUnavailable
+from server.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +146,7 @@ class PhoneLines:
         self._worker = asyncio.get_running_loop().create_task(self._drain())
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+        await stop_tasks(self._worker)
         while not self._outbox.empty():
             self._outbox.get_nowait().close()
 

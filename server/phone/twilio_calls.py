@@ -24,6 +24,7 @@ from twilio.request_validator import RequestValidator
 from server.phone.lines import Notice, PhoneCall, PhoneLines
 from server.phone.numbers import Caller
 from server.phone.twilio_rest import TwilioRest
+from server.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,5 @@ class TwilioAdapter:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(*self._tasks)
         await self.rest.close()

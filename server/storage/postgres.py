@@ -131,6 +131,7 @@ class PostgresStorage(SqlStorage):
 
     async def close(self) -> None:
         try:
-            await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT_SECS)
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECS):
+                await self._pool.close()
         except (TimeoutError, *_TRANSIENT):
             self._pool.terminate()
