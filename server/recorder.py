@@ -127,6 +127,9 @@ class Recorder:
         self.max_pending_lines = MAX_PENDING_LINES
         self.failing = False  # the last write found the database unavailable
         self._items: deque[_Item] = deque()
+        # The batch the writer has taken off the queue and not yet written (while the
+        # database is away, it retries this one): still part of the backlog and of a spill.
+        self._writing: list[_Item] = []
         self._wakeup = asyncio.Event()
         self._pending_lines = 0
         self._known: dict[str, None] = {}  # insertion-ordered set of recorded session ids
@@ -183,7 +186,7 @@ class Recorder:
         self._idle.clear()
         self._items.append(item)
         self._wakeup.set()
-        self.m_backlog.set(len(self._items))
+        self.m_backlog.set(self.backlog)
 
     def erase_result(self, event: Unstore) -> asyncio.Future[int] | None:
         """The number of lines this erase deleted, once written (cancelled if it could
@@ -193,7 +196,8 @@ class Recorder:
 
     @property
     def backlog(self) -> int:
-        return len(self._items)
+        """Events submitted and not yet written, the ones being written included."""
+        return len(self._writing) + len(self._items)
 
     @property
     def idle(self) -> bool:
@@ -226,7 +230,7 @@ class Recorder:
     # the spill file: what must outlive a restart during an outage ----------------------------
 
     def _spill(self) -> None:
-        items = list(self._items)
+        items = [*self._writing, *self._items]  # in the order they were submitted
         keep = [i.event for i in items if not isinstance(i.event, Transcribe)]
         lost = len(items) - len(keep)
         if self.spill_path is None or not keep:
@@ -286,7 +290,7 @@ class Recorder:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            batch = self._take()
+            batch = self._writing = self._take()
             try:
                 await self._write_batch(batch)
             except asyncio.CancelledError:
@@ -294,12 +298,13 @@ class Recorder:
             except Exception:  # never let the writer die
                 log.exception("recorder failed on a %s event", type(batch[0].event).__name__)
             finally:
+                self._writing = []
                 for item in batch:
                     if isinstance(item.event, Transcribe):
                         self._pending_lines -= 1
                     if item.done is not None and not item.done.done():
                         item.done.cancel()
-                self.m_backlog.set(len(self._items))
+                self.m_backlog.set(self.backlog)
 
     def _take(self) -> list[_Item]:
         """The next event; or, if it is a line or a session record, it and the events

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -137,6 +138,45 @@ async def test_a_restart_during_an_outage_keeps_erases_not_text(
     assert spill.stat().st_mode & 0o777 == 0o600
 
     # The next start, with the database back, replays the erase and the removal.
+    second = Recorder(storage, spill_path=spill)
+    second.start()
+    try:
+        for _ in range(100):
+            if not spill.exists():
+                break
+            await asyncio.sleep(0.02)
+        assert not spill.exists()
+        assert await storage.list_lines("s1") == []
+        assert await storage.audit_actions_on("s1", "p1") == {"remove"}
+    finally:
+        await second.close()
+
+
+async def test_the_event_being_retried_at_a_stop_is_kept_too(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """The writer takes an event off the queue to write it; while the database is away
+    it retries that one. A stop then must keep it with the rest, or an erase asked for
+    during the outage would be forgotten and the lines stay stored."""
+    await storage.create_room(room())
+    await storage.record_session(SessionRecord("s1", "r1", 0.0))
+    await storage.add_lines([said_line(1), said_line(2)])
+    spill = tmp_path / "storage-pending.json"
+    down = await SqliteStorage.open(tmp_path / "elsewhere.sqlite3")
+    await down.close()
+    first = Recorder(down, spill_path=spill)
+    first.flush_on_close_secs = 0.3
+    first.start()
+    first.submit(Unstore("s1", participant_id="p1"))  # taken at once, then retried
+    first.submit(Audit("r1", "s1", "f1", "remove", "p1", 10.0))
+    for _ in range(100):
+        if first.failing:
+            break
+        await asyncio.sleep(0.01)
+    assert first.failing and first.backlog == 2
+    await first.close()
+    assert [e["kind"] for e in json.loads(spill.read_text())] == ["Unstore", "Audit"]
+
     second = Recorder(storage, spill_path=spill)
     second.start()
     try:
