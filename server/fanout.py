@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import socketio
@@ -216,9 +216,18 @@ class _Unreadable:
 
     def decode(self, encoded_packet: Any) -> Any:
         try:
-            return super().decode(encoded_packet)  # type: ignore[misc]
+            attachments = super().decode(encoded_packet)  # type: ignore[misc]
         except self.DECODE_ERRORS as e:
             raise UnreadablePacket(type(e).__name__) from None
+        if self.packet_type in _EVENTS:  # type: ignore[attr-defined]
+            data = self.data  # type: ignore[attr-defined]
+            if not (isinstance(data, list) and data and isinstance(data[0], str)):
+                # The library would look the name up in a dict: a list is unhashable.
+                raise UnreadablePacket("an event whose name is not text")
+        return attachments
+
+
+_EVENTS: Final = frozenset((packet.EVENT, packet.BINARY_EVENT))
 
 
 class JsonPacket(_Unreadable, packet.Packet):  # type: ignore[misc]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import socketio
 
@@ -16,10 +15,22 @@ log = logging.getLogger(__name__)
 
 
 def register(sio: socketio.AsyncServer, service: RoomService) -> None:
-    async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
+    # python-socketio calls a handler registered for "connect" or "disconnect" also when
+    # a connected client sends an event of that name (42["disconnect"]). Such an event
+    # would forget the person while their socket stays in the room's broadcasts, or add
+    # a second participant on one socket. The library's own calls come while the sid is
+    # connecting or disconnecting, never while it is connected: that tells them apart.
+    def sent_as_event(sid: str) -> bool:
+        return bool(sio.manager.is_connected(sid, "/"))
+
+    async def connect(
+        sid: str, environ: object, auth: object = None, *extra: object
+    ) -> dict[str, object] | None:
+        if sent_as_event(sid):
+            return _reserved("connect")
         try:
             await service.connect(sid, auth)
-            return
+            return None
         except RoomError as e:
             refusal = e
         except Exception:
@@ -28,8 +39,13 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
         service.metrics.refusals.labels(refusal.code.value).inc()
         raise socketio.exceptions.ConnectionRefusedError(refusal.message, refusal.as_dict())
 
-    async def disconnect(sid: str, reason: object = None) -> None:
+    async def disconnect(
+        sid: str, reason: object = None, *extra: object
+    ) -> dict[str, object] | None:
+        if sent_as_event(sid):
+            return _reserved("disconnect")
         await service.disconnected(sid)
+        return None
 
     async def unknown(event: str, sid: str, *args: object) -> dict[str, object]:
         message = f"There is no event called {event[:40]!r}."
@@ -40,6 +56,11 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
     for event in DECODERS:
         sio.on(event, _handler(service, event))
     sio.on("*", unknown)
+
+
+def _reserved(event: str) -> dict[str, object]:
+    message = f"{event!r} is not an event a client can send; the connection goes on."
+    return RoomError(ErrorCode.BAD_REQUEST, message).ack()
 
 
 UNAVAILABLE = RoomError(

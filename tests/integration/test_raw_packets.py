@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -161,3 +162,65 @@ async def test_a_binary_attachment_on_the_json_wire_is_refused_with_a_code(
         await ws.send_str('426["chat.send",{"text":"after"}]')
         (ok,) = await next_packet(ws, "436")
         assert ok["ok"] is True
+
+
+async def test_connect_and_disconnect_sent_as_events_change_nothing(
+    live_server: LiveServer, clients: Callable[..., Client]
+) -> None:
+    """python-socketio runs the connect and disconnect handlers for events of those names
+    from a connected client too. Before, 42["disconnect"] forgot the sender while their
+    socket stayed in the room's broadcasts (a removed person could go on reading), and
+    42["connect", {}, auth] added a second participant on the same socket."""
+    room = await live_server.create_room()
+    ann = clients()
+    await ann.join(room["facilitator_token"], "Ann")
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
+        welcome = await raw_join(ws, room["invite_token"], "Raw")
+        raw_id = welcome["you"]["id"]
+        await ann.wait_for("participant.joined", lambda d: d["participant"]["id"] == raw_id)
+        mark = ann.mark()
+        auth = {"token": room["invite_token"], "name": "Second"}
+        await ws.send_str('421["disconnect"]')
+        await ws.send_str('422["disconnect","client disconnect"]')
+        await ws.send_str("423" + json.dumps(["connect", {}, auth]))
+        for n in (1, 2, 3):
+            (ack,) = await next_packet(ws, f"43{n}")
+            assert ack["ok"] is False and ack["error"]["code"] == "bad_request"
+        # Still one participant, still connected: a line goes through and is heard.
+        await ws.send_str('424["chat.send",{"text":"still me"}]')
+        (ok,) = await next_packet(ws, "434")
+        assert ok["ok"] is True
+        line = await ann.wait_for("chat", lambda d: d["message"]["text"] == "still me", after=mark)
+        assert line["message"]["from"] == raw_id
+        assert ann.received("participant.joined", mark) == []
+        assert ann.received("participant.updated", mark) == []
+        # Removed: out of the namespace (41), and nothing more of the room reaches it.
+        await ann.ok("mod.remove", {"id": raw_id})
+        await next_packet(ws, "41")
+        await ann.ok("chat.send", {"text": "after the removal"})
+        await ann.wait_for("chat", lambda d: d["message"]["text"] == "after the removal")
+        heard = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                msg = await ws.receive(timeout=0.5)
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    break
+                heard.append(msg.data)
+        assert [t for t in heard if t.startswith("42")] == []
+
+
+async def test_an_event_whose_name_is_not_text_is_dropped_quietly(
+    live_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="server.eio_direct")
+    room = await live_server.create_room()
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
+        await raw_join(ws, room["invite_token"], "Raw")
+        for junk in ("421[123,{}]", '422[["a"],{}]', "423[]", '424{"a":1}'):
+            await ws.send_str(junk)
+        await ws.send_str('425["chat.send",{"text":"after"}]')
+        (ok,) = await next_packet(ws, "435")
+        assert ok["ok"] is True
+    dropped = [r for r in caplog.records if "unreadable packet dropped" in r.getMessage()]
+    assert len(dropped) == 4
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
