@@ -23,7 +23,7 @@ from server.storage.base import CheckinRecord
 
 log = logging.getLogger(__name__)
 
-LIST_LIMIT = 200  # a day's check-ins of a busy line; older open ones are still listed first
+LIST_LIMIT = 200  # open requests for a call come first (storage), then the newest others
 MAX_ID_CHARS = 64
 
 routes = web.RouteTableDef()
@@ -66,13 +66,12 @@ async def resolve_checkin(request: web.Request) -> web.Response:
     storage = request.app[STORAGE]
     try:
         found = await storage.resolve_checkin(checkin_id, by=_who(request), at=time.time())
-        recent = await storage.list_checkins(include_resolved=True, limit=LIST_LIMIT)
+        record = await storage.get_checkin(checkin_id) if found else None
     except Exception:
         log.exception("resolving a check-in failed")
         raise http_error(ErrorCode.UNAVAILABLE, "Check-ins cannot be written now; retry.") from None
     if not found:
         raise http_error(ErrorCode.NOT_FOUND, "No such check-in.")
-    record = next((r for r in recent if r.id == checkin_id), None)
     if record is not None:
         await request.app[PHONE].notify(record)
     return web.json_response({"ok": True, "id": checkin_id})

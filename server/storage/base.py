@@ -118,7 +118,11 @@ class Storage(Protocol):
     async def list_checkins(
         self, *, include_resolved: bool = False, limit: int = 200
     ) -> list[CheckinRecord]:
-        """Newest first."""
+        """Open requests for a call (``callback``, ``talk``) first, then the rest; each
+        newest first. A limit must never hide someone waiting for a call behind a run of
+        "I'm OK" check-ins, which nobody needs to resolve."""
+
+    async def get_checkin(self, checkin_id: str) -> CheckinRecord | None: ...
 
     async def resolve_checkin(self, checkin_id: str, *, by: str, at: float) -> bool:
         """False if there is no such check-in."""

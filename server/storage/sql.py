@@ -123,10 +123,18 @@ class SqlStorage(ABC):
         where = "" if include_resolved else "WHERE resolved_at IS NULL"
         rows = await self._fetch(
             f"SELECT {_CHECKIN_COLUMNS} FROM checkins {where} "  # noqa: S608
-            "ORDER BY created_at DESC LIMIT ?",
+            "ORDER BY CASE WHEN resolved_at IS NULL AND status <> 'ok' THEN 0 ELSE 1 END, "
+            "created_at DESC LIMIT ?",
             limit,
         )
         return [CheckinRecord(*row) for row in rows]
+
+    async def get_checkin(self, checkin_id: str) -> CheckinRecord | None:
+        row = await self._fetchone(
+            f"SELECT {_CHECKIN_COLUMNS} FROM checkins WHERE id = ?",  # noqa: S608
+            checkin_id,
+        )
+        return CheckinRecord(*row) if row is not None else None
 
     async def resolve_checkin(self, checkin_id: str, *, by: str, at: float) -> bool:
         n = await self._execute(

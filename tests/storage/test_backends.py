@@ -166,6 +166,24 @@ async def test_checkins(storage: Storage) -> None:
     assert not await storage.resolve_checkin("k2", by="f1", at=20.0)
     assert await storage.list_checkins() == []
     assert len(await storage.list_checkins(include_resolved=True)) == 1
+    got = await storage.get_checkin("k1")
+    assert got is not None and got.resolved_by == "f1" and got.resolved_at == 20.0
+    assert await storage.get_checkin("k2") is None
+
+
+async def test_a_run_of_oks_never_hides_someone_waiting_for_a_call(storage: Storage) -> None:
+    waiting = CheckinRecord("w", None, "call-w", "callback", "********42", None, 1.0)
+    await storage.create_checkin(waiting)
+    talk = CheckinRecord("t", None, "call-t", "talk", "********43", None, 2.0)
+    await storage.create_checkin(talk)
+    for n in range(5):  # newer, and nobody resolves an "I'm OK"
+        ok = CheckinRecord(f"ok{n}", None, f"call{n}", "ok", "********44", None, 10.0 + n)
+        await storage.create_checkin(ok)
+    listed = await storage.list_checkins(limit=3)
+    assert [c.id for c in listed] == ["t", "w", "ok4"]
+    await storage.resolve_checkin("t", by="f1", at=30.0)
+    listed = await storage.list_checkins(include_resolved=True, limit=3)
+    assert [c.id for c in listed] == ["w", "ok4", "ok3"]
 
 
 async def test_retention_deletes(storage: Storage) -> None:
