@@ -267,6 +267,11 @@ class RoomService:
         await self.sio.emit("welcome", payload, to=sid)
         await self.sio.enter_room(sid, room_channel(state.room_id))
 
+    def drop_later(self, room_id: str, drop: c.Drop) -> None:
+        """A Drop the live store could not take now (it is reconnecting, or the room is
+        too busy): the clock retries it, so the person is not left "connected" for good."""
+        self._unsent_drops.append((room_id, drop))
+
     async def disconnected(self, sid: str) -> None:
         conn = self.conns.pop(sid, None)
         if conn is None:
@@ -276,7 +281,7 @@ class RoomService:
         try:
             await self.execute(conn.room_id, None, drop)
         except LiveUnavailable:
-            self._unsent_drops.append((conn.room_id, drop))  # the clock retries it
+            self.drop_later(conn.room_id, drop)
         except RoomError:
             pass  # the session may have ended meanwhile
 

@@ -36,6 +36,7 @@ from rooms.errors import ErrorCode, RoomError
 from rooms.events import Disconnect, Emit, Event, SessionClosed
 from rooms.hands import position
 from rooms.model import Role, RoomState, Via
+from server.live import LiveUnavailable
 from server.phone.numbers import Caller, pseudonyms
 from server.service import RoomService, new_id
 from server.storage.base import CheckinRecord, RoomRecord, StorageUnavailable
@@ -316,13 +317,15 @@ class PhoneLines:
         call = self._forget(call_id)
         if call is None or call.reason is not None:
             return
+        drop = c.Drop(call.participant_id, self.service.conn_of(call_id))
         try:
             if call.waiting:
-                await self.service.execute(
-                    call.room_id, None, c.Drop(call.participant_id, self.service.conn_of(call_id))
-                )
+                await self.service.execute(call.room_id, None, drop)
             else:
                 await self.service.execute(call.room_id, call.participant_id, c.Leave())
+        except LiveUnavailable:
+            # The caller is gone either way: their place is let go after the grace.
+            self.service.drop_later(call.room_id, drop)
         except RoomError:
             pass  # the session ended meanwhile: nothing left to leave
 
@@ -335,10 +338,11 @@ class PhoneLines:
         call.dropped = True
         if call.waiting:
             self._forget(call_id)
+        drop = c.Drop(call.participant_id, self.service.conn_of(call_id))
         try:
-            await self.service.execute(
-                call.room_id, None, c.Drop(call.participant_id, self.service.conn_of(call_id))
-            )
+            await self.service.execute(call.room_id, None, drop)
+        except LiveUnavailable:
+            self.service.drop_later(call.room_id, drop)  # not "session ended": retried
         except RoomError:
             self._forget(call_id)
 

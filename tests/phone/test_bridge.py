@@ -315,3 +315,43 @@ async def test_concurrent_retries_make_one_participant(
     await asyncio.sleep(0.1)
     phones = [d for d in fac.received("participant.joined") if d["participant"]["via"] == "phone"]
     assert len(phones) == 1
+
+
+async def test_a_hang_up_the_live_store_cannot_take_now_is_retried(
+    live_server: LiveServer, clients: Any, bridges: Any, monkeypatch: Any
+) -> None:
+    """Before, a hang-up (leave or drop) refused with ``unavailable`` (Redis
+    reconnecting, a very busy room) was taken for "the session ended": the caller stayed
+    connected for good. Now the clock retries it, as it does for web connections."""
+    from rooms import commands as c
+    from server.keys import SERVICE
+    from server.live import LiveUnavailable
+
+    room, fac, _ = await web_room(live_server, clients)
+    service = live_server.app[SERVICE]
+    real = service.execute
+    refused: list[str] = []
+
+    async def flaky(room_id: str, actor: str | None, command: c.Command) -> Any:
+        if isinstance(command, (c.Drop, c.Leave)) and not refused:
+            refused.append(type(command).__name__)
+            raise LiveUnavailable()
+        return await real(room_id, actor, command)
+
+    monkeypatch.setattr(service, "execute", flaky)
+    b = await bridges()
+    for n, hang_up in enumerate(("call.leave", "disconnect")):
+        call = f"{CALL}-{n}"
+        ack = await b.ok("call.join", {"call_id": call, "pin": room["phone_pin"], "caller": CALLER})
+        pid = ack["participant_id"]
+        refused.clear()
+        if hang_up == "call.leave":
+            await b.ok("call.leave", {"call_id": call})
+        else:
+            await b.sio.disconnect()  # the bridge is gone: its calls drop
+
+        def gone(d: Any, pid: str = pid) -> bool:
+            return bool(d["participant"]["id"] == pid and d["participant"]["connected"] is False)
+
+        await fac.wait_for("participant.updated", gone)
+        assert refused == ["Leave" if hang_up == "call.leave" else "Drop"]
