@@ -22,6 +22,7 @@ from rooms.commands import Drop, Join
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Disconnect, SessionClosed, Welcome
 from rooms.model import Participant, RoomState, Waiting
+from rooms.names import name_key
 from rooms.tx import Tx
 
 MAX_NAME_CHARS = 40
@@ -38,9 +39,9 @@ def new_session(cmd: Join, now: float) -> RoomState:
 
 
 def _name_in_use(state: RoomState, name: str) -> bool:
-    folded = name.casefold()
-    return any(p.name.casefold() == folded for p in state.participants) or any(
-        w.name.casefold() == folded for w in state.waiting
+    key = name_key(name)
+    return any(name_key(p.name) == key for p in state.participants) or any(
+        name_key(w.name) == key for w in state.waiting
     )
 
 

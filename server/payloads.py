@@ -15,6 +15,7 @@ from typing import Any, Final
 from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
 from rooms.model import QueueOrder, Role
+from rooms.names import is_visible
 
 MAX_CHAT_CHARS: Final = 2000  # protocol.md: text 1 to 2000 characters
 MAX_NAME_CHARS: Final = 40  # protocol.md: pseudonym 1 to 40 characters after trimming
@@ -73,6 +74,10 @@ def validate_name(raw: object) -> str:
         )
     if _has_control(name, allow_newlines=False):
         raise RoomError(ErrorCode.NAME_INVALID, "A name cannot contain control characters.")
+    if not is_visible(name):
+        raise RoomError(
+            ErrorCode.NAME_INVALID, "A name needs a letter, number or sign that others can see."
+        )
     return name
 
 

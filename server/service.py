@@ -35,6 +35,7 @@ from rooms.errors import ErrorCode, RoomError
 from rooms.events import Audit, Consent, Disconnect, Emit, Event, Transcribe, Unstore, Welcome
 from rooms.machine import Outcome, Rules, apply
 from rooms.model import Role, RoomState, Via
+from rooms.names import name_key
 from server.live import LiveStore, LiveUnavailable, conn_handle
 from server.metrics import Metrics
 from server.payloads import DECODERS, decode, validate_name
@@ -157,7 +158,7 @@ class RoomService:
         name = validate_name(a.get("name"))
         claim = self.resume_tokens.verify(a.get("resume")) if a.get("resume") else None
         device = a.get("device")
-        ban_keys = {f"name:{name.casefold()}"}
+        ban_keys = {f"name:{name_key(name)}"}
         if isinstance(device, str) and 0 < len(device) <= MAX_DEVICE_CHARS:
             ban_keys.add(f"device:{device}")
         join = c.Join(

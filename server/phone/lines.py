@@ -36,6 +36,7 @@ from rooms.errors import ErrorCode, RoomError
 from rooms.events import Disconnect, Emit, Event, SessionClosed
 from rooms.hands import position
 from rooms.model import Role, RoomState, Via
+from rooms.names import name_key
 from server.live import LiveUnavailable
 from server.phone.numbers import Caller, pseudonyms
 from server.service import RoomService, new_id
@@ -437,9 +438,9 @@ def _status(state: RoomState | None, pid: str) -> dict[str, Any]:
 def _free_name(state: RoomState | None, caller: Caller) -> str:
     taken: set[str] = set()
     if state is not None:
-        taken = {p.name.casefold() for p in state.participants}
-        taken |= {w.name.casefold() for w in state.waiting}
+        taken = {name_key(p.name) for p in state.participants}
+        taken |= {name_key(w.name) for w in state.waiting}
     for name in pseudonyms(caller):
-        if name.casefold() not in taken:
+        if name_key(name) not in taken:
             return name
     raise RoomError(ErrorCode.ROOM_FULL, "This room is full.")

@@ -72,6 +72,8 @@ async def test_others_see_the_joiner(live_server: LiveServer, clients: MakeClien
         ("VALID", "x" * 41, "name_invalid"),
         ("VALID", "Bo\x07", "name_invalid"),
         ("VALID", "Bo\nBo", "name_invalid"),
+        ("VALID", "\u200d", "name_invalid"),  # a zero-width joiner: shows as nothing
+        ("VALID", "\u3164\u3164", "name_invalid"),  # Hangul fillers: blank
         ("VALID", None, "name_invalid"),
         ("VALID", ["Bo"], "name_invalid"),
     ],
@@ -99,8 +101,9 @@ async def test_a_token_signed_by_another_server_is_refused(
 async def test_name_taken(live_server: LiveServer, clients: MakeClient) -> None:
     room = await live_server.create_room()
     await clients().join(room["invite_token"], "Bo")
-    err = await clients().refused(room["invite_token"], "bo")
-    assert err["data"]["code"] == "name_taken"
+    for look_alike in ("bo", "B\u200do", "\uff22\uff4f"):  # case, a joiner, fullwidth
+        err = await clients().refused(room["invite_token"], look_alike)
+        assert err["data"]["code"] == "name_taken", look_alike
 
 
 async def test_room_locked(live_server: LiveServer, clients: MakeClient) -> None:
@@ -131,8 +134,9 @@ async def test_banned(live_server: LiveServer, clients: MakeClient) -> None:
     w = await peer.join(room["invite_token"], "Bo", device="phone-of-bo")
     await fac.ok("mod.remove", {"id": w["you"]["id"], "ban": True})
     await peer.wait_disconnected()
-    err = await clients().refused(room["invite_token"], "Bo")
-    assert err["data"]["code"] == "banned"
+    for again in ("Bo", "B\u200do", "\uff22\uff4f", " bo "):
+        err = await clients().refused(room["invite_token"], again)
+        assert err["data"]["code"] == "banned", again
     err = await clients().refused(room["invite_token"], "Someone else", device="phone-of-bo")
     assert err["data"]["code"] == "banned"
 

@@ -1,0 +1,39 @@
+"""When two pseudonyms are the same name, and whether a name can be seen at all.
+
+A name is shown as typed (NFC), but compared by :func:`name_key`: compatibility forms
+folded (fullwidth letters are the plain ones), case folded, invisible characters dropped
+(a zero-width joiner inside "Bob" changes nothing) and spaces collapsed. ``name_taken``
+and bans by name use the key, so neither can be got round with a look-alike spelling.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Final
+
+# Characters that render as nothing (or a blank) without being Unicode format or space
+# characters: Hangul fillers and the blank Braille pattern, seen used as "empty" names.
+_BLANKS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# General categories that show nothing by themselves: format (zero-width joiners, soft
+# hyphen, bidi marks), separators, combining marks with no base, controls, unassigned.
+_UNSEEN: Final = frozenset(("Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cc", "Cn", "Co", "Cs"))
+
+
+def name_key(name: str) -> str:
+    """The form two names are compared in (see the module's docstring)."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    kept = "".join(
+        " " if ch.isspace() else ch
+        for ch in folded
+        if ch not in _BLANKS and unicodedata.category(ch) != "Cf"
+    )
+    return " ".join(kept.split())
+
+
+def is_visible(name: str) -> bool:
+    """Whether the name has a character a person can see (a letter, digit, symbol or
+    punctuation): a name of joiners, fillers and spaces alone shows as nothing."""
+    return any(
+        ch not in _BLANKS and unicodedata.category(ch) not in _UNSEEN
+        for ch in unicodedata.normalize("NFKC", name)
+    )

@@ -1,0 +1,43 @@
+"""Pseudonyms compared as people see them: look-alikes are the same name."""
+
+from __future__ import annotations
+
+import pytest
+
+from rooms.names import is_visible, name_key
+
+ZWJ = "\u200d"
+
+
+@pytest.mark.parametrize(
+    "same",
+    [
+        "bob",
+        "BOB",
+        f"B{ZWJ}ob",
+        "B\u200bob",  # zero-width space
+        "\uff22\uff4f\uff42",  # fullwidth
+        " Bob ",
+        "B\u00adob",  # soft hyphen
+    ],
+)
+def test_look_alikes_have_one_key(same: str) -> None:
+    assert name_key(same) == name_key("Bob") == "bob"
+
+
+def test_different_names_stay_different() -> None:
+    assert name_key("Bo b") != name_key("Bob")
+    assert name_key("Bo  b") == name_key("Bo b")
+    assert name_key("Jos\u00e9") == name_key("Jose\u0301")  # composed or not: one name
+    assert name_key("Jos\u00e9") != name_key("Jose")
+    assert name_key(f"\U0001f468{ZWJ}\U0001f469") == "\U0001f468\U0001f469"
+
+
+@pytest.mark.parametrize("blank", [ZWJ, "\u3164", "\u2800", " \u200b ", "\u0301", "\u115f"])
+def test_names_of_nothing_visible(blank: str) -> None:
+    assert not is_visible(blank)
+
+
+@pytest.mark.parametrize("name", ["Bo", "\u674e", "\U0001f33b", "J.", "7"])
+def test_visible_names(name: str) -> None:
+    assert is_visible(name)
