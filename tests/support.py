@@ -220,6 +220,16 @@ class Client:
     async def close(self) -> None:
         if self.sio.connected:
             await self.sio.disconnect()
+        await close_http(self.sio)
+
+
+async def close_http(sio: socketio.AsyncClient) -> None:
+    """Close the client's HTTP session if python-engineio left it open (it does after a
+    refused websocket handshake): else it is collected later and logs "Unclosed client
+    session" at ERROR in whatever test runs then."""
+    http = getattr(sio.eio, "http", None)
+    if http is not None and not http.closed:
+        await http.close()
 
 
 def _is_private_chat(event: str, data: dict[str, Any]) -> bool:

@@ -9,6 +9,8 @@ from typing import Any
 
 import socketio
 
+from tests.support import close_http
+
 WAIT_SECS = 5.0
 
 
@@ -90,3 +92,4 @@ class Bridge:
     async def close(self) -> None:
         if self.sio.connected:
             await self.sio.disconnect()
+        await close_http(self.sio)
