@@ -362,10 +362,21 @@ class Recorder:
     async def _write_until_done(self, item: _Item) -> None:
         kind = type(item.event).__name__
         count = 0
+        deleted: int | None = None  # an erase's delete went through: retries only scrub
 
         async def write() -> None:
-            nonlocal count
-            count = await self._write(item.event)
+            nonlocal count, deleted
+            ev = item.event
+            if not isinstance(ev, Unstore):
+                count = await self._write(ev)
+                return
+            if deleted is None:
+                deleted = await self._delete(ev)
+            if deleted:
+                # The delete's rows are gone from the table but maybe not from the file:
+                # a scrub that fails is retried on its own (a retried delete finds 0 rows).
+                await self.storage.scrub()
+            count = deleted
 
         if not await self._retrying(write, kind):
             if isinstance(item.event, Transcribe):
@@ -376,21 +387,21 @@ class Recorder:
         if item.done is not None and not item.done.done():
             item.done.set_result(count)
 
+    async def _delete(self, ev: Unstore) -> int:
+        """An erase's delete (its scrub is the caller's); the number of lines deleted."""
+        if ev.message_id is not None:
+            return await self.storage.delete_line(ev.session_id, ev.message_id)
+        if ev.participant_id is not None:
+            return await self.storage.delete_sender_lines(ev.session_id, ev.participant_id)
+        return 0
+
     async def _write(self, ev: StorageEvent) -> int:
-        """One event, one query (two for an erase: the delete, then the scrub)."""
+        """One event, one query (an erase is :meth:`_delete` and a scrub)."""
         s = self.storage
         if isinstance(ev, Transcribe):
             await s.add_line(_line(ev))
         elif isinstance(ev, Unstore):
-            if ev.message_id is not None:
-                n = await s.delete_line(ev.session_id, ev.message_id)
-            elif ev.participant_id is not None:
-                n = await s.delete_sender_lines(ev.session_id, ev.participant_id)
-            else:
-                n = 0
-            if n:
-                await s.scrub()
-            return n
+            raise AssertionError("an erase is written by _write_until_done")
         elif isinstance(ev, Consent):
             rid = record_id("consent", ev.session_id, ev.participant_id, ev.on, ev.ts)
             await s.add_consent_change(

@@ -39,14 +39,18 @@ class Purged:
         return self.lines + self.sessions + self.checkins
 
 
-async def purge_expired(storage: Storage, *, now: float, retention_days: float) -> Purged:
+async def purge_expired(
+    storage: Storage, *, now: float, retention_days: float, scrub_owed: bool = False
+) -> Purged:
+    """Delete what is older than the retention, then scrub the file if anything was
+    deleted (or ``scrub_owed``: a sweep before failed, perhaps after its deletes)."""
     cutoff = now - retention_days * DAY_SECS
     purged = Purged(
         lines=await storage.delete_lines_before(cutoff),
         sessions=await storage.delete_sessions_before(cutoff),
         checkins=await storage.delete_checkins_before(cutoff, keep_open=OPEN_CHECKIN_STATUSES),
     )
-    if purged.total:
+    if purged.total or scrub_owed:
         await storage.scrub()
     return purged
 
@@ -61,14 +65,20 @@ async def run_retention(
 ) -> None:
     """Sweep now and then, forever. A database outage skips a sweep, nothing more."""
     await asyncio.sleep(min(first_secs, every_secs))
+    scrub_owed = False
     while True:
         try:
-            purged = await purge_expired(storage, now=clock(), retention_days=retention_days)
+            purged = await purge_expired(
+                storage, now=clock(), retention_days=retention_days, scrub_owed=scrub_owed
+            )
         except StorageUnavailable as e:
+            scrub_owed = True  # its deletes may have gone through before it failed
             log.warning("retention sweep skipped: %s", e)
         except Exception:
+            scrub_owed = True
             log.exception("retention sweep failed")
         else:
+            scrub_owed = False
             if purged.total:
                 log.info(
                     "retention: deleted %d lines, %d sessions, %d check-ins",

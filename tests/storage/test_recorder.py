@@ -11,7 +11,7 @@ import pytest
 
 from rooms.events import Audit, Consent, SessionClosed, Transcribe, Unstore
 from server.recorder import Recorder
-from server.storage.base import SessionRecord, Storage, TranscriptLine
+from server.storage.base import SessionRecord, Storage, StorageUnavailable, TranscriptLine
 from server.storage.sqlite import SqliteStorage
 from tests.storage.test_backends import room
 
@@ -189,6 +189,39 @@ async def test_the_event_being_retried_at_a_stop_is_kept_too(
         assert await storage.audit_actions_on("s1", "p1") == {"remove"}
     finally:
         await second.close()
+
+
+async def test_an_erase_whose_scrub_failed_is_scrubbed_on_the_retry(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete went through, then the scrub met an outage: the retry must scrub,
+    not delete again (0 rows), skip the scrub and report 0 lines erased."""
+    await storage.create_room(room())
+    await storage.record_session(SessionRecord("s1", "r1", 0.0))
+    await storage.add_lines([said_line(1), said_line(2)])
+    real_scrub = storage.scrub
+    scrubs: list[str] = []
+
+    async def scrub_fails_once() -> None:
+        if not scrubs:
+            scrubs.append("failed")
+            raise StorageUnavailable("gone for a moment")
+        scrubs.append("done")
+        await real_scrub()
+
+    monkeypatch.setattr(storage, "scrub", scrub_fails_once)
+    recorder = Recorder(storage)
+    erase = Unstore("s1", participant_id="p1")
+    recorder.submit(erase)
+    recorder.start()
+    try:
+        assert await recorder.flush(10)
+        done = recorder.erase_result(erase)
+        assert done is not None and await done == 2
+        assert scrubs == ["failed", "done"]
+        assert await storage.list_lines("s1") == []
+    finally:
+        await recorder.close()
 
 
 def said_line(n: int) -> TranscriptLine:

@@ -6,9 +6,18 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from server.keys import STORAGE
-from server.retention import DAY_SECS, purge_expired
-from server.storage.base import CheckinRecord, SessionRecord, Storage, TranscriptLine
+from server.retention import DAY_SECS, purge_expired, run_retention
+from server.storage.base import (
+    CheckinRecord,
+    SessionRecord,
+    Storage,
+    StorageUnavailable,
+    TranscriptLine,
+)
+from tests.storage.test_backends import room
 from tests.support import LiveServer
 
 Servers = Callable[..., Awaitable[LiveServer]]
@@ -66,3 +75,38 @@ async def test_purge_counts_and_cutoff(servers: Servers) -> None:
     purged = await purge_expired(storage, now=now, retention_days=28)
     assert (purged.lines, purged.sessions, purged.checkins) == (1, 1, 0)
     assert {c.id for c in await storage.list_checkins()} == {"k-waiting", "k-new"}
+
+
+async def test_a_sweep_whose_scrub_failed_scrubs_at_the_next(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next sweep finds nothing left to delete; it must scrub all the same, or the
+    deleted lines stay readable in the file's free pages."""
+    await storage.create_room(room())
+    now = time.time()
+    await seed(storage, "r1", now)
+    real_scrub = storage.scrub
+    scrubs: list[str] = []
+
+    async def scrub_fails_once() -> None:
+        if not scrubs:
+            scrubs.append("failed")
+            raise StorageUnavailable("gone for a moment")
+        scrubs.append("done")
+        await real_scrub()
+
+    monkeypatch.setattr(storage, "scrub", scrub_fails_once)
+    sweeping = asyncio.get_running_loop().create_task(
+        run_retention(storage, retention_days=30, every_secs=0.05, clock=lambda: now, first_secs=0)
+    )
+    try:
+        for _ in range(100):
+            if len(scrubs) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # later sweeps: nothing deleted, nothing owed
+    finally:
+        sweeping.cancel()
+        await asyncio.gather(sweeping, return_exceptions=True)
+    assert scrubs == ["failed", "done"]
+    assert await storage.list_lines("s-old") == []
