@@ -43,6 +43,8 @@ _TRANSIENT: Final = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a primary demoted during a failover
+    asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock: retry
 )
 
 

@@ -115,3 +115,41 @@ async def _status_is(server: LiveServer, status: int) -> bool:
 async def _caught_up(server: LiveServer) -> bool:
     recorder = server.app[RECORDER]
     return recorder.idle and not recorder.failing
+
+
+async def test_a_read_only_primary_is_an_outage_not_a_refusal(pg_url: str) -> None:
+    """During a failover the old primary answers writes with "read-only transaction"
+    (and a busy one with serialization or deadlock errors): all are retried like an
+    unreachable database. Before, an erase meeting one was skipped for good."""
+    import asyncpg
+
+    from rooms.events import Unstore
+    from server.recorder import Recorder
+    from server.storage.base import SessionRecord, StorageUnavailable, TranscriptLine
+    from server.storage.postgres import PostgresStorage
+    from tests.storage.test_backends import room
+
+    writable = await PostgresStorage.open(pg_url)
+    read_only = PostgresStorage(
+        await asyncpg.create_pool(
+            pg_url, min_size=1, max_size=2, server_settings={"default_transaction_read_only": "on"}
+        )
+    )
+    try:
+        await writable.create_room(room())
+        await writable.record_session(SessionRecord("s1", "r1", 0.0))
+        line = TranscriptLine("m1", "s1", "p1", "Bo", "text", 1.0)
+        await writable.add_line(line)
+        with pytest.raises(StorageUnavailable):
+            await read_only.add_line(TranscriptLine("m2", "s1", "p1", "Bo", "more", 2.0))
+        recorder = Recorder(read_only)
+        recorder.flush_on_close_secs = 0.3
+        recorder.submit(Unstore("s1", participant_id="p1"))
+        recorder.start()
+        assert not await recorder.flush(0.5)
+        assert recorder.failing and recorder.backlog == 1  # kept and retried, not skipped
+        await recorder.close()
+        assert [x.id for x in await writable.list_lines("s1")] == ["m1"]
+    finally:
+        await read_only.close()
+        await writable.close()
