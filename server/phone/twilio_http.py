@@ -383,7 +383,8 @@ async def _form(request: web.Request) -> MultiDict[str]:
     so a step sees them as silence and says sorry."""
     try:
         raw = await request.post()
-    except (web.HTTPRequestEntityTooLarge, ValueError):
+    except (web.HTTPRequestEntityTooLarge, ValueError, LookupError):
+        # LookupError: an unknown charset in the Content-Type ("charset=nonsense").
         raise http_error(ErrorCode.BAD_REQUEST, "The request body is unreadable.") from None
     return MultiDict((k, v) for k, v in raw.items() if isinstance(v, str))
 

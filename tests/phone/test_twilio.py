@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
+
 from server.keys import LIVE
 from tests.phone.conftest import checkin_with, web_room
 from tests.phone.test_checkins import api
@@ -227,6 +229,19 @@ async def test_signatures(live_server: LiveServer, clients: Any) -> None:
     # an oversized body: a coded error, not a 500
     await phone.post("/phone/twilio/voice", raw=True, Junk="x" * 100_000)
     assert phone.last_status in (400, 413)
+    # a body in a charset that does not exist: a coded error, not a 500
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{live_server.url}/phone/twilio/voice",
+            data=b"CallSid=CA1&From=%2B4712345678",
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded; charset=nonsense",
+                "X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl",
+            },
+        ) as r,
+    ):
+        assert r.status == 400 and (await r.json())["error"]["code"] == "bad_request"
 
 
 async def test_not_configured_is_404(server_factory: Any) -> None:
