@@ -21,7 +21,7 @@ from presence.state import dropped, expired, reconnected
 from rooms.commands import Drop, Join
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Disconnect, SessionClosed, Welcome
-from rooms.model import Participant, RoomState, Waiting
+from rooms.model import Participant, Role, RoomState, Waiting
 from rooms.names import name_key
 from rooms.tx import Tx
 
@@ -126,6 +126,7 @@ def leave(tx: Tx, p: Participant, reason: str) -> None:
     tx.drop_participant(p.id)
     tx.broadcast("participant.left", id=p.id, reason=reason)
     tx.emit(Disconnect(p.id, p.conn))
+    keep_a_facilitator(tx)
 
 
 def expire(tx: Tx, grace_secs: float) -> bool:
@@ -134,8 +135,24 @@ def expire(tx: Tx, grace_secs: float) -> bool:
         if expired(p, tx.now, grace_secs):
             tx.drop_participant(p.id)
             tx.broadcast("participant.left", id=p.id, reason="timeout")
+    keep_a_facilitator(tx)
     since = tx.state.empty_since
     return since is not None and tx.now - since >= grace_secs
+
+
+def keep_a_facilitator(tx: Tx) -> None:
+    """The last facilitator has gone (left, or past the grace period): the
+    cofacilitator here longest, connected first, becomes facilitator, so someone can
+    still end the session, lock or unlock it, and pass roles on. A dropped facilitator
+    still counts (they may be back within the grace). With no cofacilitator, nobody is
+    promoted: a facilitator token brings one in."""
+    people = tx.state.participants
+    if any(p.role is Role.FACILITATOR for p in people):
+        return
+    cofacilitators = [p for p in people if p.role is Role.COFACILITATOR]
+    if cofacilitators:
+        chosen = next((p for p in cofacilitators if p.connected), cofacilitators[0])
+        tx.updated(chosen.copy_and_replace(role=Role.FACILITATOR))
 
 
 def end(tx: Tx, reason: str) -> None:

@@ -7,8 +7,9 @@ import pytest
 from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Audit, Disconnect, Unstore
-from rooms.model import QueueOrder, Role, Settings
-from tests.unit.helpers import do, emits, join, live, payload, person, session
+from rooms.machine import apply
+from rooms.model import Participant, QueueOrder, Role, RoomState, Settings
+from tests.unit.helpers import RULES, do, emits, join, live, payload, person, session
 
 MOD_COMMANDS: list[c.Command] = [
     c.ModLowerHand("p2"),
@@ -205,3 +206,47 @@ def test_moderators_chat_even_when_chat_is_paused() -> None:
 def test_waiting_room_setting_is_remembered_in_snapshot() -> None:
     out = do(session(settings=Settings()), "fac", c.SetWaitingRoom(on=True))
     assert out.state is not None and out.state.settings.waiting_room is True
+
+
+def test_when_the_last_facilitator_leaves_a_cofacilitator_takes_over() -> None:
+    state = session("p1", "p2", "p3")
+    state = live(do(state, "fac", c.SetRole("p2", Role.COFACILITATOR)))
+    state = live(do(state, "fac", c.SetRole("p3", Role.COFACILITATOR)))
+    state = live(do(state, "p2", c.Leave(), now=2.0))
+    # p3 is the only cofacilitator left; nothing changes while the facilitator is here.
+    assert person(do(state, "p1", c.Leave(), now=3.0), "fac").role is Role.FACILITATOR
+    out = do(state, "fac", c.Leave(), now=3.0)
+    assert person(out, "p3").role is Role.FACILITATOR
+    left, promoted = emits(out.events, "participant.left"), emits(out.events, "participant.updated")
+    assert [e.payload["id"] for e in left] == ["fac"]
+    assert [e.payload["participant"]["role"] for e in promoted] == ["facilitator"]
+    assert left[0].payload["seq"] < promoted[0].payload["seq"]
+    # The new facilitator can do what only a facilitator can.
+    assert do(live(out), "p3", c.End()).state is None
+
+
+def test_a_dropped_facilitator_keeps_the_role_until_the_grace_is_over() -> None:
+    state = session("p1", "p2")
+    state = live(do(state, "fac", c.SetRole("p1", Role.COFACILITATOR)))
+    state = live(do(state, "fac", c.SetRole("p2", Role.COFACILITATOR)))
+    state = live(apply(state, None, c.Drop("fac", "sid-fac"), now=5.0, rules=RULES))
+    state = live(apply(state, None, c.Drop("p1", "sid-p1"), now=6.0, rules=RULES))
+    still = live(apply(state, None, c.Tick(), now=30.0, rules=RULES))
+    assert person_in(still, "fac").role is Role.FACILITATOR
+    later = live(apply(still, None, c.Tick(), now=5.0 + RULES.grace_secs, rules=RULES))
+    assert later.get("fac") is None
+    # The connected cofacilitator (p2) is chosen over the one who dropped first (p1).
+    assert person_in(later, "p2").role is Role.FACILITATOR
+    assert person_in(later, "p1").role is Role.COFACILITATOR
+
+
+def test_with_no_cofacilitator_nobody_is_promoted() -> None:
+    out = do(session("p1"), "fac", c.Leave())
+    assert person(out, "p1").role is Role.PEER
+    assert emits(out.events, "participant.updated") == []
+
+
+def person_in(state: RoomState, pid: str) -> Participant:
+    p = state.get(pid)
+    assert p is not None
+    return p
