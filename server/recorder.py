@@ -241,7 +241,10 @@ class Recorder:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before it replaces the old one, not just named
         tmp.replace(self.spill_path)
+        _fsync_dir(self.spill_path.parent)  # and the rename itself survives a power cut
         log.error(
             "shutting down with storage unavailable: %d events kept for the next start, "
             "%d transcript lines not stored",
@@ -415,6 +418,19 @@ class Recorder:
         else:
             await s.record_session(_session(ev))
         return 1
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot sync a directory; the file itself is synced
+    finally:
+        os.close(fd)
 
 
 def _line(ev: StorageEvent) -> TranscriptLine:
