@@ -16,6 +16,10 @@ class Bucket:
     def full(cls, capacity: float, per_sec: float, now: float) -> Bucket:
         return cls(capacity, per_sec, capacity, now)
 
+    def available(self, now: float) -> float:
+        """Tokens there would be at ``now``, without taking one."""
+        return min(self.capacity, self.tokens + (now - self.at) * self.per_sec)
+
     def take(self, now: float) -> bool:
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.per_sec)
         self.at = now

@@ -39,6 +39,7 @@ from rooms.model import Role, RoomState, Via
 from rooms.names import name_key
 from server.live import LiveUnavailable
 from server.phone.numbers import Caller, pseudonyms
+from server.ratelimit import Bucket
 from server.service import RoomService, new_id
 from server.storage.base import CheckinRecord, RoomRecord, StorageUnavailable
 from server.tasks import stop_tasks
@@ -49,6 +50,15 @@ MAX_CALL_ID_CHARS: Final = 64  # Twilio's CallSid is 34; SIP Call-IDs are longer
 MAX_PIN_DIGITS: Final = 12
 NAME_RACE_TRIES: Final = 3  # another caller took "Caller 42" between our look and our join
 PINS_CACHED: Final = 1_000  # rooms found by PIN, kept to let callers in while storage is down
+# Wrong PINs: a room's PIN is 6 digits, so guessing is the way in for a stranger. Each
+# number (a keyed hash of it; withheld numbers share one) may get 5 wrong, then 5 more
+# an hour; the whole line 30, then 30 more every 10 minutes. Past either, PINs are not
+# even looked at until the budget refills: a guess cannot be told from a mistype.
+PIN_MISSES_PER_CALLER: Final = 5
+PIN_MISSES_PER_CALLER_PER_SEC: Final = 5 / 3600
+PIN_MISSES_ALL: Final = 30
+PIN_MISSES_ALL_PER_SEC: Final = 30 / 600
+PIN_CALLERS_TRACKED: Final = 10_000  # oldest forgotten first
 _PIN: Final = re.compile(r"[0-9]{1,12}")
 KEYS: Final[dict[str, c.Command]] = {"*9": c.ToggleHand(), "*6": c.ToggleMic()}
 
@@ -139,6 +149,8 @@ class PhoneLines:
         self._floor: dict[str, str | None] = {}  # room id -> who had the floor last we saw
         self._joining: dict[str, asyncio.Lock] = {}  # call id -> its call.join in flight
         self._pins: dict[str, RoomRecord] = {}  # PIN -> room, oldest lookup first
+        self._pin_misses: dict[str, Bucket] = {}  # caller key -> wrong PINs left
+        self._all_pin_misses = Bucket.full(PIN_MISSES_ALL, PIN_MISSES_ALL_PER_SEC, 0.0)
         self._outbox: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
@@ -219,11 +231,35 @@ class PhoneLines:
                 del self._pins[next(iter(self._pins))]
         return room
 
+    def _pin_budget(self, key: str | None) -> tuple[Bucket, Bucket]:
+        """The wrong-PIN budgets of this caller and of the whole line."""
+        who = key or "withheld"
+        mine = self._pin_misses.pop(who, None) or Bucket.full(
+            PIN_MISSES_PER_CALLER, PIN_MISSES_PER_CALLER_PER_SEC, self.service.clock()
+        )
+        self._pin_misses[who] = mine  # most recent last
+        while len(self._pin_misses) > PIN_CALLERS_TRACKED:
+            del self._pin_misses[next(iter(self._pin_misses))]
+        return mine, self._all_pin_misses
+
     async def _join(self, call_id: str, pin: str, caller: Caller, sink: CallSink) -> PhoneCall:
+        key = caller.key(self._secret)
+        budgets = self._pin_budget(key)
+        now = self.service.clock()
+        if any(b.available(now) < 1 for b in budgets):
+            log.warning(
+                "call %s: PIN not checked, too many wrong PINs (%s)", call_id, caller.masked
+            )
+            raise RoomError(
+                ErrorCode.RATE_LIMITED,
+                "Too many wrong PINs have been tried. Please try again in an hour, "
+                "or ask your facilitator for help.",
+            )
         room = await self._room(pin)
         if room is None:
+            for b in budgets:
+                b.take(now)
             raise RoomError(ErrorCode.BAD_PIN, "No group has that PIN. Check it and try again.")
-        key = caller.key(self._secret)
         known = self._calls.get(call_id)
         if known is not None and known.room_id == room.id and not known.dropped:
             return known  # the same call.join again (a retry): nothing changes

@@ -355,3 +355,30 @@ async def test_a_hang_up_the_live_store_cannot_take_now_is_retried(
 
         await fac.wait_for("participant.updated", gone)
         assert refused == ["Leave" if hang_up == "call.leave" else "Drop"]
+
+
+async def test_wrong_pins_are_limited_per_number_and_for_the_line(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    """A room's PIN is six digits: a stranger could guess it, a few tries per call, many
+    calls. Past the budget of wrong PINs, no PIN is looked at, right or wrong."""
+    from server.phone.lines import PIN_MISSES_ALL, PIN_MISSES_PER_CALLER
+
+    room, _, _ = await web_room(live_server, clients)
+    right = room["phone_pin"]
+    wrong = ("1" if right[0] != "1" else "2") + right[1:]
+    b = await bridges()
+    guesser = "+44 7700 900999"
+    for n in range(PIN_MISSES_PER_CALLER):
+        payload = {"call_id": f"g{n}", "pin": wrong, "caller": guesser}
+        assert await b.error("call.join", payload) == "bad_pin"
+    payload = {"call_id": "g-right", "pin": right, "caller": guesser}
+    assert await b.error("call.join", payload) == "rate_limited"
+    # Another number still gets in.
+    await b.ok("call.join", {"call_id": "other", "pin": right, "caller": CALLER})
+    # Many numbers guessing at once exhaust the line's budget: then nobody's PIN is checked.
+    for n in range(PIN_MISSES_ALL - PIN_MISSES_PER_CALLER):
+        payload = {"call_id": f"m{n}", "pin": wrong, "caller": f"+44 7700 9{n:05d}"}
+        assert await b.error("call.join", payload) == "bad_pin"
+    payload = {"call_id": "late", "pin": right, "caller": "+44 7700 900123"}
+    assert await b.error("call.join", payload) == "rate_limited"
