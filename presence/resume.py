@@ -45,7 +45,7 @@ class ResumeTokens:
         return self._s.dumps([claim.room_id, claim.session_id, claim.participant_id])
 
     def verify(self, token: object) -> ResumeClaim | None:
-        if not isinstance(token, str) or len(token) > 512:
+        if not isinstance(token, str) or len(token) > 512 or not token.isascii():
             return None
         try:
             data = self._s.loads(token)

@@ -58,12 +58,14 @@ def require_admin_or_facilitator(request: web.Request, room_id: str | None) -> N
 async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise http_error(ErrorCode.BAD_REQUEST, "The request body is too large.")
-    try:
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
+    raw = b""
+    while not request.content.at_eof():  # read() may return only what has arrived so far
+        raw += await request.content.read(MAX_BODY_BYTES + 1 - len(raw))
         if len(raw) > MAX_BODY_BYTES:
             raise http_error(ErrorCode.BAD_REQUEST, "The request body is too large.")
+    try:
         data = json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
         raise http_error(ErrorCode.BAD_REQUEST, "The body must be JSON.") from None
     if not isinstance(data, dict):
         raise http_error(ErrorCode.BAD_REQUEST, "The body must be a JSON object.")
@@ -233,6 +235,23 @@ async def _storage_errors(request: web.Request, handler: Handler) -> web.StreamR
         raise http_error(
             ErrorCode.UNAVAILABLE, "The database is unavailable right now; try again soon."
         ) from None
+    except web.HTTPMethodNotAllowed as e:
+        if not request.path.startswith("/api/") or e.content_type == "application/json":
+            raise
+        body = {
+            "error": {"code": "bad_request", "message": f"{request.method} is not allowed here."}
+        }
+        raise web.HTTPMethodNotAllowed(
+            request.method,
+            e.allowed_methods,
+            text=json.dumps(body),
+            content_type="application/json",
+        ) from None
+    except web.HTTPNotFound as e:
+        # The router's own 404 is plain text; an API client gets the contract's shape.
+        if not request.path.startswith("/api/") or e.content_type == "application/json":
+            raise
+        raise http_error(ErrorCode.NOT_FOUND, "There is no such API path.") from None
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -42,7 +42,9 @@ class RoomTokens:
         return self._s.dumps([room_id, kind.value])
 
     def verify(self, token: object) -> RoomToken | None:
-        if not isinstance(token, str) or not 0 < len(token) <= 256:
+        # Tokens are URL-safe ASCII; anything else (a lone surrogate from a header that
+        # was not UTF-8) would make the signer's encode raise instead of refusing.
+        if not isinstance(token, str) or not 0 < len(token) <= 256 or not token.isascii():
             return None
         try:
             data = self._s.loads(token)
@@ -58,8 +60,8 @@ class RoomTokens:
 
 def same_secret(given: str | None, expected: str | None) -> bool:
     """Constant-time comparison for bearer secrets (admin, bridge)."""
-    if not given or not expected:
-        return False
+    if not given or not expected or not given.isascii():
+        return False  # a secret we issue is ASCII; another string cannot even be encoded
     return hmac.compare_digest(given.encode(), expected.encode())
 
 

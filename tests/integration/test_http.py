@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,3 +103,60 @@ async def test_the_client_page_is_served_without_leaking_the_token(
         assert status == 200 and "<html" in body
         assert headers["Referrer-Policy"] == "no-referrer"
         assert "default-src 'self'" in headers["Content-Security-Policy"]
+
+
+async def raw_http(server: LiveServer, *parts: bytes) -> tuple[int, bytes]:
+    """Send ``parts`` over one connection, a moment apart (so each arrives on its own),
+    and return the status and body of the response."""
+    host, port = server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        return int(head.split()[1]), await reader.readexactly(length)
+    finally:
+        writer.close()
+
+
+async def test_a_token_that_is_not_utf8_is_refused_not_a_crash(live_server: LiveServer) -> None:
+    for path in (b"/api/checkins", b"/api/rooms/x"):
+        status, body = await raw_http(
+            live_server,
+            b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Authorization: Bearer \xff\xfe\r\n\r\n",
+        )
+        assert status in (401, 403), (path, status, body)
+        assert json.loads(body)["error"]["code"] in ("bad_token", "forbidden")
+
+
+async def test_a_body_that_arrives_in_pieces_is_read_whole(live_server: LiveServer) -> None:
+    body = json.dumps({"title": "Arrived in two parts", "waiting_room": True}).encode()
+    head = (
+        f"POST /api/rooms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"Authorization: Bearer {live_server.admin_token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    status, got = await raw_http(live_server, head + body[:10], body[10:])
+    assert status == 201, got
+    room = json.loads(got)
+    status, info, _ = await request(
+        "GET", f"{live_server.url}/api/rooms/{room['room_id']}", token=room["facilitator_token"]
+    )
+    assert info["title"] == "Arrived in two parts" and info["settings"]["waiting_room"] is True
+
+
+async def test_api_errors_are_json_with_a_code(live_server: LiveServer) -> None:
+    tok = live_server.admin_token
+    status, got, _ = await request(
+        "POST", f"{live_server.url}/api/rooms", token=tok, data=b"[" * 8000
+    )
+    assert status == 400 and got["error"]["code"] == "bad_request"
+    status, got, _ = await request("GET", f"{live_server.url}/api/no-such-thing")
+    assert status == 404 and got["error"]["code"] == "not_found"
+    status, got, headers = await request("DELETE", f"{live_server.url}/api/rooms")
+    assert status == 405 and got["error"]["code"] == "bad_request"
+    assert "POST" in headers["Allow"]
