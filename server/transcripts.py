@@ -17,7 +17,8 @@ from presence.resume import ResumeClaim
 from rooms.errors import ErrorCode
 from server.errors import http_error
 from server.http import bearer
-from server.keys import ROOM_TOKENS, SERVICE, STORAGE
+from server.keys import LIVE, ROOM_TOKENS, SERVICE, STORAGE
+from server.live import LiveUnavailable
 from server.storage.base import Storage, TranscriptLine
 from server.tokens import RoomToken, TokenKind
 from server.transcript_access import participant_may_read
@@ -143,6 +144,22 @@ async def _room_of(request: web.Request, storage: Storage, session_id: str) -> s
     return room_id
 
 
+async def _live_consent(
+    request: web.Request, room_id: str, session_id: str, pid: str
+) -> bool | None:
+    """The participant's consent in the live session, if they are in it now: the one
+    state every node shares. This node's own facts hold only what was decided here; a
+    change made through another node (consent withdrawn there) would not be in them."""
+    try:
+        state = await request.app[LIVE].get(room_id)
+    except LiveUnavailable:
+        return None
+    if state is None or state.session_id != session_id:
+        return None
+    p = state.get(pid)
+    return p.consent if p is not None else None
+
+
 async def _require_participant(
     request: web.Request, storage: Storage, claim: ResumeClaim, session_id: str, room_id: str
 ) -> None:
@@ -150,7 +167,9 @@ async def _require_participant(
         raise http_error(ErrorCode.FORBIDDEN, "That token belongs to another session.")
     facts = request.app[SERVICE].facts
     pid = claim.participant_id
-    consent = facts.consent(session_id, pid)
+    consent = await _live_consent(request, room_id, session_id, pid)
+    if consent is None:
+        consent = facts.consent(session_id, pid)
     if consent is None:
         consent = await storage.latest_consent(session_id, pid)
     actions = facts.actions_on(session_id, pid) | await storage.audit_actions_on(session_id, pid)
