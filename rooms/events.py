@@ -57,6 +57,7 @@ class Unstore:
     session_id: str
     message_id: str | None = None
     participant_id: str | None = None
+    ts: float | None = None  # a participant's erase covers their lines sent until then
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,4 +129,4 @@ def withdraw_all_consent(tx: Tx) -> None:
 
 
 def erase(tx: Tx, p: Participant, cmd: EraseTranscript) -> None:
-    tx.emit(Unstore(tx.state.session_id, participant_id=p.id))
+    tx.emit(Unstore(tx.state.session_id, participant_id=p.id, ts=tx.now))

@@ -395,7 +395,9 @@ class Recorder:
         if ev.message_id is not None:
             return await self.storage.delete_line(ev.session_id, ev.message_id)
         if ev.participant_id is not None:
-            return await self.storage.delete_sender_lines(ev.session_id, ev.participant_id)
+            return await self.storage.delete_sender_lines(
+                ev.session_id, ev.participant_id, up_to=ev.ts
+            )
         return 0
 
     async def _write(self, ev: StorageEvent) -> int:

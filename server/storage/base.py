@@ -147,10 +147,13 @@ class Storage(Protocol):
         """Like :meth:`add_line` for each, in one transaction."""
 
     async def delete_line(self, session_id: str, line_id: str) -> int:
-        """Rows deleted (0 or 1)."""
+        """Rows deleted (0 or 1). The line is never stored again (a late copy of it)."""
 
-    async def delete_sender_lines(self, session_id: str, sender_id: str) -> int:
-        """Rows deleted."""
+    async def delete_sender_lines(
+        self, session_id: str, sender_id: str, up_to: float | None = None
+    ) -> int:
+        """Rows deleted: the sender's lines sent at or before ``up_to`` (all if None).
+        Those lines are never stored again either."""
 
     async def list_lines(self, session_id: str) -> list[TranscriptLine]:
         """Oldest first."""

@@ -178,27 +178,71 @@ class SqlStorage(ABC):
         return SessionRecord(*row) if row else None
 
     async def delete_sessions_before(self, cutoff: float) -> int:
+        await self._execute(
+            "DELETE FROM transcript_erasures WHERE session_id IN "
+            "(SELECT id FROM sessions WHERE started_at < ?)",
+            cutoff,
+        )
         return await self._execute("DELETE FROM sessions WHERE started_at < ?", cutoff)
 
     # transcript lines ------------------------------------------------------------------
 
     async def add_line(self, line: TranscriptLine) -> None:
-        await self._insert_new("transcript_lines", _LINE_COLUMNS, [line])
+        await self.add_lines([line])
 
     async def add_lines(self, lines: Sequence[TranscriptLine]) -> None:
-        """Several lines in one statement (so one transaction): how a backlog drains."""
-        await self._insert_new("transcript_lines", _LINE_COLUMNS, lines)
+        """Several lines in one statement (so one transaction): how a backlog drains.
+        A line already stored, or covered by an erase, is skipped."""
+        if not lines:
+            return
+        row = "(?, ?, ?, ?, ?, CAST(? AS DOUBLE PRECISION))"
+        await self._execute(
+            f"WITH v ({_LINE_COLUMNS}) AS (VALUES {', '.join([row] * len(lines))}) "  # noqa: S608
+            f"INSERT INTO transcript_lines ({_LINE_COLUMNS}) SELECT {_LINE_COLUMNS} FROM v "
+            "WHERE NOT EXISTS (SELECT 1 FROM transcript_erasures e "
+            "WHERE e.session_id = v.session_id AND (e.line_id = v.id "
+            "OR (e.sender_id = v.sender_id AND v.ts <= e.up_to))) "
+            "ON CONFLICT (id) DO NOTHING",
+            *(v for line in lines for v in astuple(line)),
+        )
 
     async def delete_line(self, session_id: str, line_id: str) -> int:
+        """The erase is kept first, so a copy of the line written later is refused."""
+        await self._execute(
+            "INSERT INTO transcript_erasures (id, session_id, line_id) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            f"line:{session_id}:{line_id}",
+            session_id,
+            line_id,
+        )
         return await self._execute(
             "DELETE FROM transcript_lines WHERE session_id = ? AND id = ?", session_id, line_id
         )
 
-    async def delete_sender_lines(self, session_id: str, sender_id: str) -> int:
-        return await self._execute(
-            "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ?",
+    async def delete_sender_lines(
+        self, session_id: str, sender_id: str, up_to: float | None = None
+    ) -> int:
+        """Every line of ``sender_id`` sent at or before ``up_to`` (all, if None: an
+        erase queued by an older version); the erase is kept first, as above."""
+        if up_to is None:
+            return await self._execute(
+                "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ?",
+                session_id,
+                sender_id,
+            )
+        await self._execute(
+            "INSERT INTO transcript_erasures (id, session_id, sender_id, up_to) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            f"sender:{session_id}:{sender_id}:{up_to!r}",
             session_id,
             sender_id,
+            up_to,
+        )
+        return await self._execute(
+            "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ? AND ts <= ?",
+            session_id,
+            sender_id,
+            up_to,
         )
 
     async def list_lines(self, session_id: str) -> list[TranscriptLine]:

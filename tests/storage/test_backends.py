@@ -240,3 +240,27 @@ async def test_sqlite_nodes_opening_one_new_file_together(tmp_path: Path) -> Non
     for s in opened:
         await s.close()
     assert [r[0] for r in rows] == [m.version for m in all_migrations()]
+
+
+async def test_an_erased_line_is_not_stored_again_by_a_late_copy(storage: Storage) -> None:
+    """Another node may write a line after its erase (it held it through an outage):
+    the erase is kept, so that copy is refused; lines sent after a participant erased
+    their own (having opted in again) are kept."""
+    await with_session(storage, started=50.0)
+    await storage.add_line(TranscriptLine("m1", "s1", "p1", "Bo", "one", 1.0))
+    assert await storage.delete_line("s1", "m1") == 1
+    await storage.add_line(TranscriptLine("m1", "s1", "p1", "Bo", "one", 1.0))
+    assert await storage.list_lines("s1") == []
+    assert await storage.delete_sender_lines("s1", "p1", up_to=10.0) == 0
+    late = [
+        TranscriptLine("m2", "s1", "p1", "Bo", "before the erase", 5.0),
+        TranscriptLine("m3", "s1", "p1", "Bo", "after it", 20.0),
+        TranscriptLine("m4", "s1", "p2", "Cy", "someone else", 5.0),
+    ]
+    await storage.add_lines(late)
+    assert [x.id for x in await storage.list_lines("s1")] == ["m4", "m3"]
+    # The erases go with their session at retention.
+    assert await storage.delete_sessions_before(100.0) == 1
+    await with_session(storage)
+    await storage.add_line(TranscriptLine("m1", "s1", "p1", "Bo", "a new session", 1.0))
+    assert [x.id for x in await storage.list_lines("s1")] == ["m1"]

@@ -224,5 +224,27 @@ async def test_an_erase_whose_scrub_failed_is_scrubbed_on_the_retry(
         await recorder.close()
 
 
+async def test_a_line_one_node_writes_after_another_wrote_its_erase_stays_erased(
+    storage: Storage,
+) -> None:
+    """Node A records the erase; node B, behind (an outage), records the line only now."""
+    await storage.create_room(room())
+    node_a, node_b = Recorder(storage), Recorder(storage)
+    node_a.session_seen("r1", "s1", 0.0)
+    node_a.submit(Unstore("s1", participant_id="p1", ts=10.0))
+    node_b.session_seen("r1", "s1", 0.0)
+    node_b.submit(said(5))  # sent at 5, before the erase
+    node_b.submit(said(20))  # sent at 20: opted in again after erasing
+    node_a.start()
+    try:
+        assert await node_a.flush(10)
+        node_b.start()
+        assert await node_b.flush(10)
+    finally:
+        await node_a.close()
+        await node_b.close()
+    assert [x.id for x in await storage.list_lines("s1")] == ["m20"]
+
+
 def said_line(n: int) -> TranscriptLine:
     return TranscriptLine(f"m{n}", "s1", "p1", "Name-p1", f"text {n}", float(n))
