@@ -13,10 +13,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from rooms.errors import RoomError
 from server import gctune
 from server.app import create_app, make_runner, open_storage, resolve_secrets
 from server.http import create_room
 from server.keys import ROOM_TOKENS, SETTINGS, STORAGE
+from server.payloads import validate_title
 from server.settings import Settings, SettingsError, add_serve_arguments, from_sources
 from server.tokens import RoomTokens
 
@@ -98,6 +100,10 @@ def _first_to_welcome(data_dir: Path) -> bool:
 
 
 async def _create_room(settings: Settings, args: argparse.Namespace) -> None:
+    try:
+        title = validate_title(args.title)
+    except RoomError as e:
+        raise SystemExit(f"peerroom create-room: {e.message}") from None
     settings = resolve_secrets(settings)
     assert settings.secret is not None
     storage = await open_storage(settings)
@@ -106,13 +112,13 @@ async def _create_room(settings: Settings, args: argparse.Namespace) -> None:
             storage,
             RoomTokens(settings.secret),
             settings.base_url,
-            title=args.title,
+            title=title,
             waiting_room=args.waiting_room,
             transcripts_allowed=not args.no_transcripts,
         )
     finally:
         await storage.close()
-    _print_room(args.title, body)
+    _print_room(title, body)
 
 
 def _print_room(title: str, body: dict[str, str]) -> None:

@@ -14,14 +14,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from rooms.errors import ErrorCode
+from rooms.errors import ErrorCode, RoomError
 from rooms.model import QueueOrder
 from server.errors import http_error
 from server.keys import LIVE, METRICS, RECORDER, ROOM_TOKENS, SETTINGS, STORAGE
+from server.payloads import validate_title
 from server.storage.base import PinTaken, RoomRecord, Storage, StorageUnavailable
 from server.tokens import RoomTokens, TokenKind, same_secret
 
-MAX_TITLE_CHARS: Final = 100
 MAX_BODY_BYTES: Final = 8 * 1024
 PIN_DIGITS: Final = 6  # easy to key in on a phone, a million to guess from
 PIN_TRIES: Final = 20
@@ -126,16 +126,15 @@ async def post_room(request: web.Request) -> web.Response:
     if not is_admin(request):
         raise http_error(ErrorCode.FORBIDDEN, "Creating rooms needs the admin token.")
     data = await json_body(request)
-    title = data.get("title")
-    if not isinstance(title, str) or not 0 < len(title.strip()) <= MAX_TITLE_CHARS:
-        raise http_error(
-            ErrorCode.BAD_REQUEST, f"'title' must be 1 to {MAX_TITLE_CHARS} characters."
-        )
+    try:
+        title = validate_title(data.get("title"))
+    except RoomError as e:
+        raise http_error(e.code, e.message) from None
     body = await create_room(
         request.app[STORAGE],
         request.app[ROOM_TOKENS],
         request.app[SETTINGS].base_url,
-        title=title.strip(),
+        title=title,
         waiting_room=_opt_bool(data, "waiting_room", False),
         transcripts_allowed=_opt_bool(data, "transcripts_allowed", True),
     )

@@ -63,6 +63,23 @@ def _has_control(text: str, allow_newlines: bool) -> bool:
     return False
 
 
+MAX_TITLE_CHARS: Final = 100
+
+
+def validate_title(raw: object) -> str:
+    """A room's title: 1 to 100 characters after trimming, one line, no control
+    characters (a NUL is refused by PostgreSQL; a newline would break the transcript's
+    heading)."""
+    if not isinstance(raw, str):
+        raise bad(f"'title' must be 1 to {MAX_TITLE_CHARS} characters.")
+    title = unicodedata.normalize("NFC", raw).strip()
+    if not 0 < len(title) <= MAX_TITLE_CHARS:
+        raise bad(f"'title' must be 1 to {MAX_TITLE_CHARS} characters.")
+    if _has_control(title, allow_newlines=False):
+        raise bad("A title is one line of text, without control characters.")
+    return title
+
+
 def validate_name(raw: object) -> str:
     """A pseudonym: 1 to 40 characters after trimming, no control characters."""
     if not isinstance(raw, str):

@@ -143,6 +143,17 @@ def test_create_room_prints_links_and_pin(tmp_path: Path) -> None:
     assert re.search(r"Phone PIN:\s+\d{6}", result.stdout)
 
 
+def test_create_room_refuses_a_title_of_two_lines(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERROOM_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "create-room", "Tuesday\ncircle",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "one line of text" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_bad_flag_is_a_clear_error(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "server", "serve", "--wire", "xml"],

@@ -37,7 +37,8 @@ async def test_create_room_validates_its_body(live_server: LiveServer) -> None:
     url = f"{live_server.url}/api/rooms"
     tok = live_server.admin_token
     for body in ({}, {"title": ""}, {"title": "x" * 101}, {"title": 5},
-                 {"title": "ok", "waiting_room": "yes"}):  # fmt: skip
+                 {"title": "ok", "waiting_room": "yes"}, {"title": "a\u0000b"},
+                 {"title": "two\nlines"}):  # fmt: skip
         status, got, _ = await request("POST", url, token=tok, json=body)
         assert status == 400 and got["error"]["code"] == "bad_request", body
     status, got, _ = await request("POST", url, token=tok, data=b"{not json")
