@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Final
 
 DEFAULT_PORT: Final = 8080
+MIN_SECRET_CHARS: Final = 16  # for the secrets set in the environment
 DEFAULT_GRACE_SECS: Final = 60.0  # a phone dropping in a tunnel comes back within a minute
 DEFAULT_MAX_ROOM_SIZE: Final = 100  # peer groups are 5-20; the cap guards memory
 DEFAULT_RETENTION_DAYS: Final = 30
@@ -209,6 +210,14 @@ def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> Set
     values["secret"] = env.get("PEERROOM_SECRET") or None
     values["bridge_token"] = env.get("PEERROOM_BRIDGE_TOKEN") or None
     values["twilio_auth_token"] = env.get("PEERROOM_TWILIO_AUTH_TOKEN") or None
+    for var in ("PEERROOM_ADMIN_TOKEN", "PEERROOM_SECRET", "PEERROOM_BRIDGE_TOKEN"):
+        # Ours to choose, and whoever holds one can create rooms, forge links or join
+        # callers: one that could be guessed is refused rather than used.
+        if env.get(var) and len(env[var]) < MIN_SECRET_CHARS:
+            raise SettingsError(
+                f"{var}: must be at least {MIN_SECRET_CHARS} characters "
+                "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
     if "web_dir" not in values and env.get("PEERROOM_WEB_DIR"):
         values["web_dir"] = Path(env["PEERROOM_WEB_DIR"])
     settings = Settings(**values)  # type: ignore[arg-type]
