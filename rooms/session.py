@@ -102,7 +102,11 @@ def admit(tx: Tx, w: Waiting, by: str | None) -> None:
 
 def _resume(tx: Tx, p: Participant, conn: str | None) -> None:
     if p.connected and p.conn is not None and p.conn != conn:
-        tx.emit(Disconnect(p.id, p.conn))  # the same person on a new connection: close the old
+        # The same person on a new connection: tell the old one why, then close it (the
+        # new one is not in the person's channel yet). A close without this is the
+        # server going away, and a client comes back on its own.
+        tx.send([p.id], "you.replaced")
+        tx.emit(Disconnect(p.id, p.conn))
     tx.updated(reconnected(p, conn))
     tx.emit(Welcome(p.id))
     tx.reply.update(participant_id=p.id, waiting=False, resumed=True)

@@ -136,3 +136,53 @@ async def test_an_old_broadcast_delivered_again_is_ignored(
     await ana.page.wait_for_timeout(500)
     await expect(ana.queue().get_by_text("No hands raised.")).to_be_visible()
     await expect(ana.tile("Ben")).not_to_contain_text("Hand up")
+
+
+async def test_a_server_that_closes_every_connection_gets_everyone_back_in_place(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """A server closing connections with no reason given (a restart, live state away
+    for a moment) is not "open somewhere else": pages come back by themselves, with
+    their place. Before, every page stopped on the "somewhere else" screen."""
+    from server.keys import SERVICE
+
+    room = await live_server.create_room("Monday circle")
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"])
+    await ana.page.get_by_role("button", name="Raise my hand").click()
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+
+    await live_server.app[SERVICE].disconnect_all()
+    await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible(timeout=15_000)
+    await expect(fac.tile("Ana")).not_to_contain_text("Reconnecting", timeout=15_000)
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+    await expect(
+        ana.controls().get_by_text("Your hand is up. You are 1st in line.")
+    ).to_be_visible()
+    for person in (fac, ana):
+        await expect(
+            person.page.get_by_role("heading", name="This room is open somewhere else")
+        ).to_have_count(0)
+
+
+async def test_the_next_person_on_the_same_tab_sees_nothing_of_the_last_session(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    room = await live_server.create_room("Monday circle")
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"])
+    await ana.page.get_by_label("Your message").fill("something only for this session")
+    await ana.page.get_by_role("button", name="Send", exact=True).click()
+    await expect(ana.page.get_by_role("log").get_by_text("something only for")).to_be_visible()
+    await ana.page.get_by_role("button", name="Leave").click()
+    await ana.page.get_by_role("button", name="Leave now").click()
+    await ana.page.get_by_role("button", name="Join again").click()
+    # Someone else on the same shared device joins next.
+    await ana.page.get_by_label("Your name in the group").fill("Bea")
+    await ana.page.get_by_role("button", name="Join the group").click()
+    await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_visible()
+    await expect(ana.page.get_by_role("log").get_by_text("something only for")).to_have_count(0)

@@ -56,6 +56,8 @@ const S = {
   checkinTimer: null,
   chatError: "",
   everConsented: false, // offer "delete my kept messages" once consent was on
+  replaced: false, // the server said this connection was taken over by another
+  retries: 0, // refusals in a row that are worth retrying (unavailable, rate_limited)
 };
 
 // ---------------------------------------------------------------- helpers
@@ -366,8 +368,10 @@ function connect() {
     S.socket.io.removeAllListeners && S.socket.io.removeAllListeners();
     S.socket.close();
   }
+  if (!S.resume) forgetRoom(); // a new person (or a new session) on this tab
   S.welcomed = false;
   S.resyncing = false;
+  S.replaced = false;
   showConnecting();
   const opts = {
     path: "/socket.io",
@@ -399,14 +403,20 @@ function connect() {
     S.online = false;
     const waitStatus = document.getElementById("wait-status");
     if (waitStatus) waitStatus.textContent = "Connection lost. Reconnecting… you will be back in the waiting room.";
-    if (S.phase !== "room") return;
     if (reason === "io server disconnect" && !S.resyncing) {
-      // Closed by the server with no you.removed / session.ended: the same person
-      // came back on another connection (a second tab or device) and took over.
-      // Do not take it back on our own, or two tabs would fight forever.
-      showElsewhere();
-      return;
+      if (S.replaced && S.phase === "room") {
+        // The same person came back on another connection (a second tab or device)
+        // and took over. Do not take it back on our own, or two tabs would fight.
+        showElsewhere();
+        return;
+      }
+      // Closed by the server for no reason given to us: it is restarting, or lost its
+      // live state for a moment. Come back (with resume, keeping the place) a little
+      // later, spread out so a whole room does not return in the same instant.
+      const again = socket;
+      setTimeout(() => S.socket === again && again.connect(), 1000 + Math.random() * 2000);
     }
+    if (S.phase !== "room") return;
     renderStatus();
   });
   socket.on("connect_error", (err) => {
@@ -432,6 +442,9 @@ function connect() {
   socket.on("denied", () => finish("denied"));
   socket.on("session.ended", () => finish("ended"));
   socket.on("you.removed", () => finish("removed"));
+  socket.on("you.replaced", () => {
+    S.replaced = true;
+  });
   socket.on("you.muted", () => setNotice("A facilitator turned your microphone off.", "info"));
   socket.on("you.camera_stopped", () => setNotice("A facilitator turned your camera off.", "info"));
   socket.on("you.asked_to_unmute", () => {
@@ -458,6 +471,17 @@ function connect() {
 }
 
 function refused(data) {
+  if (data.code === "unavailable" || data.code === "rate_limited") {
+    // The server cannot let anyone in right now (its database or live state is away
+    // for a moment): try again, keeping the resume token and so our place and hand.
+    S.retries += 1;
+    const delay = Math.min(15000, 1000 * 2 ** Math.min(S.retries, 4)) * (0.5 + Math.random());
+    const again = S.socket;
+    setTimeout(() => S.socket === again && again && again.connect(), delay);
+    if (S.phase === "connecting") showConnecting("The server is busy. Trying again in a moment…");
+    renderStatus();
+    return;
+  }
   if (data.code === "name_taken" && S.phase === "waiting" && S.waitRetries < 3) {
     // Our own waiting place may not be cleared yet after a drop: ask again shortly.
     S.waitRetries += 1;
@@ -482,11 +506,25 @@ function finish(kind) {
   S.socket = null;
   S.resume = null;
   saveResume();
+  forgetRoom();
   if (s) {
     s.removeAllListeners();
     s.close();
   }
   showEnd(kind);
+}
+
+/** Nothing of a session stays on the tab once it is over: the next person to join on
+ * this device (a shared phone, a library computer) must not see its chat. */
+function forgetRoom() {
+  S.messages = [];
+  S.everConsented = false;
+  S.me = null;
+  S.people = new Map();
+  S.room = null;
+  S.last = 0;
+  S.unmutePrompt = false;
+  S.notice = null;
 }
 
 async function leave() {
@@ -506,6 +544,7 @@ function resync() {
 function onWelcome(p) {
   const first = !S.welcomed;
   S.welcomed = true;
+  S.retries = 0;
   S.resyncing = false;
   S.me = p.you;
   S.resume = p.resume || null;
