@@ -135,3 +135,30 @@ async def test_checkins_missing_is_said_calmly(
         checkin_list(fac.page).get_by_text("Check-ins are not available on this server yet.")
     ).to_be_visible()
     await expect(fac.page.get_by_role("button", name="Next speaker")).to_be_visible()
+
+
+async def test_a_failed_refresh_keeps_the_list_in_sight(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """The server or its database away for a moment: before, the list was emptied and
+    polling stopped, so a request to be called back could sit unseen."""
+    room = await live_server.create_room("Phone circle")
+    fac = await people("Fay", WIDE)
+    items = [{"id": "c1", "status": "callback", "caller": "******34", "created_at": 1763776800}]
+    answers = [200, 503, 200]
+
+    async def checkins(route: Route) -> None:
+        status = answers.pop(0) if answers else 200
+        body = json.dumps(items if status == 200 else {"error": {"code": "unavailable"}})
+        await route.fulfill(status=status, content_type="application/json", body=body)
+
+    await fac.page.route("**/api/checkins", checkins)
+    await fac.join(room["facilitator_url"])
+    region = checkin_list(fac.page)
+    await expect(region.get_by_text("Asks for a call back")).to_be_visible()
+    await region.get_by_role("button", name="Refresh check-ins").click()
+    await expect(region.get_by_text("Could not refresh check-ins (error 503)")).to_be_visible()
+    await expect(region.get_by_text("Asks for a call back")).to_be_visible()
+    await region.get_by_role("button", name="Refresh check-ins").click()
+    await expect(region.get_by_text("Could not refresh")).to_have_count(0)
+    await expect(region.get_by_text("Asks for a call back")).to_be_visible()

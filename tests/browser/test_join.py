@@ -148,3 +148,16 @@ async def test_keyboard_only_join_and_raise_hand(
     await page.keyboard.press("Space")
     await expect(page.get_by_role("button", name="Raise my hand")).to_be_focused()
     await expect(eve.queue().get_by_text("No hands raised.")).to_be_visible()
+
+
+async def test_a_link_cut_in_the_middle_of_an_escape_does_not_hang_the_page(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """A link copied short ("...%E0%A4%A") made the page throw at start and stay on
+    "Loading..." for good; now it asks for the link like any page without one."""
+    bo = await people("Bo", NARROW)
+    await bo.page.goto(live_server.url + "/r/abc%E0%A4%A")
+    await expect(bo.page.get_by_role("heading", name="Welcome to peerroom")).to_be_visible()
+    await bo.page.get_by_label("Your group link").fill(live_server.url + "/r/x%E0%A4%A")
+    await bo.page.get_by_role("button", name="Open my group").click()
+    await expect(bo.page.get_by_text("does not look like a group link")).to_be_visible()

@@ -64,7 +64,17 @@ const S = {
 
 function tokenFromPath(path) {
   const m = /^\/r\/([^/?#]+)\/?$/.exec(path);
-  return m ? decodeURIComponent(m[1]) : null;
+  return m ? decodeOr(m[1], null) : null;
+}
+
+/** decodeURIComponent, or ``fallback`` for a malformed escape (a link cut mid-"%"):
+ * a throw at start-up would leave the page on "Loading…" for good. */
+function decodeOr(text, fallback) {
+  try {
+    return decodeURIComponent(text);
+  } catch (e) {
+    return fallback;
+  }
 }
 
 function storage(kind) {
@@ -204,7 +214,8 @@ function showNoToken() {
         e.preventDefault();
         const v = input.value.trim();
         const m = /\/r\/([^/?#\s]+)/.exec(v);
-        const token = m ? m[1] : /^[A-Za-z0-9_\-.~]+$/.test(v) ? v : "";
+        const raw = m ? m[1] : /^[A-Za-z0-9_\-.~]+$/.test(v) ? v : "";
+        const token = raw ? decodeOr(raw, "") : "";
         if (!token) {
           err.textContent = "That does not look like a group link. Paste the whole link.";
           input.setAttribute("aria-invalid", "true");
@@ -212,7 +223,7 @@ function showNoToken() {
           input.focus();
           return;
         }
-        location.assign("/r/" + encodeURIComponent(decodeURIComponent(token)));
+        location.assign("/r/" + encodeURIComponent(token));
       },
     },
     h("label", { for: "link" }, "Your group link"),
@@ -1234,6 +1245,7 @@ function checkinBlock() {
   let body;
   if (c.state === "loading" && !c.items.length) body = h("p", { class: "empty" }, "Loading check-ins…");
   else if (c.state === "unavailable" || c.state === "error") body = h("p", { class: "empty" }, c.message);
+  else if (!c.items.length && c.state === "stale") body = h("p", { class: "empty" }, c.message);
   else if (!c.items.length) body = h("p", { class: "empty" }, "No open check-ins.");
   else {
     body = h(
@@ -1271,12 +1283,14 @@ function checkinBlock() {
     "section",
     { class: "mod-block", "aria-labelledby": "checkins-h" },
     h("h3", { id: "checkins-h" }, "Phone check-ins"),
+    c.state === "stale" && c.items.length ? h("p", { class: "hint" }, c.message) : null,
     body,
     h("button", { type: "button", class: "link", "data-key": "checkins-refresh", onclick: loadCheckins }, "Refresh check-ins"),
   );
 }
 
 async function loadCheckins() {
+  const before = S.checkins.items || [];
   S.checkins.state = "loading";
   renderMod();
   try {
@@ -1286,7 +1300,9 @@ async function loadCheckins() {
     } else if (res.status === 401 || res.status === 403) {
       S.checkins = { state: "error", items: [], message: "Check-ins are shown to facilitators who joined with the facilitator link." };
     } else if (!res.ok) {
-      S.checkins = { state: "error", items: [], message: `Check-ins not available (error ${res.status}).` };
+      // The server or its database is away for a moment: keep what we had and keep
+      // asking. A request to be called back must never drop out of sight.
+      S.checkins = { state: "stale", items: before, message: `Could not refresh check-ins (error ${res.status}). Trying again…` };
     } else {
       const data = await res.json();
       const items = Array.isArray(data) ? data : data.checkins || data.items || [];
@@ -1297,9 +1313,10 @@ async function loadCheckins() {
       S.checkins = { state: "ok", items: open, message: "" };
     }
   } catch (e) {
-    S.checkins = { state: "error", items: [], message: "Check-ins not available right now." };
+    S.checkins = { state: "stale", items: before, message: "Could not refresh check-ins (no connection). Trying again…" };
   }
-  if (S.checkins.state !== "ok") stopCheckinPoll(false);
+  // Only a refusal ends the polling; anything else is tried again at the next tick.
+  if (S.checkins.state === "unavailable" || S.checkins.state === "error") stopCheckinPoll();
   renderMod();
 }
 
