@@ -8,8 +8,10 @@ import secrets
 from typing import Any
 
 import aiohttp
+import pytest
 
 from server.keys import RECORDER
+from server.storage.base import Storage, StorageUnavailable
 from tests.support import LiveServer
 
 
@@ -93,3 +95,20 @@ class TcpProxy:
                 await w.drain()
         w.transport.abort()
         self._writers.discard(w)
+
+
+def scrub_fails_once(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make ``storage.scrub`` meet an outage once, then work; returns the log of calls
+    ("failed", "done", ...)."""
+    real_scrub = storage.scrub
+    scrubs: list[str] = []
+
+    async def scrub() -> None:
+        if not scrubs:
+            scrubs.append("failed")
+            raise StorageUnavailable("gone for a moment")
+        scrubs.append("done")
+        await real_scrub()
+
+    monkeypatch.setattr(storage, "scrub", scrub)
+    return scrubs

@@ -11,8 +11,9 @@ import pytest
 
 from rooms.events import Audit, Consent, SessionClosed, Transcribe, Unstore
 from server.recorder import Recorder
-from server.storage.base import SessionRecord, Storage, StorageUnavailable, TranscriptLine
+from server.storage.base import SessionRecord, Storage, TranscriptLine
 from server.storage.sqlite import SqliteStorage
+from tests.storage.helpers import scrub_fails_once
 from tests.storage.test_backends import room
 
 
@@ -138,18 +139,7 @@ async def test_a_restart_during_an_outage_keeps_erases_not_text(
     assert spill.stat().st_mode & 0o777 == 0o600
 
     # The next start, with the database back, replays the erase and the removal.
-    second = Recorder(storage, spill_path=spill)
-    second.start()
-    try:
-        for _ in range(100):
-            if not spill.exists():
-                break
-            await asyncio.sleep(0.02)
-        assert not spill.exists()
-        assert await storage.list_lines("s1") == []
-        assert await storage.audit_actions_on("s1", "p1") == {"remove"}
-    finally:
-        await second.close()
+    await replay_erase_and_removal(storage, spill)
 
 
 async def test_the_event_being_retried_at_a_stop_is_kept_too(
@@ -176,15 +166,20 @@ async def test_the_event_being_retried_at_a_stop_is_kept_too(
     assert first.failing and first.backlog == 2
     await first.close()
     assert [e["kind"] for e in json.loads(spill.read_text())] == ["Unstore", "Audit"]
+    await replay_erase_and_removal(storage, spill)
 
+
+async def replay_erase_and_removal(storage: Storage, spill: Path) -> None:
+    """Start a recorder on ``storage`` (the database back) and check that it replays the
+    spilled erase of p1's lines and p1's removal, then forgets the spill file."""
     second = Recorder(storage, spill_path=spill)
     second.start()
     try:
         for _ in range(100):
-            if not spill.exists():
+            if not spill.exists():  # noqa: ASYNC240 (a stat of a local file, in a test)
                 break
             await asyncio.sleep(0.02)
-        assert not spill.exists()
+        assert not spill.exists()  # noqa: ASYNC240
         assert await storage.list_lines("s1") == []
         assert await storage.audit_actions_on("s1", "p1") == {"remove"}
     finally:
@@ -199,17 +194,7 @@ async def test_an_erase_whose_scrub_failed_is_scrubbed_on_the_retry(
     await storage.create_room(room())
     await storage.record_session(SessionRecord("s1", "r1", 0.0))
     await storage.add_lines([said_line(1), said_line(2)])
-    real_scrub = storage.scrub
-    scrubs: list[str] = []
-
-    async def scrub_fails_once() -> None:
-        if not scrubs:
-            scrubs.append("failed")
-            raise StorageUnavailable("gone for a moment")
-        scrubs.append("done")
-        await real_scrub()
-
-    monkeypatch.setattr(storage, "scrub", scrub_fails_once)
+    scrubs = scrub_fails_once(storage, monkeypatch)
     recorder = Recorder(storage)
     erase = Unstore("s1", participant_id="p1")
     recorder.submit(erase)

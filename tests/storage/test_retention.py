@@ -14,9 +14,9 @@ from server.storage.base import (
     CheckinRecord,
     SessionRecord,
     Storage,
-    StorageUnavailable,
     TranscriptLine,
 )
+from tests.storage.helpers import scrub_fails_once
 from tests.storage.test_backends import room
 from tests.support import LiveServer
 
@@ -85,17 +85,7 @@ async def test_a_sweep_whose_scrub_failed_scrubs_at_the_next(
     await storage.create_room(room())
     now = time.time()
     await seed(storage, "r1", now)
-    real_scrub = storage.scrub
-    scrubs: list[str] = []
-
-    async def scrub_fails_once() -> None:
-        if not scrubs:
-            scrubs.append("failed")
-            raise StorageUnavailable("gone for a moment")
-        scrubs.append("done")
-        await real_scrub()
-
-    monkeypatch.setattr(storage, "scrub", scrub_fails_once)
+    scrubs = scrub_fails_once(storage, monkeypatch)
     sweeping = asyncio.get_running_loop().create_task(
         run_retention(storage, retention_days=30, every_secs=0.05, clock=lambda: now, first_secs=0)
     )
