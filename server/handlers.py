@@ -14,20 +14,28 @@ from server.service import RoomService
 log = logging.getLogger(__name__)
 
 
-def register(sio: socketio.AsyncServer, service: RoomService) -> None:
-    # python-socketio calls a handler registered for "connect" or "disconnect" also when
-    # a connected client sends an event of that name (42["disconnect"]). Such an event
-    # would forget the person while their socket stays in the room's broadcasts, or add
-    # a second participant on one socket. The library's own calls come while the sid is
-    # connecting or disconnecting, never while it is connected: that tells them apart.
-    def sent_as_event(sid: str) -> bool:
-        return bool(sio.manager.is_connected(sid, "/"))
+def sent_as_event(sio: socketio.AsyncServer, sid: str, namespace: str = "/") -> bool:
+    """Whether a call of a connect or disconnect handler is a client's event of that
+    name. python-socketio calls those handlers for a connected client's event named
+    "connect" or "disconnect" too (42["disconnect"]); obeyed, it would forget a person
+    whose socket stays in the room's broadcasts, or add a second participant on one
+    socket. The library's own calls come while the sid is connecting or disconnecting,
+    never while it is connected: that tells them apart."""
+    return bool(sio.manager.is_connected(sid, namespace))
 
+
+def reserved_event(event: str) -> dict[str, object]:
+    """The ack of a client's event named like a reserved one: refused, nothing done."""
+    message = f"{event!r} is not an event a client can send; the connection goes on."
+    return RoomError(ErrorCode.BAD_REQUEST, message).ack()
+
+
+def register(sio: socketio.AsyncServer, service: RoomService) -> None:
     async def connect(
         sid: str, environ: object, auth: object = None, *extra: object
     ) -> dict[str, object] | None:
-        if sent_as_event(sid):
-            return _reserved("connect")
+        if sent_as_event(sio, sid):
+            return reserved_event("connect")
         try:
             await service.connect(sid, auth)
             return None
@@ -42,8 +50,8 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
     async def disconnect(
         sid: str, reason: object = None, *extra: object
     ) -> dict[str, object] | None:
-        if sent_as_event(sid):
-            return _reserved("disconnect")
+        if sent_as_event(sio, sid):
+            return reserved_event("disconnect")
         await service.disconnected(sid)
         return None
 
@@ -56,11 +64,6 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
     for event in DECODERS:
         sio.on(event, _handler(service, event))
     sio.on("*", unknown)
-
-
-def _reserved(event: str) -> dict[str, object]:
-    message = f"{event!r} is not an event a client can send; the connection goes on."
-    return RoomError(ErrorCode.BAD_REQUEST, message).ack()
 
 
 UNAVAILABLE = RoomError(

@@ -21,6 +21,7 @@ from typing import Any, Final
 import socketio
 
 from rooms.errors import ErrorCode, RoomError
+from server.handlers import reserved_event, sent_as_event
 from server.payloads import too_large
 from server.phone.lines import (
     CheckinStatus,
@@ -79,7 +80,11 @@ Handler = Callable[[BridgeSink, Payload], Awaitable[Payload]]
 def register(sio: socketio.AsyncServer, lines: PhoneLines, bridge_token: str | None) -> None:
     sinks: dict[str, BridgeSink] = {}
 
-    async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
+    async def connect(
+        sid: str, environ: object, auth: object = None, *extra: object
+    ) -> Payload | None:
+        if sent_as_event(sio, sid, NAMESPACE):
+            return reserved_event("connect")
         token = auth.get("token") if isinstance(auth, dict) else None
         if not same_secret(token if isinstance(token, str) else None, bridge_token):
             message = "This bridge token is not valid (PEERROOM_BRIDGE_TOKEN)."
@@ -87,11 +92,15 @@ def register(sio: socketio.AsyncServer, lines: PhoneLines, bridge_token: str | N
                 message, {"code": ErrorCode.BAD_TOKEN.value, "message": message}
             )
         sinks[sid] = BridgeSink(sio, sid)
+        return None
 
-    async def disconnect(sid: str, reason: object = None) -> None:
+    async def disconnect(sid: str, reason: object = None, *extra: object) -> Payload | None:
+        if sent_as_event(sio, sid, NAMESPACE):
+            return reserved_event("disconnect")  # else every call of this bridge drops
         sink = sinks.pop(sid, None)
         if sink is not None:
             await lines.drop_all(sink)
+        return None
 
     async def join(sink: BridgeSink, p: Payload) -> Payload:
         call = await lines.join(

@@ -382,3 +382,20 @@ async def test_wrong_pins_are_limited_per_number_and_for_the_line(
         assert await b.error("call.join", payload) == "bad_pin"
     payload = {"call_id": "late", "pin": right, "caller": "+44 7700 900123"}
     assert await b.error("call.join", payload) == "rate_limited"
+
+
+async def test_a_bridge_event_named_disconnect_drops_no_call(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    """python-socketio runs the disconnect handler for a connected client's event of
+    that name: it dropped every call of the bridge while the bridge stayed connected."""
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    mark = fac.mark()
+    for event in ("disconnect", "connect"):
+        refused = await b.call(event, {"token": "whatever"})
+        assert refused["ok"] is False and refused["error"]["code"] == "bad_request", event
+    assert (await b.ok("call.keys", {"call_id": CALL, "digits": "*9"}))["hand"] is True
+    await fac.wait_for("hands", lambda d: d["hands"] == [ack["participant_id"]], after=mark)
+    assert fac.received("participant.updated", mark) == []
