@@ -590,12 +590,22 @@ function onBroadcast(ev, p) {
   if (g.verdict === DUPLICATE) return;
   if (g.verdict === GAP) {
     // A chat line stands alone (the snapshot has no chat history): keep it.
-    if (ev === "chat" || ev === "chat.removed") APPLY[ev](p);
+    if (ev === "chat" || ev === "chat.removed") applyOrResync(ev, p);
     resync();
     return;
   }
   S.last = g.last;
-  APPLY[ev](p);
+  applyOrResync(ev, p);
+}
+
+/** A broadcast this page cannot read (a field missing, a newer server's shape) would
+ * leave the room half-updated: take a fresh snapshot instead, as after a gap. */
+function applyOrResync(ev, p) {
+  try {
+    APPLY[ev](p);
+  } catch (e) {
+    resync();
+  }
 }
 
 const APPLY = {
