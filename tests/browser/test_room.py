@@ -255,3 +255,31 @@ async def test_removal_and_end_of_session(live_server: LiveServer, people: Perso
         await expect(
             person.page.get_by_role("heading", name="The session has ended")
         ).to_be_visible()
+
+
+async def test_a_settings_change_does_not_redraw_the_chat_log(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """The chat log is a live region: redrawn whole on every settings broadcast, a screen
+    reader could read the whole conversation out again. Lines stay where they are; a
+    change of role, which changes what a line shows a moderator, still redraws."""
+    room = await live_server.create_room("Tuesday circle")
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"])
+    await ana.page.get_by_label("Your message").fill("hello all")
+    await ana.page.get_by_role("button", name="Send", exact=True).click()
+    line = ana.page.get_by_role("log").locator("li").filter(has_text="hello all")
+    await expect(line).to_be_visible()
+    first = await line.element_handle()
+    await fac.page.get_by_role("switch", name="Room locked").click()
+    await expect(ana.page.get_by_role("log").get_by_text("hello all")).to_be_visible()
+    await fac.page.get_by_role("switch", name="Room locked").click()
+    await ana.page.wait_for_timeout(300)
+    assert await first.evaluate("el => el.isConnected"), "the log was redrawn"
+    # Made a cofacilitator: the line now offers Remove, so the log is redrawn.
+    ana_tile = fac.tile("Ana")
+    await ana_tile.get_by_text("Actions").click()
+    await ana_tile.get_by_role("button", name="Make co-facilitator").click()
+    await expect(ana.page.get_by_role("button", name="Remove your message")).to_be_visible()

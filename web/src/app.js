@@ -57,6 +57,7 @@ const S = {
   chatError: "",
   everConsented: false, // offer "delete my kept messages" once consent was on
   replaced: false, // the server said this connection was taken over by another
+  chatLogModerator: null, // whether the chat log was last drawn for a moderator
   retries: 0, // refusals in a row that are worth retrying (unavailable, rate_limited)
 };
 
@@ -536,6 +537,7 @@ function forgetRoom() {
   S.last = 0;
   S.unmutePrompt = false;
   S.notice = null;
+  S.chatLogModerator = null;
 }
 
 async function leave() {
@@ -756,6 +758,7 @@ function messageItem(m) {
 function rebuildChatLog() {
   const log = document.getElementById("chatlog");
   if (!log) return;
+  S.chatLogModerator = amModerator(); // the one thing in a line that depends on the reader
   log.replaceChildren();
   if (!S.messages.length) log.appendChild(h("li", { class: "empty" }, "No messages yet."));
   for (const m of S.messages) log.appendChild(messageItem(m));
@@ -862,7 +865,10 @@ function renderAll() {
   renderMod();
   renderConsent();
   renderChatSettings();
-  rebuildChatLog();
+  // The log is a live region: rebuilt, a screen reader may read every line out again.
+  // Lines are added one by one; the whole log is redrawn only if the reader's role
+  // changed what a line shows (a moderator's Remove buttons).
+  if (S.chatLogModerator !== amModerator()) rebuildChatLog();
 }
 
 /** Leaving loses your place in the queue: one small confirmation against a mis-tap. */
