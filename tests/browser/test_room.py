@@ -283,3 +283,28 @@ async def test_a_settings_change_does_not_redraw_the_chat_log(
     await ana_tile.get_by_text("Actions").click()
     await ana_tile.get_by_role("button", name="Make co-facilitator").click()
     await expect(ana.page.get_by_role("button", name="Remove your message")).to_be_visible()
+
+
+async def test_dismissing_a_notice_by_keyboard_keeps_the_focus_in_the_room(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """The pressed button goes with its notice: focus fell to the top of the page."""
+    room = await live_server.create_room("Tuesday circle")
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"])
+    await fac.tile("Ana").get_by_text("Actions").click()
+    await fac.tile("Ana").get_by_role("button", name="Ask to unmute").click()
+    not_now = ana.page.get_by_role("button", name="Not now")
+    await not_now.focus()
+    await ana.page.keyboard.press("Enter")
+    await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_focused()
+    await ana.page.get_by_role("switch", name="Microphone").click()
+    await expect(fac.tile("Ana")).to_contain_text("Mic on")
+    await fac.tile("Ana").get_by_role("button", name="Mute").click()
+    ok = ana.page.get_by_role("button", name="OK")
+    await ok.focus()
+    await ana.page.keyboard.press("Enter")
+    await expect(ana.page.get_by_text("A facilitator turned your microphone off.")).to_have_count(0)
+    await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_focused()

@@ -926,6 +926,7 @@ function renderNotice() {
               onclick: () => {
                 S.unmutePrompt = false;
                 renderNotice();
+                focusAfterNotice();
                 act("presence.set", { mic: true });
               },
             },
@@ -940,6 +941,7 @@ function renderNotice() {
               onclick: () => {
                 S.unmutePrompt = false;
                 renderNotice();
+                focusAfterNotice();
               },
             },
             "Not now",
@@ -963,6 +965,7 @@ function renderNotice() {
             onclick: () => {
               S.notice = null;
               renderNotice();
+              focusAfterNotice();
             },
           },
           "OK",
@@ -971,6 +974,13 @@ function renderNotice() {
     );
   }
   swap(el, parts);
+}
+
+/** A notice's button, once pressed, is gone with the notice: put a keyboard user on the
+ * hand button (what they most likely came to do) instead of the top of the page. */
+function focusAfterNotice() {
+  const target = document.querySelector('[data-key="hand"]') || document.getElementById("room-title");
+  if (target && !document.getElementById("notice").contains(document.activeElement)) target.focus();
 }
 
 function renderFloor() {
