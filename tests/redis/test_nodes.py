@@ -7,9 +7,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-
 from tests.redis.cluster import Cluster
+from tests.storage.helpers import transcript
 from tests.support import WAIT_SECS, Client
 
 
@@ -117,17 +116,6 @@ async def test_waiting_room_across_nodes(
     assert joined["seq"] == w["room"]["seq"]
 
 
-async def transcript_status(url: str, session_id: str, token: str) -> int:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(
-            f"{url}/api/sessions/{session_id}/transcript",
-            headers={"Authorization": f"Bearer {token}"},
-        ) as r,
-    ):
-        return r.status
-
-
 async def test_consent_withdrawn_through_one_node_ends_transcript_access_on_all(
     cluster: Cluster, make_client: Callable[[str], Client]
 ) -> None:
@@ -140,11 +128,11 @@ async def test_consent_withdrawn_through_one_node_ends_transcript_access_on_all(
     w = await bo.join(room["invite_token"], "Bo")
     session_id, resume = w["room"]["session_id"], w["resume"]
     await bo.ok("transcript.consent", {"on": True})
-    assert await transcript_status(a.url, session_id, resume) == 200
+    assert (await transcript(a, session_id, resume))[0] == 200
     await bo.close()  # a dropped line: Bo comes back through the other node
     back = make_client(b.url)
     again = await back.join(room["invite_token"], "Bo", resume=resume)
     assert again["you"]["id"] == w["you"]["id"]
     await back.ok("transcript.consent", {"on": False})
     for node in (b, a):
-        assert await transcript_status(node.url, session_id, again["resume"]) == 403, node.url
+        assert (await transcript(node, session_id, again["resume"]))[0] == 403, node.url

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -20,9 +20,15 @@ def marker(label: str) -> str:
     return f"{label}{secrets.token_hex(8)}"
 
 
+class HasUrl(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
 async def transcript(
-    server: LiveServer, session_id: str, token: str | None, *, fmt: str | None = None
+    server: HasUrl, session_id: str, token: str | None, *, fmt: str | None = None
 ) -> tuple[int, Any, dict[str, str]]:
+    """GET a session's transcript from ``server`` (a test server or a cluster node)."""
     url = f"{server.url}/api/sessions/{session_id}/transcript"
     params = {"format": fmt} if fmt else {}
     headers = {"Authorization": f"Bearer {token}"} if token else {}

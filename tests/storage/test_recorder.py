@@ -118,17 +118,8 @@ async def test_submit_never_waits(storage: Storage) -> None:
 async def test_a_restart_during_an_outage_keeps_erases_not_text(
     storage: Storage, tmp_path: Path
 ) -> None:
-    await storage.create_room(room())
-    await storage.record_session(SessionRecord("s1", "r1", 0.0))
-    await storage.add_lines([said_line(1), said_line(2)])
-    spill = tmp_path / "storage-pending.json"
-
     # The database is away: this run cannot write anything, then stops.
-    down = await SqliteStorage.open(tmp_path / "elsewhere.sqlite3")
-    await down.close()
-    first = Recorder(down, spill_path=spill)
-    first.flush_on_close_secs = 0.3
-    first.start()
+    first, spill = await recorder_with_database_away(storage, tmp_path)
     secret = "text that must not be spilled"
     first.submit(Transcribe("r1", "s1", "m9", "p1", "Name-p1", secret, 9.0))
     first.submit(Unstore("s1", participant_id="p1"))
@@ -148,15 +139,7 @@ async def test_the_event_being_retried_at_a_stop_is_kept_too(
     """The writer takes an event off the queue to write it; while the database is away
     it retries that one. A stop then must keep it with the rest, or an erase asked for
     during the outage would be forgotten and the lines stay stored."""
-    await storage.create_room(room())
-    await storage.record_session(SessionRecord("s1", "r1", 0.0))
-    await storage.add_lines([said_line(1), said_line(2)])
-    spill = tmp_path / "storage-pending.json"
-    down = await SqliteStorage.open(tmp_path / "elsewhere.sqlite3")
-    await down.close()
-    first = Recorder(down, spill_path=spill)
-    first.flush_on_close_secs = 0.3
-    first.start()
+    first, spill = await recorder_with_database_away(storage, tmp_path)
     first.submit(Unstore("s1", participant_id="p1"))  # taken at once, then retried
     first.submit(Audit("r1", "s1", "f1", "remove", "p1", 10.0))
     for _ in range(100):
@@ -167,6 +150,21 @@ async def test_the_event_being_retried_at_a_stop_is_kept_too(
     await first.close()
     assert [e["kind"] for e in json.loads(spill.read_text())] == ["Unstore", "Audit"]
     await replay_erase_and_removal(storage, spill)
+
+
+async def recorder_with_database_away(storage: Storage, tmp_path: Path) -> tuple[Recorder, Path]:
+    """p1's two lines stored in ``storage``; then a started recorder whose database is
+    gone (it cannot write anything) and the spill file it will keep at its stop."""
+    await storage.create_room(room())
+    await storage.record_session(SessionRecord("s1", "r1", 0.0))
+    await storage.add_lines([said_line(1), said_line(2)])
+    spill = tmp_path / "storage-pending.json"
+    down = await SqliteStorage.open(tmp_path / "elsewhere.sqlite3")
+    await down.close()
+    first = Recorder(down, spill_path=spill)
+    first.flush_on_close_secs = 0.3
+    first.start()
+    return first, spill
 
 
 async def replay_erase_and_removal(storage: Storage, spill: Path) -> None:
