@@ -5,6 +5,9 @@
   in ``number`` only on ``callback`` and ``talk`` entries, the ones someone must call.
 - ``POST /api/checkins/{id}/resolve``: done; moderators of live sessions hear it as
   ``checkins.updated`` (docs/phone.md).
+
+Check-ins this node keeps on disk while the database is away (server/phone/pending.py)
+are listed and resolvable like stored ones.
 """
 
 from __future__ import annotations
@@ -51,10 +54,27 @@ async def list_checkins(request: web.Request) -> web.Response:
     except Exception:
         log.exception("listing check-ins failed")
         raise http_error(ErrorCode.UNAVAILABLE, "Check-ins cannot be read now; retry.") from None
+    records = _with_pending(request.app[PHONE].pending.records(), records, include_resolved)
     return web.json_response(
         {"checkins": [checkin_public(r, with_number=_with_number(r)) for r in records]},
         headers={"Cache-Control": "no-store"},
     )
+
+
+def _with_pending(
+    pending: list[CheckinRecord], stored: list[CheckinRecord], include_resolved: bool
+) -> list[CheckinRecord]:
+    """Check-ins kept on this node's disk (the database was away) with the stored ones,
+    in the storage's order: open requests for a call first, then the rest, newest first."""
+    ids = {r.id for r in stored}
+    extra = [r for r in pending if r.id not in ids and (include_resolved or r.resolved_at is None)]
+    if not extra:
+        return stored
+    merged = sorted(
+        [*stored, *extra],
+        key=lambda r: (not (r.resolved_at is None and r.status != "ok"), -r.created_at),
+    )
+    return merged[:LIST_LIMIT]
 
 
 @routes.post("/api/checkins/{checkin_id}/resolve")
@@ -63,9 +83,14 @@ async def resolve_checkin(request: web.Request) -> web.Response:
     checkin_id = request.match_info["checkin_id"]
     if len(checkin_id) > MAX_ID_CHARS:
         raise http_error(ErrorCode.NOT_FOUND, "No such check-in.")
+    by = _who(request)
+    kept = request.app[PHONE].pending.resolve(checkin_id, by=by, at=time.time())
+    if kept is not None:  # not stored yet (the database was away): resolved on disk
+        await request.app[PHONE].notify(kept)
+        return web.json_response({"ok": True, "id": checkin_id})
     storage = request.app[STORAGE]
     try:
-        found = await storage.resolve_checkin(checkin_id, by=_who(request), at=time.time())
+        found = await storage.resolve_checkin(checkin_id, by=by, at=time.time())
         record = await storage.get_checkin(checkin_id) if found else None
     except Exception:
         log.exception("resolving a check-in failed")

@@ -45,7 +45,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -56,6 +55,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from rooms.events import Audit, Consent, SessionClosed, Transcribe, Unstore
+from server.durable import write_atomic
 from server.storage.base import (
     AuditEntry,
     ConsentChange,
@@ -237,14 +237,7 @@ class Recorder:
             log.error("shutting down with %d storage events not written", len(items))
             return
         data = [{"kind": type(ev).__name__, **asdict(ev)} for ev in keep]
-        tmp = self.spill_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before it replaces the old one, not just named
-        tmp.replace(self.spill_path)
-        _fsync_dir(self.spill_path.parent)  # and the rename itself survives a power cut
+        write_atomic(self.spill_path, json.dumps(data).encode())
         log.error(
             "shutting down with storage unavailable: %d events kept for the next start, "
             "%d transcript lines not stored",
@@ -420,19 +413,6 @@ class Recorder:
         else:
             await s.record_session(_session(ev))
         return 1
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot sync a directory; the file itself is synced
-    finally:
-        os.close(fd)
 
 
 def _line(ev: StorageEvent) -> TranscriptLine:

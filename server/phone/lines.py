@@ -29,6 +29,7 @@ import re
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 from rooms import commands as c
@@ -39,6 +40,7 @@ from rooms.model import Role, RoomState, Via
 from rooms.names import name_key
 from server.live import LiveUnavailable
 from server.phone.numbers import Caller, pseudonyms
+from server.phone.pending import PendingCheckins
 from server.ratelimit import Bucket
 from server.service import RoomService, new_id
 from server.storage.base import CheckinRecord, RoomRecord, StorageUnavailable
@@ -141,8 +143,11 @@ def checkin_public(rec: CheckinRecord, *, with_number: bool) -> dict[str, Any]:
 class PhoneLines:
     """The calls of this node, by call id and by participant, and what reaches them."""
 
-    def __init__(self, service: RoomService, *, secret: str) -> None:
+    def __init__(
+        self, service: RoomService, *, secret: str, pending_path: Path | None = None
+    ) -> None:
         self.service = service
+        self.pending = PendingCheckins(service.storage, pending_path)
         self._secret = secret
         self._calls: dict[str, PhoneCall] = {}  # by call id
         self._by_participant: dict[str, str] = {}  # participant id -> call id
@@ -158,9 +163,11 @@ class PhoneLines:
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._drain())
+        self.pending.start()
 
     async def close(self) -> None:
         await stop_tasks(self._worker)
+        await self.pending.close()
         while not self._outbox.empty():
             self._outbox.get_nowait().close()
 
@@ -391,7 +398,11 @@ class PhoneLines:
     # check-ins ----------------------------------------------------------------------
 
     async def checkin(self, call_id: str, caller: Caller, status: CheckinStatus) -> CheckinRecord:
-        """Store a check-in (idempotent per call and status) and tell the moderators."""
+        """Store a check-in (idempotent per call and status) and tell the moderators.
+
+        While the database is away it is kept on this node's disk and stored when the
+        database returns (:mod:`server.phone.pending`): a caller asking for a call back is
+        thanked, not asked to try again. Raises only if it could be kept nowhere."""
         call = self._calls.get(call_id)
         record = CheckinRecord(
             id=new_id(),
@@ -402,10 +413,21 @@ class PhoneLines:
             caller_full=caller.number if status.needs_number else None,
             created_at=self.service.clock(),
         )
-        saved = await self.service.storage.create_checkin(record)
+        kept = self.pending.find(call_id, status.value)
+        if kept is not None:
+            return kept  # a repeated webhook while the first is still waiting
+        try:
+            saved = await self.service.storage.create_checkin(record)
+        except StorageUnavailable:
+            saved = self.pending.keep(record)
+            log.warning("check-in %s kept on disk until the database returns", saved.id)
         if saved.id == record.id:
             log.info("check-in %s: %s from %s", saved.id, status.value, caller.masked)
-            await self.notify(saved)
+            try:
+                await self.notify(saved)
+            except Exception:
+                # It is saved: the caller must not hear otherwise. The queue shows it.
+                log.exception("check-in %s saved, but moderators could not be told", saved.id)
         return saved
 
     async def notify(self, rec: CheckinRecord) -> None:

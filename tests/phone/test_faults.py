@@ -1,15 +1,28 @@
 """Storage failing under the phone line: a coded answer or a spoken sorry, never a 500,
-and a caller asking for a call back is told to try again rather than silently lost."""
+and a check-in is kept on the node's disk until the database takes it, never lost."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from server.keys import STORAGE
-from tests.phone.conftest import web_room
+import asyncpg
+import pytest
+
+from server.keys import SERVICE, STORAGE
+from server.phone.pending import PENDING_FILE
+from server.storage.base import CheckinRecord
+from tests.phone.bridge_client import Bridge
+from tests.phone.conftest import BRIDGE_TOKEN, PG_ADMIN_URL, PHONE_SETTINGS, checkin_with, web_room
 from tests.phone.test_checkins import api
-from tests.phone.twilio_sim import Phone
-from tests.support import LiveServer
+from tests.phone.twilio_sim import Phone, RestRecorder
+from tests.storage.helpers import TcpProxy
+from tests.support import LiveServer, start_server
 
 
 async def test_storage_gone(live_server: LiveServer, clients: Any, bridges: Any) -> None:
@@ -31,17 +44,25 @@ async def test_storage_gone(live_server: LiveServer, clients: Any, bridges: Any)
     assert back["participant_id"] == first["participant_id"]
     assert (await b.ok("call.keys", {"call_id": "d2", "digits": "#"}))["position"] == 1
 
+    # a check-in is kept on disk (the database is gone) and moderators hear of it
     checkin = {"call_id": "c", "caller": "+15550100042", "status": "callback"}
-    assert await b.error("checkin.create", checkin) == "unavailable"
+    kept = await b.ok("checkin.create", checkin)
+    live = await fac.wait_for("checkins.updated", checkin_with("id", kept["id"]))
+    assert live["checkin"]["caller"] == "******42"
+    assert (await b.ok("checkin.create", checkin))["id"] == kept["id"]  # a retry: the same
+    pending = live_server.settings.data_dir / PENDING_FILE
+    assert pending.stat().st_mode & 0o777 == 0o600
+    assert [r["id"] for r in json.loads(pending.read_text())] == [kept["id"]]
     # a PIN never looked up cannot be checked: a coded answer
     assert await b.error("call.join", {"call_id": "j", "pin": other["phone_pin"]}) == "unavailable"
     assert b.sio.connected
 
-    phone = Phone(live_server.url, "+15550100042")
+    phone = Phone(live_server.url, "+15550100044")
     await phone.call("/phone/twilio/checkin")
     await phone.press("2")
-    assert "could not save that. Please try again." in phone.said()
-    assert phone.twiml.find("Gather") is not None and not phone.hung_up()
+    assert "Someone from the team will call you back" in phone.said() and phone.hung_up()
+    await fac.wait_for("checkins.updated", checkin_with("caller", "******44"))
+    assert len(json.loads(pending.read_text())) == 2
 
     joiner = Phone(live_server.url, "+15550100043")
     await joiner.call()
@@ -51,3 +72,116 @@ async def test_storage_gone(live_server: LiveServer, clients: Any, bridges: Any)
 
     status, body = await api(live_server, "GET", "/api/checkins", live_server.admin_token)
     assert status == 503 and body["error"]["code"] == "unavailable"
+
+
+@pytest.fixture
+async def pg_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
+    """A fresh PostgreSQL database, and a proxy to it the test can cut: (url via the
+    proxy, proxy). The database is dropped afterwards."""
+    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    name = f"peerroom_phone_{secrets.token_hex(6)}"
+    parts = urlsplit(PG_ADMIN_URL)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await proxy.start()
+    try:
+        netloc = f"{parts.username}@127.0.0.1:{proxy.port}"
+        yield urlunsplit(parts._replace(netloc=netloc, path=f"/{name}")), proxy
+    finally:
+        await proxy.stop()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def stored_checkin(server: LiveServer, checkin_id: str) -> CheckinRecord | None:
+    return await server.app[STORAGE].get_checkin(checkin_id)
+
+
+async def until(check: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.postgres
+async def test_checkins_outlive_an_outage_and_a_restart(
+    pg_proxy: tuple[str, TcpProxy], twilio_rest: RestRecorder, tmp_path: Path
+) -> None:
+    """PostgreSQL goes away: call-back requests are kept on disk, listed, resolvable;
+    stored when it returns, by this run or, if it stopped first, by the next one."""
+    url, proxy = pg_proxy
+    settings = {**PHONE_SETTINGS, "twilio_api_base": twilio_rest.url, "database_url": url}
+    server = await start_server(tmp_path / "data", **settings)
+    bridge = Bridge(server.url)
+    try:
+        room = await server.create_room()
+        await bridge.connect(BRIDGE_TOKEN)
+        stored = await bridge.ok(
+            "checkin.create", {"call_id": "a", "caller": "+15550100011", "status": "ok"}
+        )
+        await proxy.stop()  # PostgreSQL is gone
+        first = await bridge.ok(
+            "checkin.create", {"call_id": "b", "caller": "+15550100022", "status": "callback"}
+        )
+        second = await bridge.ok(
+            "checkin.create", {"call_id": "c", "caller": "+15550100033", "status": "talk"}
+        )
+        third = await bridge.ok(
+            "checkin.create", {"call_id": "d", "caller": "+15550100044", "status": "callback"}
+        )
+        status, _ = await api(server, "GET", "/api/checkins", server.admin_token)
+        assert status == 503  # the stored ones cannot be read; the page keeps its list
+        # a peer support worker called the second one back already
+        path = f"/api/checkins/{second['id']}/resolve"
+        status, body = await api(server, "POST", path, room["facilitator_token"])
+        assert status == 200 and body == {"ok": True, "id": second["id"]}
+
+        await proxy.start()  # back: what was kept is stored, the file goes
+        pending = server.settings.data_dir / PENDING_FILE
+        await until(lambda: not pending.exists())
+        got = await stored_checkin(server, first["id"])
+        assert got is not None and got.caller_full == "+15550100022" and got.resolved_at is None
+        talked = await stored_checkin(server, second["id"])
+        assert talked is not None and talked.resolved_by is not None
+        assert talked.resolved_by.startswith("facilitator")
+        status, body = await api(server, "GET", "/api/checkins", server.admin_token)
+        listed = [c["id"] for c in body["checkins"]]
+        assert status == 200 and listed == [third["id"], first["id"], stored["id"]]
+        assert body["checkins"][0]["number"] == "+15550100044"
+
+        await proxy.stop()  # gone again, and this time the node stops before it returns
+        last = await bridge.ok(
+            "checkin.create", {"call_id": "e", "caller": "+15550100055", "status": "callback"}
+        )
+    finally:
+        await bridge.close()
+        await server.stop()
+    assert [r["id"] for r in json.loads(pending.read_text())] == [last["id"]]
+
+    await proxy.start()
+    server = await start_server(tmp_path / "data", **settings)
+    try:
+        await until(lambda: not pending.exists())
+        got = await stored_checkin(server, last["id"])
+        assert got is not None and got.caller_full == "+15550100055"
+    finally:
+        await server.stop()
+
+
+async def test_a_saved_checkin_is_said_saved_even_if_moderators_cannot_be_told(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telling live sessions is a courtesy; the caller must not hear "not saved" (and
+    call again and again) because it failed after the check-in was stored."""
+
+    async def notice_lost(event: str, payload: dict[str, Any]) -> None:
+        raise RuntimeError("the notice could not be sent")
+
+    monkeypatch.setattr(live_server.app[SERVICE], "notify_moderators", notice_lost)
+    phone = Phone(live_server.url, "+15550100066")
+    await phone.call("/phone/twilio/checkin")
+    await phone.press("2")
+    assert "Someone from the team will call you back" in phone.said() and phone.hung_up()
+    _, body = await api(live_server, "GET", "/api/checkins", live_server.admin_token)
+    assert [c["number"] for c in body["checkins"]] == ["+15550100066"]
