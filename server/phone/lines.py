@@ -398,7 +398,8 @@ class PhoneLines:
     # check-ins ----------------------------------------------------------------------
 
     async def checkin(self, call_id: str, caller: Caller, status: CheckinStatus) -> CheckinRecord:
-        """Store a check-in (idempotent per call and status) and tell the moderators.
+        """Store a check-in (a retry returns the first: storage/base.py) and tell the
+        moderators.
 
         While the database is away it is kept on this node's disk and stored when the
         database returns (:mod:`server.phone.pending`): a caller asking for a call back is
@@ -413,7 +414,7 @@ class PhoneLines:
             caller_full=caller.number if status.needs_number else None,
             created_at=self.service.clock(),
         )
-        kept = self.pending.find(call_id, status.value)
+        kept = self.pending.find(record)
         if kept is not None:
             return kept  # a repeated webhook while the first is still waiting
         try:

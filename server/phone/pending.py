@@ -9,8 +9,8 @@ database answers again, the next start included if the node stops first. The que
 shows it meanwhile (``GET /api/checkins`` lists it with the stored ones, once the database
 can be read), and it can be resolved before it is stored.
 
-Storing is idempotent per (call_id, status), as every check-in is, so a record stored
-twice (a crash between the insert and the file's rewrite) is one row.
+Storing is idempotent (on the record's id), so a record stored twice (a crash between
+the insert and the file's rewrite) is one row.
 
 The file holds what the database would: the masked number, and the full one only on a
 check-in that asks for a call. It is deleted once everything in it is stored.
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from server.durable import write_atomic
-from server.storage.base import CheckinRecord, Storage, StorageUnavailable
+from server.storage.base import CheckinRecord, Storage, StorageUnavailable, is_retry_of
 from server.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,10 @@ class PendingCheckins:
     def records(self) -> list[CheckinRecord]:
         return list(self._records.values())
 
-    def find(self, call_id: str, status: str) -> CheckinRecord | None:
-        """The check-in of this call and status already kept (a repeated webhook)."""
+    def find(self, record: CheckinRecord) -> CheckinRecord | None:
+        """The check-in kept already that ``record`` is a retry of (storage's rule)."""
         for rec in self._records.values():
-            if rec.call_id == call_id and rec.status == status:
+            if is_retry_of(record, rec):
                 return rec
         return None
 
@@ -88,7 +88,7 @@ class PendingCheckins:
         earlier record of the same call and status, if there is one). Raises ``OSError``
         if the file cannot be written and :class:`PendingFull` past :data:`MAX_PENDING`:
         then the caller must be told it was not saved."""
-        known = self.find(record.call_id, record.status)
+        known = self.find(record)
         if known is not None:
             return known
         if len(self._records) >= MAX_PENDING:

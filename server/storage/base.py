@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from rooms.model import QueueOrder, Settings
 
@@ -32,6 +32,20 @@ class RoomRecord:
             chat_enabled=self.chat_enabled,
             queue_order=self.queue_order,
         )
+
+
+# A check-in created again within this of the first, for the same call, status and
+# caller, is a retry (a bridge resending after a lost ack, a webhook replayed).
+RETRY_WINDOW_SECS: Final = 15 * 60.0
+
+
+def is_retry_of(new: CheckinRecord, old: CheckinRecord) -> bool:
+    """Whether ``new`` is the check-in ``old`` sent again (storage's rule, in memory)."""
+    return new.id == old.id or (
+        (new.call_id, new.status, new.caller_masked, new.caller_full)
+        == (old.call_id, old.status, old.caller_masked, old.caller_full)
+        and abs(new.created_at - old.created_at) <= RETRY_WINDOW_SECS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +127,9 @@ class Storage(Protocol):
     async def get_room_by_pin(self, pin: str) -> RoomRecord | None: ...
 
     async def create_checkin(self, checkin: CheckinRecord) -> CheckinRecord:
-        """Idempotent per (call_id, status): a repeated webhook returns the first record."""
+        """Idempotent for a retry: the same id, or the same call, status and caller
+        within :data:`RETRY_WINDOW_SECS`, returns the first record. Anything else is a
+        new check-in, even on a call id seen before (a bridge may reuse them)."""
 
     async def list_checkins(
         self, *, include_resolved: bool = False, limit: int = 200

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from rooms.model import QueueOrder
 from server.storage.base import (
+    RETRY_WINDOW_SECS,
     AuditEntry,
     CheckinRecord,
     ConsentChange,
@@ -104,18 +105,27 @@ class SqlStorage(ABC):
     # check-ins -------------------------------------------------------------------------
 
     async def create_checkin(self, checkin: CheckinRecord) -> CheckinRecord:
-        await self._execute(
-            f"INSERT INTO checkins ({_CHECKIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
-            "ON CONFLICT (call_id, status) DO NOTHING",
-            *astuple(checkin),
-        )
         row = await self._fetchone(
-            f"SELECT {_CHECKIN_COLUMNS} FROM checkins WHERE call_id = ? AND status = ?",  # noqa: S608
+            f"SELECT {_CHECKIN_COLUMNS} FROM checkins "  # noqa: S608
+            "WHERE id = ? OR (call_id = ? AND status = ? AND caller_masked = ? "
+            "AND COALESCE(caller_full, '') = ? AND created_at >= ? AND created_at <= ?) "
+            "ORDER BY created_at, id LIMIT 1",
+            checkin.id,
             checkin.call_id,
             checkin.status,
+            checkin.caller_masked,
+            checkin.caller_full or "",
+            checkin.created_at - RETRY_WINDOW_SECS,
+            checkin.created_at + RETRY_WINDOW_SECS,
         )
-        assert row is not None
-        return CheckinRecord(*row)
+        if row is not None:
+            return CheckinRecord(*row)  # a retry: the first record
+        await self._execute(
+            f"INSERT INTO checkins ({_CHECKIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+            "ON CONFLICT (id) DO NOTHING",
+            *astuple(checkin),
+        )
+        return checkin
 
     async def list_checkins(
         self, *, include_resolved: bool = False, limit: int = 200

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from rooms.model import QueueOrder
 from server.storage.base import (
+    RETRY_WINDOW_SECS,
     AuditEntry,
     CheckinRecord,
     ConsentChange,
@@ -169,6 +171,24 @@ async def test_checkins(storage: Storage) -> None:
     got = await storage.get_checkin("k1")
     assert got is not None and got.resolved_by == "f1" and got.resolved_at == 20.0
     assert await storage.get_checkin("k2") is None
+
+
+async def test_a_reused_call_id_is_a_new_checkin_unless_it_is_a_retry(storage: Storage) -> None:
+    """A bridge may reuse call ids (a counter reset by its restart): only the same call,
+    status and caller within the retry window is the same check-in."""
+    first = CheckinRecord("k1", None, "call1", "callback", "********42", "+4712345642", 1000.0)
+    assert await storage.create_checkin(first) == first
+    retry = replace(first, id="k2", created_at=1000.0 + RETRY_WINDOW_SECS - 1)
+    assert await storage.create_checkin(retry) == first  # a bridge resending: the first
+    assert await storage.create_checkin(replace(first, created_at=5e9)) == first  # same id
+    someone_else = replace(first, id="k3", caller_masked="********77", caller_full="+4799999977")
+    later = replace(first, id="k4", created_at=1000.0 + RETRY_WINDOW_SECS + 1)
+    talk = replace(first, id="k5", status="talk")
+    for new in (someone_else, later, talk):
+        assert await storage.create_checkin(new) == new
+    listed = await storage.list_checkins()
+    assert sorted(c.id for c in listed) == ["k1", "k3", "k4", "k5"]
+    assert (await storage.get_checkin("k3")) == someone_else
 
 
 async def test_a_run_of_oks_never_hides_someone_waiting_for_a_call(storage: Storage) -> None:
