@@ -2,7 +2,8 @@
 
 A name is shown as typed (NFC), but compared by :func:`name_key`: compatibility forms
 folded (fullwidth letters are the plain ones), case folded, invisible characters dropped
-(a zero-width joiner inside "Bob" changes nothing) and spaces collapsed. ``name_taken``
+(a zero-width joiner inside "Bob", a variation selector after "Maria" change nothing)
+and spaces collapsed. ``name_taken``
 and bans by name use the key, so neither can be got round with a look-alike spelling.
 """
 
@@ -14,6 +15,25 @@ from typing import Final
 # Characters that render as nothing (or a blank) without being Unicode format or space
 # characters: Hangul fillers and the blank Braille pattern, seen used as "empty" names.
 _BLANKS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Unicode's Default_Ignorable_Code_Point characters that are not format (Cf) characters:
+# combining marks that draw nothing (the grapheme joiner, variation selectors, Khmer and
+# Mongolian ones) and reserved ranges. "Maria" + U+FE0F or "Bob" + U+034F look the same
+# as the name without it, so the key drops them.
+_IGNORABLE_RANGES: Final = (
+    (0x034F, 0x034F),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0xFE00, 0xFE0F),
+    (0xFFF0, 0xFFF8),
+    (0xE0000, 0xE0FFF),
+)
+
+
+def _ignorable(ch: str) -> bool:
+    if ch in _BLANKS or unicodedata.category(ch) == "Cf":
+        return True
+    code = ord(ch)
+    return any(lo <= code <= hi for lo, hi in _IGNORABLE_RANGES)
 # General categories that show nothing by themselves: format (zero-width joiners, soft
 # hyphen, bidi marks), separators, combining marks with no base, controls, unassigned.
 _UNSEEN: Final = frozenset(("Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cc", "Cn", "Co", "Cs"))
@@ -25,7 +45,7 @@ def name_key(name: str) -> str:
     kept = "".join(
         " " if ch.isspace() else ch
         for ch in folded
-        if ch not in _BLANKS and unicodedata.category(ch) != "Cf"
+        if not _ignorable(ch)
     )
     return " ".join(kept.split())
 
@@ -34,6 +54,6 @@ def is_visible(name: str) -> bool:
     """Whether the name has a character a person can see (a letter, digit, symbol or
     punctuation): a name of joiners, fillers and spaces alone shows as nothing."""
     return any(
-        ch not in _BLANKS and unicodedata.category(ch) not in _UNSEEN
+        not _ignorable(ch) and unicodedata.category(ch) not in _UNSEEN
         for ch in unicodedata.normalize("NFKC", name)
     )

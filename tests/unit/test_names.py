@@ -19,6 +19,11 @@ ZWJ = "\u200d"
         "\uff22\uff4f\uff42",  # fullwidth
         " Bob ",
         "B\u00adob",  # soft hyphen
+        "Bob\u034f",  # combining grapheme joiner
+        "Bob\ufe0f",  # variation selector
+        "B\U000e0100ob",  # variation selector supplement
+        "Bo\u180bb",  # Mongolian free variation selector
+        "B\u17b4ob",  # Khmer inherent vowel
     ],
 )
 def test_look_alikes_have_one_key(same: str) -> None:
@@ -31,9 +36,12 @@ def test_different_names_stay_different() -> None:
     assert name_key("Jos\u00e9") == name_key("Jose\u0301")  # composed or not: one name
     assert name_key("Jos\u00e9") != name_key("Jose")
     assert name_key(f"\U0001f468{ZWJ}\U0001f469") == "\U0001f468\U0001f469"
+    assert name_key("\u2764\ufe0f") == name_key("\u2764") != name_key("\u2763")
 
 
-@pytest.mark.parametrize("blank", [ZWJ, "\u3164", "\u2800", " \u200b ", "\u0301", "\u115f"])
+@pytest.mark.parametrize(
+    "blank", [ZWJ, "\u3164", "\u2800", " \u200b ", "\u0301", "\u115f", "\u034f\ufe0f"]
+)
 def test_names_of_nothing_visible(blank: str) -> None:
     assert not is_visible(blank)
 
