@@ -65,19 +65,41 @@ def do_clear_hands(tx: Tx, actor: Participant, cmd: ClearHands) -> None:
 
 
 def _give_floor(tx: Tx, target: Participant) -> None:
+    if tx.state.floor == target.id:
+        # Given again to who holds it: not another turn ("quieter first" counts turns).
+        if target.hand:
+            tx.put(target.copy_and_replace(hand_ticket=None))
+            tx.hands_changed()
+        return
     tx.put(target.copy_and_replace(hand_ticket=None, turns=target.turns + 1))
     tx.state = tx.state.copy_and_replace(floor=target.id)
     tx.hands_changed()
 
 
 def do_floor_next(tx: Tx, actor: Participant, cmd: FloorNext) -> None:
+    """The first in the queue who is connected gets the floor. Someone whose connection
+    dropped keeps their hand and their place: a turn given while they are away would
+    use up their hand (and, with "quieter first", count as their turn)."""
     require_moderator(actor)
     queue = tx.state.hands()
     if not queue:
         raise RoomError(ErrorCode.NOT_ALLOWED_NOW, "Nobody has a hand up.")
-    _give_floor(tx, tx.participant(queue[0]))
-    tx.reply["floor"] = queue[0]
-    tx.audit(actor, "floor.next", queue[0])
+    skipped: list[str] = []
+    for pid in queue:
+        if tx.participant(pid).connected:
+            break
+        skipped.append(pid)
+    else:
+        raise RoomError(
+            ErrorCode.NOT_ALLOWED_NOW,
+            "Everyone with a hand up is reconnecting; their hands keep their places.",
+        )
+    chosen = queue[len(skipped)]
+    _give_floor(tx, tx.participant(chosen))
+    tx.reply["floor"] = chosen
+    if skipped:
+        tx.reply["skipped"] = skipped
+    tx.audit(actor, "floor.next", chosen)
 
 
 def do_floor_give(tx: Tx, actor: Participant, cmd: FloorGive) -> None:

@@ -34,6 +34,8 @@ def _ignorable(ch: str) -> bool:
         return True
     code = ord(ch)
     return any(lo <= code <= hi for lo, hi in _IGNORABLE_RANGES)
+
+
 # General categories that show nothing by themselves: format (zero-width joiners, soft
 # hyphen, bidi marks), separators, combining marks with no base, controls, unassigned.
 _UNSEEN: Final = frozenset(("Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cc", "Cn", "Co", "Cs"))
@@ -42,11 +44,7 @@ _UNSEEN: Final = frozenset(("Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cc", "Cn", "Co"
 def name_key(name: str) -> str:
     """The form two names are compared in (see the module's docstring)."""
     folded = unicodedata.normalize("NFKC", name).casefold()
-    kept = "".join(
-        " " if ch.isspace() else ch
-        for ch in folded
-        if not _ignorable(ch)
-    )
+    kept = "".join(" " if ch.isspace() else ch for ch in folded if not _ignorable(ch))
     return " ".join(kept.split())
 
 

@@ -21,7 +21,7 @@ from presence.state import dropped, expired, reconnected
 from rooms.commands import Drop, Join
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Disconnect, SessionClosed, Welcome
-from rooms.model import Participant, Role, RoomState, Waiting
+from rooms.model import Participant, Role, RoomState, Via, Waiting
 from rooms.names import name_key
 from rooms.tx import Tx
 
@@ -145,17 +145,18 @@ def expire(tx: Tx, grace_secs: float) -> bool:
 
 
 def keep_a_facilitator(tx: Tx) -> None:
-    """The last facilitator has gone (left, or past the grace period): the
-    cofacilitator here longest, connected first, becomes facilitator, so someone can
-    still end the session, lock or unlock it, and pass roles on. A dropped facilitator
-    still counts (they may be back within the grace). With no cofacilitator, nobody is
-    promoted: a facilitator token brings one in."""
+    """The last facilitator has gone (left, or past the grace period): a cofacilitator
+    becomes facilitator, so someone can still end the session, lock or unlock it, and
+    pass roles on. The one chosen can act: connected before dropped, on the web before
+    on the phone (a caller has only the hand and mic keys), then here longest. A dropped
+    facilitator still counts (they may be back within the grace). With no
+    cofacilitator, nobody is promoted: a facilitator token brings one in."""
     people = tx.state.participants
     if any(p.role is Role.FACILITATOR for p in people):
         return
     cofacilitators = [p for p in people if p.role is Role.COFACILITATOR]
     if cofacilitators:
-        chosen = next((p for p in cofacilitators if p.connected), cofacilitators[0])
+        chosen = min(cofacilitators, key=lambda p: (not p.connected, p.via is Via.PHONE))
         tx.updated(chosen.copy_and_replace(role=Role.FACILITATOR))
 
 

@@ -8,7 +8,7 @@ from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Audit, Disconnect, Unstore
 from rooms.machine import apply
-from rooms.model import Participant, QueueOrder, Role, RoomState, Settings
+from rooms.model import Participant, QueueOrder, Role, RoomState, Settings, Via
 from tests.unit.helpers import RULES, do, emits, join, live, payload, person, session
 
 MOD_COMMANDS: list[c.Command] = [
@@ -238,6 +238,19 @@ def test_a_dropped_facilitator_keeps_the_role_until_the_grace_is_over() -> None:
     # The connected cofacilitator (p2) is chosen over the one who dropped first (p1).
     assert person_in(later, "p2").role is Role.FACILITATOR
     assert person_in(later, "p1").role is Role.COFACILITATOR
+
+
+def test_a_web_cofacilitator_is_chosen_over_a_caller() -> None:
+    """A caller has only the hand and mic keys: promoted first, they could not end the
+    session or unlock it, and the web cofacilitator could not either."""
+    state = live(join(session("p1"), "ph", via=Via.PHONE))
+    state = live(join(state, "web"))
+    state = live(do(state, "fac", c.SetRole("ph", Role.COFACILITATOR)))
+    state = live(do(state, "fac", c.SetRole("web", Role.COFACILITATOR)))
+    out = do(state, "fac", c.Leave(), now=3.0)
+    assert person(out, "web").role is Role.FACILITATOR
+    assert person(out, "ph").role is Role.COFACILITATOR
+    assert do(live(out), "web", c.End()).state is None
 
 
 def test_with_no_cofacilitator_nobody_is_promoted() -> None:

@@ -37,6 +37,31 @@ def test_floor_next_takes_the_first_hand() -> None:
     assert person(out, "p2").turns == 1
 
 
+def test_floor_next_passes_over_a_dropped_connection_which_keeps_its_place() -> None:
+    state = session("p1", "p2")
+    for pid in ("p1", "p2"):
+        state = live(do(state, pid, c.RaiseHand()))
+    state = live(do(state, "fac", c.Drop("p1", "sid-p1")))  # a low-end phone drops
+    out = do(state, "fac", c.FloorNext())
+    assert out.reply["floor"] == "p2" and out.reply["skipped"] == ["p1"]
+    hands = payload(out.events, "hands")
+    assert (hands["hands"], hands["floor"]) == (["p1"], "p2")
+    assert person(out, "p1").turns == 0
+    with pytest.raises(RoomError) as e:  # only p1 is left, still away
+        do(live(out), "fac", c.FloorNext())
+    assert e.value.code is ErrorCode.NOT_ALLOWED_NOW
+    back = live(join(live(out), "new", resume_id="p1", conn="sid2-p1"))
+    assert back.hands() == ["p1"]
+    assert do(back, "fac", c.FloorNext()).reply == {"floor": "p1"}
+
+
+def test_giving_the_floor_again_to_its_holder_is_not_another_turn() -> None:
+    state = live(do(session("p1"), "fac", c.FloorGive("p1")))
+    out = do(state, "fac", c.FloorGive("p1"))
+    assert person(out, "p1").turns == 1
+    assert emits(out.events, "hands") == []
+
+
 def test_floor_next_with_no_hands_is_not_allowed_now() -> None:
     with pytest.raises(RoomError) as e:
         do(session("p1"), "fac", c.FloorNext())
