@@ -159,8 +159,16 @@ def do_remove(tx: Tx, actor: Participant, cmd: Remove) -> None:
     tx.broadcast("participant.left", id=target.id, reason="removed")
     tx.emit(Disconnect(target.id, target.conn))
     if cmd.ban:
+        tx.reply["banned"] = bool(target.ban_keys)
+        if not target.ban_keys:
+            # A caller with a hidden number: nothing to know them by when they call
+            # again. Said, not pretended: the facilitator can lock the room instead.
+            tx.reply["note"] = (
+                f"{target.name} was removed, but their number is hidden, so they cannot be "
+                "kept out if they call again. Lock the room to keep new people out."
+            )
         tx.state = tx.state.copy_and_replace(banned=tx.state.banned | target.ban_keys)
-    tx.audit(actor, "ban" if cmd.ban else "remove", target.id)
+    tx.audit(actor, "ban" if cmd.ban and target.ban_keys else "remove", target.id)
 
 
 def do_lock(tx: Tx, actor: Participant, cmd: Lock) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 import pytest
 from playwright.async_api import expect
 
+from tests.phone.bridge_client import Bridge
 from tests.support import LiveServer
 
 from .conftest import NARROW, WIDE, PersonFactory, check_axe, shoot
+from .test_checkins import BRIDGE_TOKEN
 
 pytestmark = pytest.mark.browser
 
@@ -308,3 +311,26 @@ async def test_dismissing_a_notice_by_keyboard_keeps_the_focus_in_the_room(
     await ana.page.keyboard.press("Enter")
     await expect(ana.page.get_by_text("A facilitator turned your microphone off.")).to_have_count(0)
     await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_focused()
+
+
+async def test_a_ban_that_cannot_hold_is_explained(
+    server_factory: Callable[..., Awaitable[LiveServer]], people: PersonFactory
+) -> None:
+    """A caller with a hidden number cannot be kept out: the facilitator reads why and
+    what to do instead, rather than trusting a ban that does not hold."""
+    server = await server_factory(bridge_token=BRIDGE_TOKEN)
+    room = await server.create_room("Phone circle")
+    fac = await people("Fay", WIDE)
+    await fac.join(room["facilitator_url"])
+    bridge = Bridge(server.url)
+    await bridge.connect(BRIDGE_TOKEN)
+    try:
+        join = {"call_id": "h1", "pin": room["phone_pin"], "caller": "anonymous"}
+        assert (await bridge.call("call.join", join))["ok"]
+        await fac.tile("Caller").get_by_text("Actions").click()
+        await fac.tile("Caller").get_by_role("button", name="Remove and keep out").click()
+        await expect(fac.page.get_by_text("their number is hidden")).to_be_visible()
+        await expect(fac.announcer()).to_contain_text("Lock the room to keep new people out")
+        await expect(fac.tile("Caller")).to_have_count(0)
+    finally:
+        await bridge.close()

@@ -149,7 +149,8 @@ async def test_remove_reaches_the_bridge(
     room, fac, _ = await web_room(live_server, clients)
     b = await bridges()
     ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
-    await fac.ok("mod.remove", {"id": ack["participant_id"], "ban": True})
+    removed = await fac.ok("mod.remove", {"id": ack["participant_id"], "ban": True})
+    assert removed["banned"] is True and "note" not in removed
     assert await b.wait_for("call.remove") == {"call_id": CALL, "reason": "banned"}
     await fac.wait_for("participant.left", lambda d: d["reason"] == "removed")
     # banned: the same number is kept out of this session, on any call id
@@ -157,6 +158,21 @@ async def test_remove_reaches_the_bridge(
         "call.join", {"call_id": "again", "pin": room["phone_pin"], "caller": CALLER}
     )
     assert code == "banned"
+
+
+async def test_a_hidden_number_cannot_be_banned_and_the_facilitator_is_told(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    join = {"call_id": "h1", "pin": room["phone_pin"], "caller": "anonymous"}
+    ack = await b.ok("call.join", join)
+    removed = await fac.ok("mod.remove", {"id": ack["participant_id"], "ban": True})
+    assert removed["banned"] is False and "number is hidden" in removed["note"]
+    assert await b.wait_for("call.remove") == {"call_id": "h1", "reason": "banned"}
+    # as the note says: the same hidden caller gets back in, unless the room is locked
+    back = await b.ok("call.join", {**join, "call_id": "h2"})
+    assert back["participant_id"] != ack["participant_id"]
 
 
 async def test_dropped_bridge_resumes_the_same_participant(

@@ -125,6 +125,20 @@ def test_ban_keeps_them_out_of_this_session() -> None:
         join(out.state, "p1c", "Other", ban_keys=frozenset({"device:d1", "name:p1"}))
 
 
+def test_a_ban_that_cannot_hold_is_said_not_pretended() -> None:
+    """A caller with a hidden number has nothing to be kept out by: removed, and the
+    facilitator is told (ban: false, a note), not acked as if the ban held."""
+    state = live(join(session("p1"), "ph", "Caller", via=Via.PHONE, ban_keys=frozenset()))
+    out = do(state, "fac", c.Remove("ph", ban=True))
+    assert live(out).get("ph") is None and live(out).banned == state.banned
+    assert out.reply["banned"] is False and "hidden" in out.reply["note"]
+    assert [a.action for a in out.events if isinstance(a, Audit)] == ["remove"]
+    again = join(live(out), "ph2", "Caller", via=Via.PHONE, ban_keys=frozenset())
+    assert live(again).get("ph2") is not None  # what the note says: lock the room
+    out = do(state, "fac", c.Remove("p1", ban=True))
+    assert out.reply == {"banned": True}
+
+
 def test_a_moderator_cannot_remove_themselves() -> None:
     with pytest.raises(RoomError) as e:
         do(session(), "fac", c.Remove("fac"))

@@ -165,6 +165,8 @@ async function act(event, payload) {
   if (!ack.ok) {
     const msg = (ack.error && ack.error.message) || "That did not work.";
     setNotice(msg, "error");
+  } else if (typeof ack.note === "string" && ack.note) {
+    setNotice(ack.note, "info"); // done, with something to know (a ban that cannot hold)
   }
   return ack;
 }
