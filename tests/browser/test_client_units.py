@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
 import pytest
+
+from rooms.peer import RECENT_MESSAGES_KEPT
 
 from .conftest import ROOT
 
@@ -20,3 +23,12 @@ def test_seq_gate_units() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "# fail 0" in done.stdout and "# pass 6" in done.stdout, done.stdout
+
+
+def test_the_client_shows_no_line_a_moderator_could_not_remove() -> None:
+    """Every chat line the page keeps must be one the server still lets a moderator
+    remove: the page's cap may not exceed the server's recent-message window."""
+    source = (ROOT / "web" / "src" / "app.js").read_text()
+    found = re.search(r"^const MAX_CHAT_LINES = (\d+);", source, re.MULTILINE)
+    assert found, "MAX_CHAT_LINES not found in web/src/app.js"
+    assert int(found.group(1)) <= RECENT_MESSAGES_KEPT

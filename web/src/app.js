@@ -12,7 +12,10 @@ const NAME_KEY = "peerroom.name"; // localStorage: the pseudonym, this device on
 const RESUME_KEY = "peerroom.resume."; // sessionStorage + token: survive a tab reload
 const DEVICE_KEY = "peerroom.device"; // localStorage: a random id, so a ban holds across names
 const ACK_TIMEOUT_MS = 10000; // slow shared connections: give acks time
-const MAX_CHAT_LINES = 300; // old phones: keep the chat list short
+// Old phones: keep the chat list short. And no longer than the lines the server lets a
+// moderator remove (rooms/peer.py RECENT_MESSAGES_KEPT): a line shown with a Remove
+// button the server would refuse ("not in this session any more") misleads.
+const MAX_CHAT_LINES = 200;
 const CHECKIN_POLL_MS = 60000; // a call-back request must not sit unseen for long
 const NAME_MAX = 40;
 
