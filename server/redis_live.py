@@ -52,7 +52,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -121,6 +121,14 @@ def _ms(secs: float) -> int:
     return int(secs * 1000)
 
 
+def _forget_superseded(held: _Held, version: int) -> None:
+    """Another commit holds ``version``: an abandoned commit of ours at or below it never
+    ran (its connection failed before sending it, Redis refused it) and never comes."""
+    if held.mine:
+        for tag in [t for t, m in held.mine.items() if m.abandoned and m.version <= version]:
+            del held.mine[tag]
+
+
 @dataclass
 class _Mine:
     """A transition this node is committing, delivered in commit order by the task that
@@ -140,6 +148,7 @@ class _Mine:
     outcome: Outcome
     turn: asyncio.Future[None]  # set when it is this commit's turn to be delivered
     abandoned: bool = False
+    abandoned_at: float = 0.0  # time.monotonic()
     delivered: bool = False
 
 
@@ -454,6 +463,7 @@ class RedisStore:
                     # its message, when it comes, is known and skipped.
                     held.version, held.state = mine.version, mine.outcome.state
                     held.mine.pop(tag, None)
+                    _forget_superseded(held, mine.version)
                     mine.delivered = True
                     await self._deliver(room_id, mine.outcome)
                     return
@@ -463,10 +473,17 @@ class RedisStore:
                 async with asyncio.timeout(DELIVERY_WAIT_SECS):
                     await asyncio.shield(mine.turn)
         except TimeoutError:
-            held.mine.pop(tag, None)  # if it comes after all, it is delivered as anyone's
-            log.warning("room %s: own v%d did not come back; resubscribing", room_id, mine.version)
-            self._force_reconnect()
-            return
+            if not mine.turn.done():
+                # Left to whoever meets it: if its message comes after all, it is
+                # delivered then with all its events (a line, a consent), not as another
+                # node's message, which carries only what clients are sent.
+                self._abandon(room_id, held, tag, mine)
+                log.warning(
+                    "room %s: own v%d did not come back; resubscribing", room_id, mine.version
+                )
+                self._force_reconnect()
+                return
+            # Its turn came just as the wait ran out: the room waits for it, deliver it.
         except BaseException:
             self._abandon(room_id, held, tag, mine)
             raise
@@ -477,12 +494,19 @@ class RedisStore:
         held.mine.pop(tag, None)
         if mine.delivered:
             return
-        mine.delivered = True
         try:
             async with held.lock:
-                await self._deliver(room_id, mine.outcome)
+                if not mine.delivered:
+                    mine.delivered = True
+                    await self._deliver(room_id, mine.outcome)
+        except asyncio.CancelledError:
+            if not mine.delivered:
+                # Cancelled while another delivery or an attach held the room: the room
+                # waits for this one, so it is delivered in a task of its own.
+                self._spawn(self._deliver_turn(room_id, held, tag, mine))
+            raise
         finally:
-            if held.blocked is mine:
+            if mine.delivered and held.blocked is mine:
                 held.blocked = None
                 if held.pending:
                     # Shielded: messages held up behind this one must not wait for the
@@ -490,15 +514,19 @@ class RedisStore:
                     await asyncio.shield(self._drain(room_id, held))
 
     def _abandon(self, room_id: str, held: _Held, tag: str, mine: _Mine) -> None:
-        """The committing task is gone before delivering: whoever meets it delivers."""
+        """The committing task is gone before delivering: whoever meets it delivers. If
+        its commit never ran, nobody will: it is forgotten once a later version of the
+        room is in, or the room is let go (:meth:`_release_idle`)."""
         mine.abandoned = True
+        mine.abandoned_at = time.monotonic()
         if held.blocked is mine and not mine.delivered:
             # Its message is in and the room waits for it: deliver it in a task of its own.
-            task = asyncio.get_running_loop().create_task(
-                self._deliver_turn(room_id, held, tag, mine)
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(self._deliver_turn(room_id, held, tag, mine))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def attach(self, room_id: str, fn: Attach) -> None:
         held = await self._guard(self._hold(room_id))
@@ -569,7 +597,17 @@ class RedisStore:
         """Let go of rooms this node no longer has connections in."""
         now = time.monotonic()
         for room_id, held in list(self._rooms.items()):
-            busy = held.mine or held.pending or held.commit_lock.locked()
+            # An abandoned commit whose message has not come by now never ran (a
+            # connection that failed before sending it, an error reply): not a reason to
+            # keep the room for ever.
+            busy = (
+                any(
+                    not m.abandoned or now - m.abandoned_at < DELIVERY_WAIT_SECS
+                    for m in held.mine.values()
+                )
+                or held.pending
+                or held.commit_lock.locked()
+            )
             if not held.ready.done() or busy or self._is_local(held.state):
                 held.idle_since = None
                 continue
@@ -741,6 +779,9 @@ class RedisStore:
                 # Our own commit, back before its task delivered it. Its state and
                 # events are the outcome we hold: nothing is decoded.
                 held.version, held.state = version, mine.outcome.state
+                held.mine.pop(tag, None)
+                _forget_superseded(held, version)
+                held.mine[tag] = mine  # until its task (or whoever meets it) delivers it
                 if mine.abandoned:
                     held.mine.pop(tag, None)
                     mine.delivered = True
@@ -753,6 +794,7 @@ class RedisStore:
                 if not mine.turn.done():
                     mine.turn.set_result(None)
                 return
+            _forget_superseded(held, version)
             if held.version and version > held.version + 1:
                 log.warning("room %s: v%d after v%d", room_id, version, held.version)
             try:

@@ -10,13 +10,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rooms import commands as c
 from rooms.events import Emit, Welcome
 from rooms.machine import Outcome, apply
 from rooms.model import Role, Settings, Via
 from server import redis_live
-from server.live import conn_handle
+from server.live import LiveUnavailable, conn_handle
+from server.live_codec import encode_header
 from server.redis_live import RedisStore
 from tests.support import delete_redis_prefix, fresh_redis_prefix
 
@@ -302,3 +304,115 @@ async def test_a_flushed_script_cache_is_loaded_again(
         await r.aclose()
     await a.run("pa", c.RaiseHand())
     assert a.seqs == [1, 2]
+
+
+def blocked(held: Any) -> bool:
+    """Whether the room waits for an own commit (read here, not narrowed by mypy)."""
+    return held.blocked is not None
+
+
+async def test_an_own_commit_whose_turn_comes_as_its_wait_runs_out_is_delivered(
+    nodes: Callable[[], Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its message is in (the room waits for it) just as the 5 s wait ends: it must be
+    delivered, or every later message of the room waits behind it for good."""
+    monkeypatch.setattr(redis_live, "DELIVERY_WAIT_SECS", 0.2)
+    timeouts: list[asyncio.Timeout] = []
+    real_timeout = asyncio.timeout
+
+    def spy(delay: float | None) -> asyncio.Timeout:
+        timeouts.append(real_timeout(delay))
+        return timeouts[-1]
+
+    a = nodes()
+    await a.store.start()
+    await a.join("pa")
+    held = a.store._rooms[ROOM]
+    state = held.state
+    assert state is not None
+    loop = asyncio.get_running_loop()
+    # v3 is ours, committed after a conflict: v2 (another node's) is not in yet
+    mine = redis_live._Mine(3, Outcome(state, (Emit("x", {"seq": 3}),)), loop.create_future())
+    held.mine["ours"] = mine
+    monkeypatch.setattr(asyncio, "timeout", spy)
+    task = loop.create_task(a.store._deliver_mine(ROOM, held, "ours", mine))
+    await asyncio.sleep(0)
+    monkeypatch.setattr(asyncio, "timeout", real_timeout)
+
+    def listener_batch() -> None:  # what _apply does for v2, then ours, in a slow batch
+        held.version, held.blocked = 3, mine
+        mine.turn.set_result(None)
+        time.sleep(0.002)
+
+    loop.call_at(timeouts[-1].when() - 0.001, listener_batch)  # type: ignore[operator]
+    await task
+    assert a.seqs[-1] == 3 and not blocked(held)
+    later = encode_header(4, "other.1", (Emit("y", {"seq": 4}),))
+    await a.store._on_message([b"message", f"{a.store._p}room:{ROOM}".encode(), later])
+    assert a.seqs[-2:] == [3, 4] and not held.pending
+
+
+async def test_a_commit_that_never_ran_does_not_keep_its_room_for_ever(
+    nodes: Callable[[], Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command connection fails before the commit is sent: the transition is refused
+    and retried; the abandoned commit must not count as work in flight for ever."""
+    a = nodes()
+    await a.store.start()
+    await a.join("pa")
+    await a.run("pa", c.Leave())  # no local connection left: the room may be let go
+    real_command = a.store._command
+    failures = [RedisConnectionError("cannot connect to Redis (simulated)")]
+
+    async def command() -> Any:
+        if failures:
+            raise failures.pop()
+        return await real_command()
+
+    monkeypatch.setattr(a.store, "_command", command)
+    other = c.Join(INFO, "s1", "px", "px", Role.PEER, Via.WEB, "nelsewhere/x")
+    with pytest.raises(LiveUnavailable):
+        await a.run(None, other)
+    assert [m.abandoned for m in a.store._rooms[ROOM].mine.values()] == [True]
+    await a.run(None, other)  # the retry holds the version the abandoned one would have
+    assert not a.store._rooms[ROOM].mine
+    monkeypatch.setattr(redis_live, "RELEASE_AFTER_SECS", 0.0)
+    for _ in range(2):
+        await a.store._release_idle()
+    assert ROOM not in a.store._rooms
+
+
+async def test_a_delivery_cancelled_while_the_room_is_busy_still_happens(
+    nodes: Callable[[], Node],
+) -> None:
+    """Its turn came, but an attach held the room when the task was cancelled: the room
+    waits for it, so it must be delivered anyway, and what waited behind it after."""
+    a = nodes()
+    await a.store.start()
+    await a.join("pa")
+    held = a.store._rooms[ROOM]
+    loop = asyncio.get_running_loop()
+    mine = redis_live._Mine(3, Outcome(held.state, (Emit("x", {"seq": 3}),)), loop.create_future())
+    held.mine["ours"] = mine
+    task = loop.create_task(a.store._deliver_mine(ROOM, held, "ours", mine))
+    await asyncio.sleep(0.01)
+    release = asyncio.Event()
+
+    async def greet() -> None:  # an attach holding the room's lock
+        async with held.lock:
+            await release.wait()
+
+    greeting = loop.create_task(greet())
+    await asyncio.sleep(0)
+    held.version, held.blocked = 3, mine  # the listener: v2, then ours
+    mine.turn.set_result(None)
+    later = encode_header(4, "other.1", (Emit("y", {"seq": 4}),))
+    await a.store._on_message([b"message", f"{a.store._p}room:{ROOM}".encode(), later])
+    await asyncio.sleep(0.01)
+    task.cancel()  # shutdown, or the client went away
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    release.set()
+    await greeting
+    await wait_until(lambda: a.seqs[-2:] == [3, 4], 2, lambda: a.seqs)
+    assert not blocked(held) and not held.pending
