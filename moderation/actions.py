@@ -159,16 +159,21 @@ def do_remove(tx: Tx, actor: Participant, cmd: Remove) -> None:
     tx.broadcast("participant.left", id=target.id, reason="removed")
     tx.emit(Disconnect(target.id, target.conn))
     if cmd.ban:
-        tx.reply["banned"] = bool(target.ban_keys)
-        if not target.ban_keys:
-            # A caller with a hidden number: nothing to know them by when they call
-            # again. Said, not pretended: the facilitator can lock the room instead.
-            tx.reply["note"] = (
-                f"{target.name} was removed, but their number is hidden, so they cannot be "
-                "kept out if they call again. Lock the room to keep new people out."
-            )
-        tx.state = tx.state.copy_and_replace(banned=tx.state.banned | target.ban_keys)
+        _ban(tx, target.name, target.ban_keys)
     tx.audit(actor, "ban" if cmd.ban and target.ban_keys else "remove", target.id)
+
+
+def _ban(tx: Tx, name: str, keys: frozenset[str]) -> None:
+    """Keep whoever ``keys`` describe out of this session; the ack says if it held."""
+    tx.reply["banned"] = bool(keys)
+    if not keys:
+        # A caller with a hidden number: nothing to know them by when they call again.
+        # Said, not pretended: the facilitator can lock the room instead.
+        tx.reply["note"] = (
+            f"{name} is out, but their number is hidden, so they cannot be kept out if "
+            "they call again. Lock the room to keep new people out."
+        )
+    tx.state = tx.state.copy_and_replace(banned=tx.state.banned | keys)
 
 
 def do_lock(tx: Tx, actor: Participant, cmd: Lock) -> None:
@@ -204,7 +209,9 @@ def do_deny(tx: Tx, actor: Participant, cmd: Deny) -> None:
     tx.send([w.id], "denied", by=actor.id)
     tx.emit(Disconnect(w.id, w.conn))
     tx.waiting_changed()
-    tx.audit(actor, "deny", w.id)
+    if cmd.ban:
+        _ban(tx, w.name, w.ban_keys)
+    tx.audit(actor, "ban" if cmd.ban and w.ban_keys else "deny", w.id)
 
 
 def do_set_role(tx: Tx, actor: Participant, cmd: SetRole) -> None:

@@ -168,6 +168,7 @@ class Admit:
 @dataclass(frozen=True, slots=True)
 class Deny:
     target: str
+    ban: bool = False  # keep them out of this session, as mod.remove's ban
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,7 +169,7 @@ DECODERS: Final[dict[str, Decoder]] = {
     "mod.lock": lambda p, _: c.Lock(locked=_bool(p, "locked")),
     "mod.waiting_room": lambda p, _: c.SetWaitingRoom(on=_bool(p, "on")),
     "mod.admit": lambda p, _: c.Admit(target=_id(p)),
-    "mod.deny": lambda p, _: c.Deny(target=_id(p)),
+    "mod.deny": lambda p, _: c.Deny(target=_id(p), ban=bool(_opt_bool(p, "ban"))),
     "mod.role": lambda p, _: _role(p),
     "mod.settings": lambda p, _: _settings(p),
     "mod.chat.remove": lambda p, _: c.RemoveChat(message_id=_id(p, "message_id")),

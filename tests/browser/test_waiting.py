@@ -45,6 +45,20 @@ async def test_waiting_room_admit_and_deny(live_server: LiveServer, people: Pers
     await expect(fac.page.get_by_text("Nobody is waiting.")).to_be_visible()
     await expect(ana.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
 
+    # Ben queues again at once; this time he is kept out of the session.
+    ben = await people("Ben", NARROW)
+    await ben.join(room["invite_url"], expect_room=False)
+    await expect(fac.page.get_by_role("button", name="Keep out: Ben")).to_be_visible()
+    await shoot(fac.page, "waiting-list", NARROW)
+    await fac.page.get_by_role("button", name="Keep out: Ben").click()
+    await expect(
+        ben.page.get_by_role("heading", name="You could not join this time")
+    ).to_be_visible()
+    again = await people("Ben", NARROW)
+    await again.join(room["invite_url"], expect_room=False)
+    await expect(again.page.get_by_text("You cannot rejoin this session.")).to_be_visible()
+    await expect(fac.page.get_by_text("Nobody is waiting.")).to_be_visible()
+
     # Waiting room off: the next person comes straight in.
     await fac.page.get_by_role("switch", name="Waiting room").click()
     await expect(fac.page.get_by_role("switch", name="Waiting room")).to_have_attribute(

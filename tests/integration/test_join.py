@@ -172,6 +172,22 @@ async def test_waiting_room_then_denied(live_server: LiveServer, clients: MakeCl
     assert (await fac.wait_for("waiting.updated", lambda d: d["waiting"] == []))["waiting"] == []
 
 
+async def test_denied_and_kept_out(live_server: LiveServer, clients: MakeClient) -> None:
+    room = await live_server.create_room(waiting_room=True)
+    fac, peer, again = clients(), clients(), clients()
+    await fac.join(room["facilitator_token"], "Ann")
+    await peer.join(room["invite_token"], "Bo", expect="waiting")
+    listed = await fac.wait_for("waiting.updated", lambda d: d["waiting"])
+    ack = await fac.ok("mod.deny", {"id": listed["waiting"][0]["id"], "ban": True})
+    assert ack["banned"] is True
+    await peer.wait_for("denied")
+    await peer.wait_disconnected()
+    refused = await again.refused(room["invite_token"], "BO")
+    assert refused["data"]["code"] == "banned"
+    bad = await fac.call("mod.deny", {"id": "x", "ban": "yes"})
+    assert bad["error"]["code"] == "bad_request"
+
+
 async def test_a_foreign_browser_origin_is_refused(live_server: LiveServer) -> None:
     room = await live_server.create_room()
     sio = socketio.AsyncClient(reconnection=False)

@@ -139,6 +139,22 @@ def test_a_ban_that_cannot_hold_is_said_not_pretended() -> None:
     assert out.reply == {"banned": True}
 
 
+def test_someone_denied_from_the_waiting_room_can_be_kept_out() -> None:
+    """A troll in the waiting room: "Not now" lets them queue again at once; deny with
+    ban keeps them out of this session, as a removal with ban would."""
+    waiting = Settings(waiting_room=True)
+    state = live(join(session(settings=waiting), "tr", "Troll"))
+    out = do(state, "fac", c.Deny("tr"))
+    assert "banned" not in out.reply
+    assert live(join(live(out), "tr2", "Troll")).get_waiting("tr2") is not None
+    out = do(state, "fac", c.Deny("tr", ban=True))
+    assert out.reply == {"banned": True} and live(out).get_waiting("tr") is None
+    assert [a.action for a in out.events if isinstance(a, Audit)] == ["ban"]
+    with pytest.raises(RoomError) as e:
+        join(live(out), "tr3", "troll")
+    assert e.value.code is ErrorCode.BANNED
+
+
 def test_a_moderator_cannot_remove_themselves() -> None:
     with pytest.raises(RoomError) as e:
         do(session(), "fac", c.Remove("fac"))

@@ -1201,6 +1201,7 @@ function renderMod() {
             h("span", { class: "wname" }, w.name),
             h("button", { type: "button", class: "primary small", "data-key": "admit-" + w.id, "aria-label": `Let in: ${w.name}`, onclick: () => act("mod.admit", { id: w.id }) }, "Let in"),
             h("button", { type: "button", class: "secondary small", "data-key": "deny-" + w.id, "aria-label": `Not now: ${w.name}`, onclick: () => act("mod.deny", { id: w.id }) }, "Not now"),
+            h("button", { type: "button", class: "danger small", "data-key": "ban-" + w.id, "aria-label": `Keep out: ${w.name}`, onclick: () => act("mod.deny", { id: w.id, ban: true }) }, "Keep out"),
           ),
         ),
       )
