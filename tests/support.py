@@ -7,12 +7,15 @@ import contextlib
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import asyncpg
+import pytest
 import socketio
 from aiohttp import web
 
@@ -22,6 +25,44 @@ from server.settings import Settings
 ADMIN_TOKEN = "test-admin-token"
 WAIT_SECS = 5.0
 REDIS_URL = os.environ.get("PEERROOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# An admin connection that may CREATE DATABASE; every test using PostgreSQL gets one of
+# its own, dropped afterwards.
+PG_ADMIN_URL = os.environ.get(
+    "PEERROOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+SKIP_POSTGRES = os.environ.get("PEERROOM_SKIP_POSTGRES") == "1"
+
+
+def pg_where(url: str) -> str:
+    """Host and port only: a URL may carry a password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5432}"
+
+
+def pg_database_url(admin_url: str, name: str) -> str:
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+
+
+@contextlib.asynccontextmanager
+async def fresh_pg_database(kind: str = "test") -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database (``peerroom_<kind>_<random>``), dropped after.
+    Fails with a clear message if PostgreSQL cannot be reached."""
+    try:
+        admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {pg_where(PG_ADMIN_URL)} "
+            f"({type(e).__name__}: {e}). Start it (docs/storage.md), point "
+            "PEERROOM_TEST_PG_URL at one, or set PEERROOM_SKIP_POSTGRES=1 to skip.",
+            pytrace=False,
+        )
+    name = f"peerroom_{kind}_{secrets.token_hex(6)}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield pg_database_url(PG_ADMIN_URL, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 def test_redis_overrides() -> dict[str, Any]:

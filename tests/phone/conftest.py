@@ -1,17 +1,13 @@
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from tests.phone.bridge_client import Bridge
 from tests.phone.twilio_sim import ACCOUNT_SID, AUTH_TOKEN, RestRecorder
-from tests.support import Client, LiveServer
+from tests.support import Client, LiveServer, fresh_pg_database
 
 BRIDGE_TOKEN = "test-bridge-token"
 
@@ -30,9 +26,6 @@ PHONE_SETTINGS: dict[str, Any] = {
     "twilio_account_sid": ACCOUNT_SID,
     "twilio_auth_token": AUTH_TOKEN,
 }
-PG_ADMIN_URL = os.environ.get(
-    "PEERROOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 @pytest.fixture
@@ -51,14 +44,8 @@ async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str | No
     if request.param == "sqlite":
         yield None
         return
-    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    name = f"peerroom_phone_{secrets.token_hex(6)}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield urlunsplit(urlsplit(PG_ADMIN_URL)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_pg_database("phone") as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from server.keys import SERVICE, STORAGE
 from server.phone.pending import PENDING_FILE
 from server.storage.base import CheckinRecord
 from tests.phone.bridge_client import Bridge
-from tests.phone.conftest import BRIDGE_TOKEN, PG_ADMIN_URL, PHONE_SETTINGS, checkin_with, web_room
+from tests.phone.conftest import BRIDGE_TOKEN, PHONE_SETTINGS, checkin_with, web_room
 from tests.phone.test_checkins import api
 from tests.phone.twilio_sim import Phone, RestRecorder
 from tests.storage.helpers import TcpProxy
-from tests.support import LiveServer, start_server
+from tests.support import LiveServer, fresh_pg_database, start_server
 
 
 async def test_storage_gone(live_server: LiveServer, clients: Any, bridges: Any) -> None:
@@ -78,19 +76,15 @@ async def test_storage_gone(live_server: LiveServer, clients: Any, bridges: Any)
 async def pg_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
     """A fresh PostgreSQL database, and a proxy to it the test can cut: (url via the
     proxy, proxy). The database is dropped afterwards."""
-    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    name = f"peerroom_phone_{secrets.token_hex(6)}"
-    parts = urlsplit(PG_ADMIN_URL)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await proxy.start()
-    try:
-        netloc = f"{parts.username}@127.0.0.1:{proxy.port}"
-        yield urlunsplit(parts._replace(netloc=netloc, path=f"/{name}")), proxy
-    finally:
-        await proxy.stop()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_pg_database("phone") as direct:
+        parts = urlsplit(direct)
+        proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+        await proxy.start()
+        try:
+            netloc = f"{parts.username}@127.0.0.1:{proxy.port}"
+            yield urlunsplit(parts._replace(netloc=netloc)), proxy
+        finally:
+            await proxy.stop()
 
 
 async def stored_checkin(server: LiveServer, checkin_id: str) -> CheckinRecord | None:

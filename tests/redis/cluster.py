@@ -1,4 +1,6 @@
-"""Real peerroom nodes as separate processes on one Redis and one SQLite data dir.
+"""Real peerroom nodes as separate processes on one Redis and one PostgreSQL database
+(as docs/deploy.md deploys many nodes), each test with a database and key prefix of
+its own. With ``PEERROOM_SKIP_POSTGRES=1`` they share one SQLite file instead.
 
 Every process started here is killed when the test ends, passed or not (the fixtures in
 ``conftest.py`` call :meth:`Cluster.stop`). Loopback only.
@@ -97,10 +99,12 @@ class Node:
 
 @dataclass
 class Cluster:
-    """Nodes sharing a Redis URL, a key prefix, a data dir and the same secrets."""
+    """Nodes sharing a Redis URL, a key prefix, a database, a data dir and the same
+    secrets."""
 
     redis_url: str
     data_dir: Path
+    database_url: str | None = None  # None: SQLite in the shared data dir
     grace_secs: float = 30.0
     prefix: str = field(default_factory=lambda: f"peerroom-test:{secrets.token_hex(6)}:")
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -131,6 +135,7 @@ class Cluster:
                 self.redis_url,
                 "--grace",
                 str(self.grace_secs),
+                *(["--database-url", self.database_url] if self.database_url else []),
             ],
             env,
             log,
@@ -144,7 +149,7 @@ class Cluster:
         return node
 
     async def start(self, n: int) -> list[Node]:
-        # One at a time: the first one creates the shared SQLite schema.
+        # One at a time: the first one creates the schema.
         return [await self.start_node() for _ in range(n)]
 
     async def create_room(self, node: Node, title: str = "Circle", **extra: Any) -> dict[str, Any]:

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.redis.cluster import Cluster
-from tests.support import REDIS_URL, Client, delete_redis_prefix
+from tests.support import (
+    REDIS_URL,
+    SKIP_POSTGRES,
+    Client,
+    delete_redis_prefix,
+    fresh_pg_database,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,8 +56,21 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-async def cluster(redis_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(redis_url, tmp_path)
+async def cluster_database() -> AsyncIterator[str | None]:
+    """The nodes' shared database: a fresh PostgreSQL one, as many nodes are deployed
+    (None, SQLite in the shared data dir, with ``PEERROOM_SKIP_POSTGRES=1``)."""
+    if SKIP_POSTGRES:
+        yield None
+        return
+    async with fresh_pg_database("cluster") as url:
+        yield url
+
+
+@pytest.fixture
+async def cluster(
+    redis_url: str, tmp_path: Path, cluster_database: str | None
+) -> AsyncIterator[Cluster]:
+    c = Cluster(redis_url, tmp_path, database_url=cluster_database)
     try:
         yield c
     finally:

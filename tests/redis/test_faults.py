@@ -123,10 +123,11 @@ async def test_redis_restart_mid_session(
     own_redis: Callable[[], subprocess.Popen[bytes]],
     tmp_path: Path,
     make_client: Callable[[str], Client],
+    cluster_database: str | None,
 ) -> None:
     redis = own_redis()
     port = own_redis.port  # type: ignore[attr-defined]
-    cluster = Cluster(f"redis://127.0.0.1:{port}/0", tmp_path)
+    cluster = Cluster(f"redis://127.0.0.1:{port}/0", tmp_path, database_url=cluster_database)
     try:
         for _ in range(100):  # up within a second or two
             if subprocess.run(  # noqa: ASYNC221

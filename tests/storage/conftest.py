@@ -10,25 +10,22 @@ CREATE DATABASE).
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from server.storage.base import Storage
 from server.storage.postgres import PostgresStorage
 from server.storage.sqlite import SqliteStorage
-from tests.support import Client, LiveServer, start_server
-
-PG_ADMIN_URL = os.environ.get(
-    "PEERROOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.support import (
+    SKIP_POSTGRES,
+    Client,
+    LiveServer,
+    fresh_pg_database,
+    start_server,
 )
-SKIP_POSTGRES = os.environ.get("PEERROOM_SKIP_POSTGRES") == "1"
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -42,36 +39,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def _where(url: str) -> str:
-    """Host and port only: a URL may carry a password."""
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or 5432}"
-
-
-def database_url(admin_url: str, name: str) -> str:
-    parts = urlsplit(admin_url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
     """A fresh, empty PostgreSQL database for this test; dropped afterwards."""
-    try:
-        admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {_where(PG_ADMIN_URL)} "
-            f"({type(e).__name__}: {e}). Start it (docs/storage.md), point "
-            "PEERROOM_TEST_PG_URL at one, or set PEERROOM_SKIP_POSTGRES=1 to skip.",
-            pytrace=False,
-        )
-    name = f"peerroom_test_{secrets.token_hex(6)}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield database_url(PG_ADMIN_URL, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

@@ -24,9 +24,8 @@ from server.recorder import Recorder
 from server.storage.base import SessionRecord, Storage, TranscriptLine
 from server.storage.postgres import PostgresStorage
 from server.storage.sqlite import SqliteStorage
-from tests.storage.conftest import PG_ADMIN_URL, database_url
 from tests.storage.test_backends import room
-from tests.support import Client, start_server
+from tests.support import PG_ADMIN_URL, Client, pg_database_url, start_server
 
 N_DIRECT = 300
 N_BACKLOG = 2000
@@ -82,7 +81,7 @@ async def main() -> None:
         admin = await asyncpg.connect(PG_ADMIN_URL)
         name = f"peerroom_measure_{secrets.token_hex(4)}"
         await admin.execute(f'CREATE DATABASE "{name}"')
-        pg_url = database_url(PG_ADMIN_URL, name)
+        pg_url = pg_database_url(PG_ADMIN_URL, name)
         try:
             for label, opener in (
                 ("sqlite", lambda: SqliteStorage.open(tmp / "m.sqlite3")),
