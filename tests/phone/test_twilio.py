@@ -4,6 +4,7 @@ the TwiML like a caller, next to web clients in the same room."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import aiohttp
@@ -90,6 +91,8 @@ async def test_moderator_mute_and_remove_reach_twilio(
     rest = await twilio_rest.wait_for("POST", participant_path(phone.sid))
     assert rest.form == {"Muted": "true"}
     assert rest.auth is not None and rest.auth.startswith("Basic ")
+    sent = base64.b64decode(rest.auth.removeprefix("Basic ")).decode()
+    assert sent == f"{ACCOUNT_SID}:{AUTH_TOKEN}"  # HTTP Basic: the account SID and its token
     # back from the menu, the conference is joined muted, as the room now says
     await phone.star()
     await phone.press("0")
