@@ -4,6 +4,7 @@ the TwiML like a caller, next to web clients in the same room."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import aiohttp
@@ -90,6 +91,8 @@ async def test_moderator_mute_and_remove_reach_twilio(
     rest = await twilio_rest.wait_for("POST", participant_path(phone.sid))
     assert rest.form == {"Muted": "true"}
     assert rest.auth is not None and rest.auth.startswith("Basic ")
+    sent = base64.b64decode(rest.auth.removeprefix("Basic ")).decode()
+    assert sent == f"{ACCOUNT_SID}:{AUTH_TOKEN}"  # HTTP Basic: the account SID and its token
     # back from the menu, the conference is joined muted, as the room now says
     await phone.star()
     await phone.press("0")
@@ -254,8 +257,14 @@ async def test_not_configured_is_404(server_factory: Any) -> None:
 async def test_replayed_webhooks_are_idempotent(live_server: LiveServer, clients: Any) -> None:
     room, fac, _ = await web_room(live_server, clients)
     phone = Phone(live_server.url, NUMBER)
-    await phone.join_room(room["phone_pin"])
-    pin_again = phone.last_raw
+    await phone.call()
+    await phone.press("1")
+    pin_step = phone.twiml.find("Gather")
+    assert pin_step is not None
+    pin_answer = await phone.press(room["phone_pin"])
+    assert pin_answer.find("Dial/Conference") is not None  # the PIN let the caller in
+    pin_raw = phone.last_raw
+    await phone.joined_conference()
     await phone.star()
     gather = phone.twiml.find("Gather")
     assert gather is not None
@@ -272,9 +281,10 @@ async def test_replayed_webhooks_are_idempotent(live_server: LiveServer, clients
     again = Phone(live_server.url, NUMBER, sid=phone.sid)
     await again.call()
     assert again.last_raw == phone.last_raw
+    await again.post(pin_step.get("action", ""), Digits=room["phone_pin"])
+    assert again.last_raw == pin_raw
     state = await live_server.app[LIVE].get(room["room_id"])
     assert state is not None and len([p for p in state.participants if p.via == "phone"]) == 1
-    assert pin_again
 
 
 async def test_waiting_room_hold_then_admitted(live_server: LiveServer, clients: Any) -> None:

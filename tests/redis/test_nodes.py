@@ -37,7 +37,7 @@ async def test_one_room_across_three_nodes(
     a, b, c = await cluster.start(3)
     room = await cluster.create_room(a)
     fac = make_client(a.url)
-    await fac.join(room["facilitator_token"], "Ann")
+    fac_id = (await fac.join(room["facilitator_token"], "Ann"))["you"]["id"]
     peers: list[tuple[Client, str]] = []
     for i, node in enumerate([b, c, a, b, c]):
         p = make_client(node.url)
@@ -62,7 +62,7 @@ async def test_one_room_across_three_nodes(
     await fac.ok("mod.floor.next")
     (on_c, on_c_id), (on_b, on_b_id) = peers[1], peers[0]
     await fac.ok("mod.mute", {"id": on_c_id})
-    assert await on_c.wait_for("you.muted") is not None
+    assert await on_c.wait_for("you.muted") == {"by": fac_id}
     await fac.ok("mod.remove", {"id": on_b_id})
     await on_b.wait_for("you.removed")
     await on_b.wait_disconnected()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -50,12 +51,18 @@ async def pg_rows(url: str) -> bytes:
 
 
 async def pg_dump(url: str) -> bytes:
-    """``pg_dump`` of the database, if this machine's pg_dump can dump that server (it
-    refuses newer servers); otherwise nothing, and :func:`pg_rows` alone is the check."""
+    """``pg_dump`` of the database. A missing or failing pg_dump (one older than the
+    server refuses it) fails the test: scripts/services installs PostgreSQL with its
+    client only when no server is running yet, so a machine may have the server alone.
+    ``PEERROOM_SKIP_PG_DUMP=1`` leaves :func:`pg_rows` as the only check, on purpose."""
+    if os.environ.get("PEERROOM_SKIP_PG_DUMP") == "1":
+        return b""
     exe = shutil.which("pg_dump")
     if exe is None:
-        print("pg_dump not installed: checking table rows only")
-        return b""
+        pytest.fail(
+            "pg_dump is not installed: install postgresql-client (the server's version or "
+            "newer), or set PEERROOM_SKIP_PG_DUMP=1 to check table rows only"
+        )
     proc = await asyncio.create_subprocess_exec(
         exe,
         "--no-owner",
@@ -66,8 +73,10 @@ async def pg_dump(url: str) -> bytes:
     )
     out, err = await proc.communicate()
     if proc.returncode != 0:
-        print(f"pg_dump failed, checking table rows only: {err.decode(errors='replace')}")
-        return b""
+        pytest.fail(
+            f"pg_dump exited {proc.returncode}: {err.decode(errors='replace')[-1000:]}\n"
+            "(set PEERROOM_SKIP_PG_DUMP=1 to check table rows only)"
+        )
     assert b"CREATE TABLE public.transcript_lines" in out
     return out
 
@@ -118,12 +127,13 @@ async def test_nothing_of_the_unconsenting_or_erased_reaches_disk(
             assert value.encode() not in blob, f"{name} reached disk"
         for name, value in kept.items():
             assert value.encode() in blob, f"{name} should be stored (consented)"
+        # the erase keeps Bo's consent history, by id only: an id identifies nobody
+        assert wb["you"]["id"].encode() in blob, "Bo's consent history should be kept"
 
     await check(await dump(server, backend_url))
     logged = caplog.text
     for value in (*never.values(), *erased.values(), *kept.values(), private):
         assert value not in logged, "chat text or a name was logged"
-    assert wb["you"]["id"]  # ids may remain (consent history): they identify nobody
     for c in (fac, bo, cy, ed):
         await c.close()
     await server.stop()

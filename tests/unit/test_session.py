@@ -197,9 +197,23 @@ def test_end_tells_everyone_and_disconnects_all() -> None:
     }  # fmt: skip
 
 
-def test_a_new_session_after_the_end_starts_at_seq_1_again() -> None:
-    out = join(None, "fac", role=Role.FACILITATOR)
-    assert payload(out.events, "participant.joined")["seq"] == 1
+@pytest.mark.parametrize("how", ["mod.end", "empty"])
+def test_a_new_session_after_the_end_starts_at_seq_1_again(how: str) -> None:
+    state = live(do(session("p1", "p2"), "p1", c.RaiseHand()))
+    assert state.seq > 1 and state.hands() == ["p1"]
+    if how == "mod.end":
+        out = do(state, "fac", c.End(), now=5)
+    else:  # everyone leaves, and the grace passes
+        for pid in ("p1", "p2", "fac"):
+            state = live(do(state, pid, c.Leave(), now=5))
+        out = do(state, "fac", c.Tick(), now=65)
+    assert out.state is None
+    again = join(out.state, "p1", resume_id="p1", now=100)  # the old id resumes nothing
+    fresh = live(again)
+    assert payload(again.events, "participant.joined")["seq"] == 1 and fresh.seq == 1
+    assert again.reply.get("resumed") is None
+    assert [p.id for p in fresh.participants] == ["p1"] and fresh.hands() == []
+    assert fresh.started_at == 100 and fresh.empty_since is None
 
 
 def test_commands_without_a_session_are_refused() -> None:
