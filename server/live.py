@@ -95,6 +95,10 @@ class LiveStore(Protocol):
 
     def set_notice(self, notice: Notice) -> None: ...
 
+    def set_reaped(self, reaped: Callable[[], Awaitable[None]]) -> None:
+        """Called if another node took this one for dead and dropped its connections
+        (it was only silent: a paused machine). One node alone never is."""
+
     async def notice(self, event: str, payload: dict[str, Any]) -> None:
         """A server notice (no room, no seq) that every node hands to its notice
         callback, to tell its own connections (e.g. a new phone check-in)."""
@@ -176,6 +180,9 @@ class MemoryStore:
 
     def set_notice(self, notice: Notice) -> None:
         self._notice = notice
+
+    def set_reaped(self, reaped: Callable[[], Awaitable[None]]) -> None:
+        pass  # one node: nobody else can take it for dead
 
     async def notice(self, event: str, payload: dict[str, Any]) -> None:
         await self._notice(event, payload)

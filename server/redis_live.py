@@ -6,6 +6,7 @@ Keys and channels, all under the deployment's prefix ``P`` (``--redis-prefix``):
     P due                 zset room -> when a Tick would next change it (epoch ms)
     P nodes               zset node -> last heartbeat (Redis TIME, ms)
     P node:<id>:rooms     set of rooms a node holds connections in (to reap it if it dies)
+    P node:<id>:reaped    left by the node that reaped it: a node only paused learns it
     P reap:<id>           short lock: one node at a time reaps a dead node
     channel P room:<id>   every committed transition of the room, in commit order
     channel P node:<id>   the node's own liveness probe
@@ -29,7 +30,9 @@ skipped. Commits and pub/sub use the lean connections of :mod:`server.redis_wire
 
 Liveness: a node heartbeats every second; one silent for :data:`NODE_DEAD_SECS` is dead
 and a surviving node reports its connections in :meth:`RedisStore.lost_conns` (the
-service Drops them; they may resume anywhere within the grace period). Pub/sub loss is
+service Drops them; they may resume anywhere within the grace period). A node that was
+only silent (a paused machine) finds the reaper's mark at its next heartbeat and closes
+its connections, so that they resume too rather than linger unseen. Pub/sub loss is
 detected three ways: a read error, a probe the node publishes to itself every heartbeat
 not coming back, and the listener task ending. Then the node reconnects, resubscribes,
 writes back any state Redis lost (a restarted Redis keeps nothing: the nodes' copies are
@@ -52,7 +55,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -180,6 +183,7 @@ class RedisStore:
         self._grace = grace_secs
         self._deliver: Deliver = _no_delivery
         self._notice: Notice = _no_notice
+        self._reaped: Callable[[], Awaitable[None]] = _nothing
         self._r: Redis = self._client()
         # The hot paths (commits, pub/sub) on lean connections: redis_wire.py says why.
         self._cmd: RespConnection | None = None
@@ -243,6 +247,9 @@ class RedisStore:
     def _node_rooms_key(self, node_id: str) -> str:
         return f"{self._p}node:{node_id}:rooms"
 
+    def _reaped_key(self, node_id: str) -> str:
+        return f"{self._p}node:{node_id}:reaped"
+
     def _is_local(self, state: RoomState | None) -> bool:
         """Whether this node holds any connection of ``state``."""
         if state is None:
@@ -260,6 +267,11 @@ class RedisStore:
 
     def set_notice(self, notice: Notice) -> None:
         self._notice = notice
+
+    def set_reaped(self, reaped: Callable[[], Awaitable[None]]) -> None:
+        """What to do when this node learns another took it for dead (close its
+        connections, so that they resume)."""
+        self._reaped = reaped
 
     async def notice(self, event: str, payload: dict[str, Any]) -> None:
         data = msgpack.packb([event, payload], use_bin_type=True)
@@ -876,11 +888,22 @@ class RedisStore:
     # heartbeat, dead nodes, the clock ---------------------------------------------------
 
     async def _beat(self) -> None:
-        dead = await self._heartbeat(
-            keys=[f"{self._p}nodes", self._node_rooms_key(self.node_id)],
+        dead, reaped = await self._heartbeat(
+            keys=[
+                f"{self._p}nodes",
+                self._node_rooms_key(self.node_id),
+                self._reaped_key(self.node_id),
+            ],
             args=[self.node_id, _ms(ROOM_TTL_SECS), _ms(NODE_DEAD_SECS)],
         )
         self._dead_nodes = [n for n in map(_text, dead) if n != self.node_id]
+        if reaped:
+            # We were silent long enough (a paused VM, a stalled loop) for another node
+            # to take us for dead and drop our connections in the rooms. Our sockets are
+            # still open, but their people show as gone and, past the grace, are let go
+            # without a word. Close them: each client resumes and takes its place back.
+            log.warning("this node was taken for dead by another: its connections resume")
+            await self._reaped()
 
     async def _run_heartbeat(self) -> None:
         while not self._closing:
@@ -967,12 +990,20 @@ class RedisStore:
                 for w in state.waiting
                 if w.conn is not None and w.conn.startswith(prefix)
             )
+        if lost:
+            # Marked, so that the node, if it was only silent (paused), learns it at its
+            # next heartbeat and lets its connections resume (_beat).
+            await self._r.set(self._reaped_key(node), b"1", px=_ms(ROOM_TTL_SECS))
         if not lost:  # all dropped (by us, last time round): forget the node
             await self._r.zrem(f"{self._p}nodes", node)
             await self._r.delete(self._node_rooms_key(node), f"{self._p}reap:{node}")
         else:
             log.info("node %s is gone: dropping %d of its connections", node, len(lost))
         return lost
+
+
+async def _nothing() -> None:
+    pass
 
 
 async def _backoff(attempt: int) -> None:

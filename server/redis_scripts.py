@@ -71,15 +71,17 @@ end
 return out
 """
 
-# KEYS: nodes index, this node's rooms set. ARGV: node id, TTL ms, dead after ms.
-# Redis's own clock, so nodes' clocks need not agree. Returns the nodes gone silent.
+# KEYS: nodes index, this node's rooms set, the mark another node leaves on this one
+# when it reaps it. ARGV: node id, TTL ms, dead after ms. Redis's own clock, so nodes'
+# clocks need not agree. Returns {the nodes gone silent, 1 if this node was reaped}.
 HEARTBEAT: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+local reaped = redis.call('DEL', KEYS[3])
+return {redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3])), reaped}
 """
 
 

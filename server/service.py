@@ -119,6 +119,7 @@ class RoomService:
         self.phone: PhoneDelivery | None = None
         store.set_deliver(self.deliver)
         store.set_notice(self._notify_moderators_here)
+        store.set_reaped(self.disconnect_all)  # each client resumes and takes its place back
         recorder.set_unsaved(self._line_unsaved)
 
     def set_phone(self, phone: PhoneDelivery) -> None:
@@ -422,9 +423,10 @@ class RoomService:
         task.add_done_callback(self._tasks.discard)
 
     async def disconnect_all(self) -> None:
-        """Shutting down: close every connection of this node now. Each is a Drop, so the
-        room shows it at once and the person can resume on another node (or on this one
-        after a restart) within the grace period, keeping their place."""
+        """Shutting down, or taken for dead by another node: close every connection of
+        this node now. Each is a Drop, so the room shows it at once and the person can
+        resume on another node (or on this one) within the grace period, keeping their
+        place."""
         sids = list(self.conns)
         await asyncio.gather(*(self.sio.disconnect(sid) for sid in sids), return_exceptions=True)
 

@@ -233,3 +233,41 @@ async def test_a_node_stopped_cleanly_hands_its_people_over_at_once(
     back = make_client(a.url)
     again = await back.join(room["invite_token"], "Bo", resume=w["resume"])
     assert again["you"]["id"] == me and again["room"]["hands"] == [me]
+
+
+async def test_a_node_taken_for_dead_lets_its_people_resume(
+    cluster: Cluster, make_client: Callable[[str], Client]
+) -> None:
+    """A node only paused (a stalled VM) past the 5 s deadline: the others drop its
+    people. When it wakes, its sockets are still open, but its people show as gone and
+    past the grace would be let go without a word. It closes them: each client resumes
+    (on any node) and gets its place back."""
+    a, b = await cluster.start(2)
+    room = await cluster.create_room(a)
+    fac = make_client(a.url)
+    await fac.join(room["facilitator_token"], "Ann")
+    peer = make_client(b.url)
+    w = await peer.join(room["invite_token"], "Bo")
+    await peer.ok("hand.raise")
+    me = w["you"]["id"]
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        await wait_event(
+            fac,
+            "participant.updated",
+            lambda d: d["participant"]["id"] == me and not d["participant"]["connected"],
+            FAILOVER_SECS,
+        )
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    async with asyncio.timeout(10):
+        await peer.wait_disconnected()  # b learned it was taken for dead
+    back = make_client(b.url)
+    again = await back.join(room["invite_token"], "Bo", resume=w["resume"])
+    assert again["you"]["id"] == me and again["room"]["hands"] == [me]
+    await wait_event(
+        fac,
+        "participant.updated",
+        lambda d: d["participant"]["id"] == me and d["participant"]["connected"],
+        5,
+    )
