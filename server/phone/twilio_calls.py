@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 
 PREFIX: Final = "/phone/twilio"
 CALL_KEPT_SECS: Final = 6 * 3600.0  # a call whose end we never heard is forgotten after this
+# Twilio's status callback can be lost (this node restarting as the call ends, a proxy
+# refusing it); then a caller who hung up would stay "connected" in the room. Every
+# CHECK_SECS, calls no webhook has mentioned for QUIET_SECS are looked up through the
+# REST API (at most CHECKS_PER_ROUND a round), and an ended one is a drop, as if the
+# callback had come.
+CHECK_SECS: Final = 60.0
+QUIET_SECS: Final = 120.0
+CHECKS_PER_ROUND: Final = 100
+ENDED_STATUSES: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
 def conference_name(room_id: str) -> str:
@@ -43,6 +52,7 @@ class TwilioCall:
     sid: str
     caller: Caller
     created_at: float
+    seen_at: float = 0.0  # the last webhook that named this call
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     step: int = 0
     replies: OrderedDict[tuple[str, str], str] = field(default_factory=OrderedDict)
@@ -80,13 +90,44 @@ class TwilioAdapter:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def call(self, sid: str, caller: Caller) -> TwilioCall:
+        now = self.clock()
         tc = self.calls.get(sid)
         if tc is None:
-            now = self.clock()
-            for old in [c for c in self.calls.values() if now - c.created_at > CALL_KEPT_SECS]:
-                del self.calls[old.sid]
             tc = self.calls[sid] = TwilioCall(sid, caller, now)
+        tc.seen_at = now
         return tc
+
+    def start(self) -> None:
+        self._spawn(self._check_quiet_calls())
+
+    async def ended(self, sid: str) -> None:
+        """Twilio says the call is over: a drop (the place is kept for the grace)."""
+        tc = self.calls.pop(sid, None)
+        if tc is not None:
+            tc.dialed = False
+        await self.lines.drop(sid)
+
+    async def _check_quiet_calls(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_SECS)
+            try:
+                await self.check_quiet_calls()
+            except Exception:
+                log.exception("checking quiet calls failed")
+
+    async def check_quiet_calls(self) -> None:
+        """Forget calls past :data:`CALL_KEPT_SECS`; ask Twilio about quiet ones."""
+        now = self.clock()
+        for old in [c for c in self.calls.values() if now - c.created_at > CALL_KEPT_SECS]:
+            await self.ended(old.sid)
+        quiet = [c for c in self.calls.values() if now - c.seen_at >= QUIET_SECS]
+        for tc in sorted(quiet, key=lambda c: c.seen_at)[:CHECKS_PER_ROUND]:
+            status = await self.rest.call_status(tc.sid)
+            if status in ENDED_STATUSES and self.calls.get(tc.sid) is tc:
+                log.info("call %s ended (%s), its status callback never came", tc.sid, status)
+                await self.ended(tc.sid)
+            elif status is not None:
+                tc.seen_at = self.clock()  # still on the line: ask again in a while
 
     def url(self, tc: TwilioCall, step: str, **params: str) -> str:
         """The URL of a next step, with a fresh step number (see the module docstring)."""

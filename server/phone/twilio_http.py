@@ -34,7 +34,13 @@ from server.keys import PHONE, SETTINGS
 from server.phone import prompts
 from server.phone.lines import CheckinStatus, Notice, valid_call_id, valid_pin
 from server.phone.numbers import Caller
-from server.phone.twilio_calls import PREFIX, TwilioAdapter, TwilioCall, conference_name
+from server.phone.twilio_calls import (
+    ENDED_STATUSES,
+    PREFIX,
+    TwilioAdapter,
+    TwilioCall,
+    conference_name,
+)
 from server.phone.twilio_rest import TwilioRest
 
 log = logging.getLogger(__name__)
@@ -51,7 +57,6 @@ HOLD_PAUSE_SECS: Final = 8  # a waiting caller hears silence this long between c
 HOLD_SPEAK_EVERY: Final = 4  # ...and a reassuring word every fourth check (half a minute)
 REPLIES_KEPT: Final = 16  # answers kept per call for replayed webhooks
 _DIGITS: Final = re.compile(r"[0-9*#]{0,20}")
-_ENDED_STATUSES: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
 TWILIO = web.AppKey("twilio", TwilioAdapter)
@@ -204,7 +209,7 @@ async def wait(a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str
 async def room(a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]) -> VoiceResponse:
     """The ``<Dial>`` ended: the caller pressed star, was removed, or hung up."""
     tc.dialed = False
-    if form.get("CallStatus") in _ENDED_STATUSES:
+    if form.get("CallStatus") in ENDED_STATUSES:
         await a.lines.drop(tc.sid)
         return VoiceResponse()
     if tc.ended:
@@ -342,10 +347,8 @@ async def status(
     a: TwilioAdapter, tc: TwilioCall, form: Form, q: Mapping[str, str]
 ) -> VoiceResponse:
     """The call's status callback: a call that ended is a drop (the place is kept)."""
-    if form.get("CallStatus") in _ENDED_STATUSES:
-        tc.dialed = False
-        await a.lines.drop(tc.sid)
-        a.calls.pop(tc.sid, None)
+    if form.get("CallStatus") in ENDED_STATUSES:
+        await a.ended(tc.sid)
     return VoiceResponse()
 
 
@@ -474,6 +477,7 @@ async def _twilio_ctx(app: web.Application) -> AsyncIterator[None]:
         talk_number=s.twilio_talk_number,
     )
     app[TWILIO] = adapter
+    adapter.start()
     log.info("Twilio phone line on: voice webhook at %s%s/voice", adapter.webhook_base, PREFIX)
     yield
     await adapter.close()

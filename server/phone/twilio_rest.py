@@ -4,7 +4,8 @@ compatible APIs (``PEERROOM_TWILIO_API_BASE``).
 
 A small aiohttp client rather than twilio's ``Client``: that one is synchronous (it
 would block the event loop for a network round trip) and three calls do not need it.
-Each call is best effort: a failure is logged (call and conference ids only) and the
+It also reads a call's status, to notice a call whose end was never heard. Each call
+is best effort: a failure is logged (call and conference ids only) and the
 room's own state stays right, since every return to the conference is built from it.
 """
 
@@ -55,6 +56,13 @@ class TwilioRest:
             return sid if isinstance(sid, str) else None
         return None
 
+    async def call_status(self, call_sid: str) -> str | None:
+        """The call's status as Twilio knows it (``in-progress``, ``completed``...), or
+        None if it cannot be read now."""
+        body = await self._request("GET", f"{self._account}/Calls/{quote(call_sid, safe='')}.json")
+        status = body.get("status") if isinstance(body, dict) else None
+        return status if isinstance(status, str) else None
+
     async def mute(self, conference_sid: str, call_sid: str, muted: bool) -> None:
         data = {"Muted": "true" if muted else "false"}
         await self._request("POST", self._participant(conference_sid, call_sid), data=data)
@@ -89,4 +97,7 @@ def _basic_auth(user: str, password: str) -> str:
 
 def _tail(url: str) -> str:
     """The part of a REST URL worth logging: no account id."""
-    return url.split("/Conferences", 1)[-1]
+    for part in ("/Conferences", "/Calls"):
+        if part in url:
+            return part + url.split(part, 1)[-1]
+    return ""

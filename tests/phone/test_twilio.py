@@ -10,6 +10,8 @@ from typing import Any
 import aiohttp
 
 from server.keys import LIVE
+from server.phone import twilio_calls
+from server.phone.twilio_http import TWILIO
 from tests.phone.conftest import checkin_with, web_room
 from tests.phone.test_checkins import api
 from tests.phone.twilio_sim import ACCOUNT_SID, AUTH_TOKEN, CONFERENCE_SID, Phone, RestRecorder
@@ -169,6 +171,37 @@ async def test_drop_and_call_back_keeps_the_place(live_server: LiveServer, clien
         lambda d: d["participant"]["via"] == "phone" and d["participant"]["id"] != pid,
     )
     assert other["participant"]["name"] == "Caller"
+
+
+async def test_a_lost_status_callback_does_not_leave_a_ghost_in_the_room(
+    live_server: LiveServer, clients: Any, twilio_rest: RestRecorder, monkeypatch: Any
+) -> None:
+    """The caller hung up but Twilio's status callback never reached us: the quiet call
+    is looked up through the REST API and, ended, is a drop as if the callback came."""
+    room, fac, _ = await web_room(live_server, clients)
+    phone = Phone(live_server.url, NUMBER)
+    await phone.join_room(room["phone_pin"])
+    joined = await fac.wait_for("participant.joined", lambda d: d["participant"]["via"] == "phone")
+    pid = joined["participant"]["id"]
+    adapter = live_server.app[TWILIO]
+    monkeypatch.setattr(twilio_calls, "QUIET_SECS", 0.0)
+    await adapter.check_quiet_calls()  # Twilio cannot say (500): nothing changes
+    twilio_rest.call_status[phone.sid] = "in-progress"
+    await adapter.check_quiet_calls()  # still on the line: nothing changes
+    assert phone.sid in adapter.calls
+    twilio_rest.call_status[phone.sid] = "completed"  # hung up; the callback is lost
+    await adapter.check_quiet_calls()
+    left = await fac.wait_for(
+        "participant.updated",
+        lambda d: d["participant"]["id"] == pid and not d["participant"]["connected"],
+    )
+    assert left["participant"]["via"] == "phone" and phone.sid not in adapter.calls
+    asked = [r for r in twilio_rest.requests if r.path.endswith(f"/Calls/{phone.sid}.json")]
+    assert [r.method for r in asked] == ["GET"] * 3
+    # the place is kept, as after any drop: calling back resumes it
+    again = Phone(live_server.url, NUMBER)
+    await again.join_room(room["phone_pin"])
+    assert "Welcome back. You kept your place." in again.said()
 
 
 async def test_wrong_pin_three_times(live_server: LiveServer, clients: Any) -> None:

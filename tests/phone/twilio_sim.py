@@ -39,6 +39,7 @@ class RestRecorder:
     """Twilio's REST API on loopback: answers like Twilio, keeps every request."""
 
     requests: list[Recorded] = field(default_factory=list)
+    call_status: dict[str, str] = field(default_factory=dict)  # call SID -> status; else 500
     runner: web.AppRunner | None = None
     url: str = ""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -66,6 +67,11 @@ class RestRecorder:
         self._changed.set()
         if request.method == "GET" and request.path.endswith("/Conferences.json"):
             return web.json_response({"conferences": [{"sid": CONFERENCE_SID}]})
+        if request.method == "GET" and "/Calls/" in request.path:
+            sid = request.path.rsplit("/", 1)[-1].removesuffix(".json")
+            if sid not in self.call_status:
+                return web.Response(status=500)  # Twilio having a bad moment
+            return web.json_response({"sid": sid, "status": self.call_status[sid]})
         if request.method == "DELETE":
             return web.Response(status=204)
         return web.json_response({"call_sid": request.path.rsplit("/", 1)[-1][:-5]})
