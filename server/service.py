@@ -84,6 +84,9 @@ class PhoneDelivery(Protocol):
 
     async def deliver(self, room_id: str, state: RoomState | None, ev: Event) -> None: ...
 
+    async def rejoin_all(self) -> None:
+        """This node was taken for dead while its calls were still on the line."""
+
 
 class RoomService:
     def __init__(
@@ -119,7 +122,7 @@ class RoomService:
         self.phone: PhoneDelivery | None = None
         store.set_deliver(self.deliver)
         store.set_notice(self._notify_moderators_here)
-        store.set_reaped(self.disconnect_all)  # each client resumes and takes its place back
+        store.set_reaped(self._taken_for_dead)
         recorder.set_unsaved(self._line_unsaved)
 
     def set_phone(self, phone: PhoneDelivery) -> None:
@@ -421,6 +424,18 @@ class RoomService:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _taken_for_dead(self) -> None:
+        """Another node took this one for dead (it was only silent) and dropped its
+        people. Web clients are closed, so each resumes and takes its place back; phone
+        calls, still on the line, take theirs back at once."""
+        await self.disconnect_all()
+        if self.phone is not None:
+            await self.phone.rejoin_all()
+
+    async def room(self, room_id: str) -> RoomRecord | None:
+        """The room's record (cached; see :meth:`_room`)."""
+        return await self._room(room_id)
 
     async def disconnect_all(self) -> None:
         """Shutting down, or taken for dead by another node: close every connection of

@@ -390,6 +390,37 @@ class PhoneLines:
         except RoomError:
             self._forget(call_id)
 
+    async def rejoin_all(self) -> None:
+        """This node was taken for dead (it was only silent: a paused machine) and its
+        calls were dropped in their rooms while still on the line. Each takes its place
+        back, as a call back would; a waiting caller waits again."""
+        for call in [x for x in self._calls.values() if not x.dropped and x.reason is None]:
+            try:
+                room = await self.service.room(call.room_id)
+                if room is None:
+                    continue
+                join = c.Join(
+                    room=c.RoomInfo(room.id, room.title, room.settings()),
+                    new_session_id=new_id(),
+                    participant_id=new_id(),
+                    name=call.name,
+                    role=Role.PEER,
+                    via=Via.PHONE,
+                    conn=self.service.conn_of(call.call_id),
+                    ban_keys=frozenset({f"phone:{call.caller_key}"} if call.caller_key else ()),
+                    resume_id=call.participant_id,
+                )
+                outcome = await self.service.execute(room.id, None, join)
+            except (RoomError, LiveUnavailable) as e:
+                log.warning("call %s could not take its place back: %s", call.call_id, e)
+                continue
+            pid = outcome.reply["participant_id"]
+            if pid != call.participant_id:
+                self._forget(call.call_id)
+                call.participant_id = pid
+                self._add(call)
+            call.waiting = bool(outcome.reply.get("waiting"))
+
     async def drop_all(self, sink: CallSink) -> None:
         """A bridge went away: every call it held is dropped (and may be resumed)."""
         for call in [x for x in self._calls.values() if x.sink is sink]:

@@ -25,6 +25,7 @@ import aiohttp
 from tests.support import ADMIN_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
+BRIDGE_TOKEN = "cluster-test-bridge-token"
 START_SECS = 15.0  # a node process answering /healthz (a busy shared 2-core machine)
 POLL_SECS = 0.05
 
@@ -119,6 +120,7 @@ class Cluster:
             "PEERROOM_ADMIN_TOKEN": ADMIN_TOKEN,
             "PEERROOM_SECRET": self.secret,
             "PEERROOM_REDIS_PREFIX": self.prefix,
+            "PEERROOM_BRIDGE_TOKEN": BRIDGE_TOKEN,
             "PYTHONUNBUFFERED": "1",
         }
         proc = spawn(

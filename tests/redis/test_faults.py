@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from tests.redis.cluster import Cluster, free_port, spawn, wait_health
+from tests.phone.bridge_client import Bridge
+from tests.redis.cluster import BRIDGE_TOKEN, Cluster, free_port, spawn, wait_health
 from tests.redis.test_nodes import wait_seq
 from tests.support import ADMIN_TOKEN, Client
 
@@ -235,6 +236,13 @@ async def test_a_node_stopped_cleanly_hands_its_people_over_at_once(
     assert again["you"]["id"] == me and again["room"]["hands"] == [me]
 
 
+def shown(pid: str, connected: bool) -> Callable[[Any], bool]:
+    """A ``participant.updated`` showing ``pid`` connected (or not)."""
+    return lambda d: bool(
+        d["participant"]["id"] == pid and d["participant"]["connected"] == connected
+    )
+
+
 async def test_a_node_taken_for_dead_lets_its_people_resume(
     cluster: Cluster, make_client: Callable[[str], Client]
 ) -> None:
@@ -250,24 +258,27 @@ async def test_a_node_taken_for_dead_lets_its_people_resume(
     w = await peer.join(room["invite_token"], "Bo")
     await peer.ok("hand.raise")
     me = w["you"]["id"]
-    b.proc.send_signal(signal.SIGSTOP)
+    bridge = Bridge(b.url)  # and a caller, on a phone bridge connected to b
+    await bridge.connect(BRIDGE_TOKEN)
     try:
-        await wait_event(
-            fac,
-            "participant.updated",
-            lambda d: d["participant"]["id"] == me and not d["participant"]["connected"],
-            FAILOVER_SECS,
+        call = await bridge.ok(
+            "call.join", {"call_id": "c1", "pin": room["phone_pin"], "caller": "+15550100042"}
         )
+        caller = call["participant_id"]
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            for pid in (me, caller):
+                await wait_event(fac, "participant.updated", shown(pid, False), FAILOVER_SECS)
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        async with asyncio.timeout(10):
+            await peer.wait_disconnected()  # b learned it was taken for dead
+        back = make_client(b.url)
+        again = await back.join(room["invite_token"], "Bo", resume=w["resume"])
+        assert again["you"]["id"] == me and again["room"]["hands"] == [me]
+        for pid in (me, caller):  # the caller, still on the line, is back at once
+            await wait_event(fac, "participant.updated", shown(pid, True), 5)
+        keys = await bridge.ok("call.keys", {"call_id": "c1", "digits": "*9"})
+        assert keys["hand"] is True and keys["position"] == 2
     finally:
-        b.proc.send_signal(signal.SIGCONT)
-    async with asyncio.timeout(10):
-        await peer.wait_disconnected()  # b learned it was taken for dead
-    back = make_client(b.url)
-    again = await back.join(room["invite_token"], "Bo", resume=w["resume"])
-    assert again["you"]["id"] == me and again["room"]["hands"] == [me]
-    await wait_event(
-        fac,
-        "participant.updated",
-        lambda d: d["participant"]["id"] == me and d["participant"]["connected"],
-        5,
-    )
+        await bridge.close()
