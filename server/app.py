@@ -25,7 +25,6 @@ from server.live import LiveStore, MemoryStore
 from server.metrics import Metrics
 from server.phone import bridge, twilio_http
 from server.phone.lines import PhoneLines
-from server.phone.pending import PENDING_FILE
 from server.recorder import SPILL_FILE, Recorder
 from server.redis_live import RedisStore
 from server.retention import run_retention
@@ -207,9 +206,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[SERVICE] = service
     handlers.register(app[SIO], service)
-    phone = PhoneLines(
-        service, secret=settings.secret, pending_path=settings.data_dir / PENDING_FILE
-    )
+    phone = PhoneLines(service, secret=settings.secret, pending_dir=settings.data_dir)
     service.set_phone(phone)
     app[PHONE] = phone
     phone.start()

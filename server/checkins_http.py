@@ -84,7 +84,11 @@ async def resolve_checkin(request: web.Request) -> web.Response:
     if len(checkin_id) > MAX_ID_CHARS:
         raise http_error(ErrorCode.NOT_FOUND, "No such check-in.")
     by = _who(request)
-    kept = request.app[PHONE].pending.resolve(checkin_id, by=by, at=time.time())
+    try:
+        kept = request.app[PHONE].pending.resolve(checkin_id, by=by, at=time.time())
+    except OSError:
+        log.exception("resolving a kept check-in failed")
+        raise http_error(ErrorCode.UNAVAILABLE, "Check-ins cannot be written now; retry.") from None
     if kept is not None:  # not stored yet (the database was away): resolved on disk
         await request.app[PHONE].notify(kept)
         return web.json_response({"ok": True, "id": checkin_id})

@@ -204,7 +204,7 @@ class RedisStore:
         self._ok_since = time.monotonic()  # Redis answering this node's heartbeat since
         self._last_refresh = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
-        self._background: set[asyncio.Task[None]] = set()  # deliveries of abandoned commits
+        self._background: set[asyncio.Task[None]] = set()  # abandoned deliveries, a reap
         self._closing = False
         self._tags = itertools.count(1)
         self._commit_sha = hashlib.sha1(scripts.COMMIT.encode()).hexdigest()  # noqa: S324
@@ -303,7 +303,9 @@ class RedisStore:
         # as it is cancelled can swallow the cancellation (server/tasks.py); the loops see
         # the flag, and stop_tasks cancels again.
         self._closing = True
-        await stop_tasks(*self._tasks, within=2 * HEARTBEAT_SECS + COMMAND_TIMEOUT_SECS)
+        await stop_tasks(
+            *self._tasks, *self._background, within=2 * HEARTBEAT_SECS + COMMAND_TIMEOUT_SECS
+        )
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             # Leaving: score 0 makes the others reap what is left of us at once.
             async with asyncio.timeout(COMMAND_TIMEOUT_SECS):
@@ -534,6 +536,12 @@ class RedisStore:
         if held.blocked is mine and not mine.delivered:
             # Its message is in and the room waits for it: deliver it in a task of its own.
             self._spawn(self._deliver_turn(room_id, held, tag, mine))
+
+    async def _run_reaped(self) -> None:
+        try:
+            await self._reaped()
+        except Exception:
+            log.exception("letting connections resume after being taken for dead failed")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -903,7 +911,9 @@ class RedisStore:
             # still open, but their people show as gone and, past the grace, are let go
             # without a word. Close them: each client resumes and takes its place back.
             log.warning("this node was taken for dead by another: its connections resume")
-            await self._reaped()
+            # In a task of its own: the heartbeat must go on meanwhile (or this node is
+            # taken for dead again), and a failure there is not Redis failing.
+            self._spawn(self._run_reaped())
 
     async def _run_heartbeat(self) -> None:
         while not self._closing:

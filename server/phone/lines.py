@@ -144,15 +144,16 @@ class PhoneLines:
     """The calls of this node, by call id and by participant, and what reaches them."""
 
     def __init__(
-        self, service: RoomService, *, secret: str, pending_path: Path | None = None
+        self, service: RoomService, *, secret: str, pending_dir: Path | None = None
     ) -> None:
         self.service = service
-        self.pending = PendingCheckins(service.storage, pending_path)
+        self.pending = PendingCheckins(service.storage, pending_dir)
         self._secret = secret
         self._calls: dict[str, PhoneCall] = {}  # by call id
         self._by_participant: dict[str, str] = {}  # participant id -> call id
         self._floor: dict[str, str | None] = {}  # room id -> who had the floor last we saw
         self._joining: dict[str, asyncio.Lock] = {}  # call id -> its call.join in flight
+        self._checking_in: dict[tuple[str, str], asyncio.Lock] = {}  # (call id, status)
         self._pins: dict[str, RoomRecord] = {}  # PIN -> room, oldest lookup first
         self._pin_misses: dict[str, Bucket] = {}  # caller key -> wrong PINs left
         self._all_pin_misses = Bucket.full(PIN_MISSES_ALL, PIN_MISSES_ALL_PER_SEC, 0.0)
@@ -395,31 +396,38 @@ class PhoneLines:
         calls were dropped in their rooms while still on the line. Each takes its place
         back, as a call back would; a waiting caller waits again."""
         for call in [x for x in self._calls.values() if not x.dropped and x.reason is None]:
-            try:
-                room = await self.service.room(call.room_id)
-                if room is None:
-                    continue
-                join = c.Join(
-                    room=c.RoomInfo(room.id, room.title, room.settings()),
-                    new_session_id=new_id(),
-                    participant_id=new_id(),
-                    name=call.name,
-                    role=Role.PEER,
-                    via=Via.PHONE,
-                    conn=self.service.conn_of(call.call_id),
-                    ban_keys=frozenset({f"phone:{call.caller_key}"} if call.caller_key else ()),
-                    resume_id=call.participant_id,
-                )
-                outcome = await self.service.execute(room.id, None, join)
-            except (RoomError, LiveUnavailable) as e:
-                log.warning("call %s could not take its place back: %s", call.call_id, e)
-                continue
-            pid = outcome.reply["participant_id"]
-            if pid != call.participant_id:
-                self._forget(call.call_id)
-                call.participant_id = pid
-                self._add(call)
-            call.waiting = bool(outcome.reply.get("waiting"))
+            await self._rejoin(call)
+
+    async def _rejoin(self, call: PhoneCall) -> None:
+        """Take back the place of a call still on the line that the room shows dropped
+        (by another node that took this one for dead; perhaps late, after a rejoin)."""
+        if self._calls.get(call.call_id) is not call or call.dropped or call.reason:
+            return
+        try:
+            room = await self.service.room(call.room_id)
+            if room is None:
+                return
+            join = c.Join(
+                room=c.RoomInfo(room.id, room.title, room.settings()),
+                new_session_id=new_id(),
+                participant_id=new_id(),
+                name=call.name,
+                role=Role.PEER,
+                via=Via.PHONE,
+                conn=self.service.conn_of(call.call_id),
+                ban_keys=frozenset({f"phone:{call.caller_key}"} if call.caller_key else ()),
+                resume_id=call.participant_id,
+            )
+            outcome = await self.service.execute(room.id, None, join)
+        except (RoomError, LiveUnavailable) as e:
+            log.warning("call %s could not take its place back: %s", call.call_id, e)
+            return
+        pid = outcome.reply["participant_id"]
+        if pid != call.participant_id:
+            self._forget(call.call_id)
+            call.participant_id = pid
+            self._add(call)
+        call.waiting = bool(outcome.reply.get("waiting"))
 
     async def drop_all(self, sink: CallSink) -> None:
         """A bridge went away: every call it held is dropped (and may be resumed)."""
@@ -445,14 +453,16 @@ class PhoneLines:
             caller_full=caller.number if status.needs_number else None,
             created_at=self.service.clock(),
         )
-        kept = self.pending.find(record)
-        if kept is not None:
-            return kept  # a repeated webhook while the first is still waiting
+        # One at a time per call and status: a bridge resending while the first is in
+        # flight must find it (storage's retry rule reads, then inserts).
+        key = (call_id, status.value)
+        lock = self._checking_in.setdefault(key, asyncio.Lock())
         try:
-            saved = await self.service.storage.create_checkin(record)
-        except StorageUnavailable:
-            saved = self.pending.keep(record)
-            log.warning("check-in %s kept on disk until the database returns", saved.id)
+            async with lock:
+                saved = await self._save_checkin(record)
+        finally:
+            if not lock.locked() and self._checking_in.get(key) is lock:
+                del self._checking_in[key]
         if saved.id == record.id:
             log.info("check-in %s: %s from %s", saved.id, status.value, caller.masked)
             try:
@@ -461,6 +471,17 @@ class PhoneLines:
                 # It is saved: the caller must not hear otherwise. The queue shows it.
                 log.exception("check-in %s saved, but moderators could not be told", saved.id)
         return saved
+
+    async def _save_checkin(self, record: CheckinRecord) -> CheckinRecord:
+        kept = self.pending.find(record)
+        if kept is not None:
+            return kept  # a repeated webhook while the first is still waiting
+        try:
+            return await self.service.storage.create_checkin(record)
+        except StorageUnavailable:
+            saved = self.pending.keep(record)
+            log.warning("check-in %s kept on disk until the database returns", saved.id)
+            return saved
 
     async def notify(self, rec: CheckinRecord) -> None:
         """Moderators of live sessions hear of a new or resolved check-in (masked only:
@@ -484,6 +505,14 @@ class PhoneLines:
                 call = self._of_participant(str(floor)) if floor else None
                 if call is not None:
                     self._post(call.sink.notice(call, Notice.FLOOR))
+        elif isinstance(ev, Emit) and ev.name == "participant.updated":
+            shown = ev.payload.get("participant") or {}
+            call = self._of_participant(str(shown.get("id")))
+            if call is not None and shown.get("connected") is False and not call.dropped:
+                # Dropped by someone else while still on the line here: another node
+                # took this one for dead, perhaps late. Take the place back, outside the
+                # room's transition.
+                self._post(self._rejoin(call))
         elif isinstance(ev, Emit) and ev.name == "participant.left":
             call = self._of_participant(str(ev.payload.get("id")))
             if call is not None and ev.payload.get("reason") == "timeout":

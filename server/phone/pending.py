@@ -3,7 +3,9 @@
 USERS.md: "A check-in that asks for a call back must never get lost." When the database
 is away (restarting, a failover, the network), a caller who asks for a call back is not
 sent away with "try again": the check-in is written to a file in the data directory
-(:data:`PENDING_FILE`, mode 0600, synced to disk before the caller is thanked), the
+(``checkins-pending-<random>.json``: one per process, so that nodes sharing a data
+directory never write over each other; mode 0600, synced to disk before the caller is
+thanked), the
 moderators of live sessions hear of it at once, and a task stores it as soon as the
 database answers again, the next start included if the node stops first. The queue
 shows it meanwhile (``GET /api/checkins`` lists it with the stored ones, once the database
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -33,7 +36,7 @@ from server.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
-PENDING_FILE: Final = "checkins-pending.json"
+PENDING_GLOB: Final = "checkins-pending*.json"  # this process's file and any left by others
 RETRY_FIRST_SECS: Final = 0.2
 RETRY_MAX_SECS: Final = 2.0  # stored within about 2 s of the database returning
 MAX_PENDING: Final = 10_000  # far above a line's calls in any outage; past it, refused
@@ -46,9 +49,11 @@ class PendingFull(Exception):
 class PendingCheckins:
     """Check-ins kept on disk until the database takes them, in the order they came."""
 
-    def __init__(self, storage: Storage, path: Path | None) -> None:
+    def __init__(self, storage: Storage, directory: Path | None) -> None:
         self._storage = storage
-        self._path = path
+        self._dir = directory
+        name = f"checkins-pending-{secrets.token_hex(4)}.json"
+        self._path = directory / name if directory is not None else None
         self._records: dict[str, CheckinRecord] = {}  # by id, oldest first
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -137,15 +142,17 @@ class PendingCheckins:
                     await asyncio.sleep(RETRY_MAX_SECS)
 
     async def _store_all(self) -> None:
-        for rec in list(self._records.values()):
-            stored = await self._storage.create_checkin(rec)
-            if rec.resolved_at is not None and stored.resolved_at is None:
-                by, at = rec.resolved_by or "unknown", rec.resolved_at
-                await self._storage.resolve_checkin(stored.id, by=by, at=at)
-            if self._records.get(rec.id) is rec:  # not resolved meanwhile: done with it
-                del self._records[rec.id]
-                log.info("check-in %s kept during the outage is stored", rec.id)
-            self._write()
+        try:
+            for rec in list(self._records.values()):
+                stored = await self._storage.create_checkin(rec)
+                if rec.resolved_at is not None and stored.resolved_at is None:
+                    by, at = rec.resolved_by or "unknown", rec.resolved_at
+                    await self._storage.resolve_checkin(stored.id, by=by, at=at)
+                if self._records.get(rec.id) is rec:  # not resolved meanwhile: done with it
+                    del self._records[rec.id]
+                    log.info("check-in %s kept during the outage is stored", rec.id)
+        finally:
+            self._write()  # once a pass, not once a record (10,000 would be quadratic)
 
     # the file --------------------------------------------------------------------------
 
@@ -156,21 +163,34 @@ class PendingCheckins:
             with contextlib.suppress(FileNotFoundError):
                 self._path.unlink()
             return
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = [asdict(r) for r in self._records.values()]
         write_atomic(self._path, json.dumps(data).encode())
 
     def _load(self) -> None:
-        if self._path is None or not self._path.exists():
+        """Take what earlier runs (or another process sharing the directory) kept: into
+        this process's file first, then their files go."""
+        if self._dir is None or not self._dir.is_dir():
             return
-        try:
-            data = json.loads(self._path.read_bytes())
-            records = [CheckinRecord(**d) for d in data]
-        except (ValueError, TypeError):
-            # Never overwritten by the next check-in kept: moved aside for a person.
-            aside = self._path.with_suffix(f".unreadable-{int(time.time())}")
-            self._path.replace(aside)
-            log.exception("the kept check-ins file is unreadable; moved to %s", aside.name)
+        taken: list[Path] = []
+        for path in sorted(self._dir.glob(PENDING_GLOB)):
+            try:
+                records = [CheckinRecord(**d) for d in json.loads(path.read_bytes())]
+            except FileNotFoundError:
+                continue  # its process stored them all meanwhile
+            except (ValueError, TypeError):
+                # Never overwritten or lost: moved aside for a person to look at.
+                aside = path.with_suffix(f".unreadable-{int(time.time())}")
+                path.replace(aside)
+                log.exception("a kept check-ins file is unreadable; moved to %s", aside.name)
+                continue
+            for rec in records:
+                self._records.setdefault(rec.id, rec)
+            taken.append(path)
+        if not taken:
             return
-        for rec in records:
-            self._records[rec.id] = rec
-        log.warning("%d check-ins kept by the last run are to be stored", len(records))
+        self._write()
+        for path in taken:
+            if path != self._path:
+                path.unlink(missing_ok=True)
+        log.warning("%d check-ins kept by an earlier run are to be stored", len(self._records))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from rooms import commands as c
+from server.keys import SERVICE
 from tests.phone.conftest import web_room
 from tests.support import Client, LiveServer
 
@@ -415,3 +417,25 @@ async def test_a_bridge_event_named_disconnect_drops_no_call(
     assert (await b.ok("call.keys", {"call_id": CALL, "digits": "*9"}))["hand"] is True
     await fac.wait_for("hands", lambda d: d["hands"] == [ack["participant_id"]], after=mark)
     assert fac.received("participant.updated", mark) == []
+
+
+def shown(pid: str, connected: bool) -> Any:
+    return lambda d: d["participant"]["id"] == pid and d["participant"]["connected"] is connected
+
+
+async def test_a_call_dropped_by_another_node_while_on_the_line_takes_its_place_back(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    """Another node that took this one for dead drops its calls (perhaps late, after
+    they were brought back): a call still on the line here takes its place back."""
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    pid = ack["participant_id"]
+    await b.ok("call.keys", {"call_id": CALL, "digits": "*9"})
+    service = live_server.app[SERVICE]
+    await service.execute(room["room_id"], None, c.Drop(pid, service.conn_of(CALL)))
+    for connected in (False, True):
+        await fac.wait_for("participant.updated", shown(pid, connected))
+    keys = await b.ok("call.keys", {"call_id": CALL, "digits": "#"})
+    assert keys["hand"] is True and keys["position"] == 1

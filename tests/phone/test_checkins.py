@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -87,6 +88,19 @@ async def test_checkins_from_a_bridge(live_server: LiveServer, clients: Any, bri
     ] == 404
     long = "/api/checkins/" + "x" * 500 + "/resolve"
     assert (await api(live_server, "POST", long, live_server.admin_token))[0] == 404
+
+
+async def test_a_resent_checkin_while_the_first_is_in_flight_is_one_record(
+    live_server: LiveServer, bridges: Any
+) -> None:
+    """A bridge resends after an ack timeout, on a new connection, while the database is
+    slow: the requests are in flight at once, and they must still make one record."""
+    connections = [await bridges() for _ in range(3)]
+    checkin = {"call_id": "r1", "caller": "+15550100077", "status": "callback"}
+    acks = await asyncio.gather(*(b.ok("checkin.create", checkin) for b in connections))
+    assert len({a["id"] for a in acks}) == 1
+    _, body = await api(live_server, "GET", "/api/checkins", live_server.admin_token)
+    assert [c["id"] for c in body["checkins"]] == [acks[0]["id"]]
 
 
 async def test_no_full_number_in_the_log(

@@ -13,14 +13,24 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from server.keys import SERVICE, STORAGE
-from server.phone.pending import PENDING_FILE
+from server.phone.pending import PENDING_GLOB, PendingCheckins
 from server.storage.base import CheckinRecord
+from server.storage.sqlite import SqliteStorage
 from tests.phone.bridge_client import Bridge
 from tests.phone.conftest import BRIDGE_TOKEN, PHONE_SETTINGS, checkin_with, web_room
 from tests.phone.test_checkins import api
 from tests.phone.twilio_sim import Phone, RestRecorder
 from tests.storage.helpers import TcpProxy
 from tests.support import LiveServer, fresh_pg_database, start_server
+
+
+def kept_on_disk(data_dir: Path) -> list[dict[str, Any]]:
+    """Every check-in kept in the data dir's pending files (each must be mode 0600)."""
+    records: list[dict[str, Any]] = []
+    for path in sorted(data_dir.glob(PENDING_GLOB)):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+        records += json.loads(path.read_text())
+    return records
 
 
 async def test_storage_gone(live_server: LiveServer, clients: Any, bridges: Any) -> None:
@@ -48,9 +58,8 @@ async def test_storage_gone(live_server: LiveServer, clients: Any, bridges: Any)
     live = await fac.wait_for("checkins.updated", checkin_with("id", kept["id"]))
     assert live["checkin"]["caller"] == "******42"
     assert (await b.ok("checkin.create", checkin))["id"] == kept["id"]  # a retry: the same
-    pending = live_server.settings.data_dir / PENDING_FILE
-    assert pending.stat().st_mode & 0o777 == 0o600
-    assert [r["id"] for r in json.loads(pending.read_text())] == [kept["id"]]
+    data_dir = live_server.settings.data_dir
+    assert [r["id"] for r in kept_on_disk(data_dir)] == [kept["id"]]
     # a PIN never looked up cannot be checked: a coded answer
     assert await b.error("call.join", {"call_id": "j", "pin": other["phone_pin"]}) == "unavailable"
     assert b.sio.connected
@@ -60,7 +69,7 @@ async def test_storage_gone(live_server: LiveServer, clients: Any, bridges: Any)
     await phone.press("2")
     assert "Someone from the team will call you back" in phone.said() and phone.hung_up()
     await fac.wait_for("checkins.updated", checkin_with("caller", "******44"))
-    assert len(json.loads(pending.read_text())) == 2
+    assert len(kept_on_disk(data_dir)) == 2
 
     joiner = Phone(live_server.url, "+15550100043")
     await joiner.call()
@@ -132,8 +141,8 @@ async def test_checkins_outlive_an_outage_and_a_restart(
         assert status == 200 and body == {"ok": True, "id": second["id"]}
 
         await proxy.start()  # back: what was kept is stored, the file goes
-        pending = server.settings.data_dir / PENDING_FILE
-        await until(lambda: not pending.exists())
+        data_dir = server.settings.data_dir
+        await until(lambda: not kept_on_disk(data_dir))
         got = await stored_checkin(server, first["id"])
         assert got is not None and got.caller_full == "+15550100022" and got.resolved_at is None
         talked = await stored_checkin(server, second["id"])
@@ -151,12 +160,12 @@ async def test_checkins_outlive_an_outage_and_a_restart(
     finally:
         await bridge.close()
         await server.stop()
-    assert [r["id"] for r in json.loads(pending.read_text())] == [last["id"]]
+    assert [r["id"] for r in kept_on_disk(data_dir)] == [last["id"]]
 
     await proxy.start()
     server = await start_server(tmp_path / "data", **settings)
     try:
-        await until(lambda: not pending.exists())
+        await until(lambda: not kept_on_disk(data_dir))
         got = await stored_checkin(server, last["id"])
         assert got is not None and got.caller_full == "+15550100055"
     finally:
@@ -179,3 +188,31 @@ async def test_a_saved_checkin_is_said_saved_even_if_moderators_cannot_be_told(
     assert "Someone from the team will call you back" in phone.said() and phone.hung_up()
     _, body = await api(live_server, "GET", "/api/checkins", live_server.admin_token)
     assert [c["number"] for c in body["checkins"]] == ["+15550100066"]
+
+
+async def test_kept_checkins_in_a_new_or_shared_data_dir(tmp_path: Path) -> None:
+    """The data dir may not exist yet (secrets and database from the environment), and
+    nodes may share one (scripts/two-nodes.sh): each process keeps its own file, and
+    the next start takes them all."""
+    down = await SqliteStorage.open(tmp_path / "gone.sqlite3")
+    await down.close()  # the database is away
+    shared = tmp_path / "not" / "yet"
+    first, second = PendingCheckins(down, shared), PendingCheckins(down, shared)
+    one = CheckinRecord("k1", None, "c1", "callback", "******11", "+15550100011", 1.0)
+    two = CheckinRecord("k2", None, "c2", "callback", "******22", "+15550100022", 2.0)
+    first.start()
+    second.start()
+    assert first.keep(one) == one and second.keep(two) == two
+    assert len(list(shared.glob(PENDING_GLOB))) == 2
+    assert sorted(r["id"] for r in kept_on_disk(shared)) == ["k1", "k2"]
+    await first.close()
+    await second.close()
+    up = await SqliteStorage.open(tmp_path / "back.sqlite3")
+    third = PendingCheckins(up, shared)
+    third.start()
+    try:
+        await until(lambda: not kept_on_disk(shared))
+        assert await up.get_checkin("k1") == one and await up.get_checkin("k2") == two
+    finally:
+        await third.close()
+        await up.close()

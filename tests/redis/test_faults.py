@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.phone.bridge_client import Bridge
-from tests.redis.cluster import BRIDGE_TOKEN, Cluster, free_port, spawn, wait_health
+from tests.redis.cluster import BRIDGE_TOKEN, Cluster, Node, free_port, spawn, wait_health
 from tests.redis.test_nodes import wait_seq
 from tests.support import ADMIN_TOKEN, Client
 
@@ -210,10 +210,18 @@ async def test_room_of_a_dead_node_ends_and_leaves_nothing_behind(
         await redis.aclose()
 
 
-async def test_a_node_stopped_cleanly_hands_its_people_over_at_once(
+def shown(pid: str, connected: bool) -> Callable[[Any], bool]:
+    """A ``participant.updated`` showing ``pid`` connected (or not)."""
+    return lambda d: bool(
+        d["participant"]["id"] == pid and d["participant"]["connected"] == connected
+    )
+
+
+async def hand_up_on_the_second_node(
     cluster: Cluster, make_client: Callable[[str], Client]
-) -> None:
-    """A rolling restart: SIGTERM closes the node's connections as drops, right away."""
+) -> tuple[Node, Node, dict[str, Any], Client, Client, dict[str, Any]]:
+    """Two nodes; the facilitator on the first, Bo on the second with a hand up:
+    (a, b, room, the facilitator's client, Bo's, Bo's welcome)."""
     a, b = await cluster.start(2)
     room = await cluster.create_room(a)
     fac = make_client(a.url)
@@ -221,26 +229,22 @@ async def test_a_node_stopped_cleanly_hands_its_people_over_at_once(
     peer = make_client(b.url)
     w = await peer.join(room["invite_token"], "Bo")
     await peer.ok("hand.raise")
+    return a, b, room, fac, peer, w
+
+
+async def test_a_node_stopped_cleanly_hands_its_people_over_at_once(
+    cluster: Cluster, make_client: Callable[[str], Client]
+) -> None:
+    """A rolling restart: SIGTERM closes the node's connections as drops, right away."""
+    a, b, room, fac, _, w = await hand_up_on_the_second_node(cluster, make_client)
     me = w["you"]["id"]
     start = time.monotonic()
     b.proc.send_signal(signal.SIGTERM)
-    await wait_event(
-        fac,
-        "participant.updated",
-        lambda d: d["participant"]["id"] == me and not d["participant"]["connected"],
-        2,
-    )
+    await wait_event(fac, "participant.updated", shown(me, False), 2)
     print(f"\nSIGTERM -> connected:false in {time.monotonic() - start:.2f}s")
     back = make_client(a.url)
     again = await back.join(room["invite_token"], "Bo", resume=w["resume"])
     assert again["you"]["id"] == me and again["room"]["hands"] == [me]
-
-
-def shown(pid: str, connected: bool) -> Callable[[Any], bool]:
-    """A ``participant.updated`` showing ``pid`` connected (or not)."""
-    return lambda d: bool(
-        d["participant"]["id"] == pid and d["participant"]["connected"] == connected
-    )
 
 
 async def test_a_node_taken_for_dead_lets_its_people_resume(
@@ -250,13 +254,7 @@ async def test_a_node_taken_for_dead_lets_its_people_resume(
     people. When it wakes, its sockets are still open, but its people show as gone and
     past the grace would be let go without a word. It closes them: each client resumes
     (on any node) and gets its place back."""
-    a, b = await cluster.start(2)
-    room = await cluster.create_room(a)
-    fac = make_client(a.url)
-    await fac.join(room["facilitator_token"], "Ann")
-    peer = make_client(b.url)
-    w = await peer.join(room["invite_token"], "Bo")
-    await peer.ok("hand.raise")
+    _, b, room, fac, peer, w = await hand_up_on_the_second_node(cluster, make_client)
     me = w["you"]["id"]
     bridge = Bridge(b.url)  # and a caller, on a phone bridge connected to b
     await bridge.connect(BRIDGE_TOKEN)
