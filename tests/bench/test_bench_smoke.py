@@ -3,7 +3,7 @@
 Runs ``python -m bench run --smoke`` (20 participants in 2 rooms, steps of one
 second) against the raw aiohttp baseline, the Node socket.io baseline and peerroom
 (JSON and msgpack wire), then checks behaviour only: every participant joined,
-every chat message reached every room member, the hand storm completed, the join
+every chat message reached every room member once, the hand storm completed, the join
 storm joined everyone, and every reported number is present. No timing is asserted.
 """
 
@@ -67,6 +67,8 @@ def test_target_ran_every_workload(results: dict[str, dict[str, Any]], target: s
         assert p["expected"] > 0
         assert p["delivered"] == p["expected"], p
         assert p["lost"] == 0 and p["nacks"] == 0, p
+        assert p["duplicates"] == 0 and p["misrouted"] == 0, p
+        assert isinstance(p["stray"], int) and isinstance(p["late"], int), p
         for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms"):
             assert _present(p[k]), (k, p)
         assert _present(p["cpu"]["gen"]) and _present(p["cpu"]["server"])
