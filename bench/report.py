@@ -172,8 +172,8 @@ def _shared_note(results: list[TargetResult], info: dict[str, str]) -> str:
         f"other processes used {mean:.2f} cores on average while points were measured "
         f"(at most {max(others):.2f}; above 0.25 cores in {busy} of {len(others)} points; "
         f"load average at start {info.get('load average at start', '?')}). See the "
-        "others' CPU column next to each number: a failing step with a busy neighbour "
-        "was run again (see Fan-out)."
+        "others' CPU column next to each number: a failing step was run again, up to "
+        "three tries while others were busy (see Fan-out)."
     )
 
 
@@ -222,6 +222,17 @@ def _knee_point(r: TargetResult) -> FanoutPoint | None:
         return None
     ok = [p for p in r.fanout.points if p.passed and p.kind != "fraction"]
     return max(ok, key=lambda p: p.offered_deliveries_s, default=None)
+
+
+TRIES = {1: "first", 2: "second", 3: "third"}
+
+
+def _tries(r: TargetResult) -> str:
+    """How many tries the knee's step needed, e.g. "; passed on its second try"."""
+    p = _knee_point(r)
+    if p is None:
+        return ""
+    return f"; passed on its {TRIES.get(p.attempt, str(p.attempt))} try"
 
 
 def _first_fail(r: TargetResult) -> FanoutPoint | None:
@@ -503,8 +514,11 @@ def render(
             "is stray. A room's messages may arrive out of send order (they have different "
             "senders): that is no error. "
         )
-        + "A failing step of the "
-        "search is run once more, and fails only if it fails again. The rate grows "
+        + "A failing step of the search (sweep or bisection) is run a second time, and a "
+        "third time if other processes (with the hypervisor's steal) used more than "
+        f"{NOISY:.2f} cores during the second try; a failing fraction step is run again "
+        f"only while others used more than {NOISY:.2f} cores during it, up to three tries in "
+        "all. A step passes if any try passes; every try is in the tables. The rate grows "
         f"x{cfg.fanout_factor:g} per step from {cfg.fanout_start:,.0f}/s; "
         + _bisections(cfg.fanout_bisections)
         + (
@@ -526,7 +540,8 @@ def render(
         heads, extras_note = _extras(f.points)
         out += [
             f"### {r.label}: knee {f.knee_deliveries_s:,.0f} deliveries/s "
-            f"({f.per_participant_msgs_s_at_knee} msgs/s per participant) {f.knee_note}",
+            f"({f.per_participant_msgs_s_at_knee} msgs/s per participant{_tries(r)}) "
+            f"{f.knee_note}",
             "",
             "| step | offered msgs/s | offered deliveries/s | delivered / expected | lost "
             + "".join(f"| {h} " for h in heads)

@@ -4,8 +4,8 @@ the numbers, and two nodes against one is met only when all of its range is."""
 from __future__ import annotations
 
 from bench.meters import CpuSpan
-from bench.report import target_rows
-from bench.runner import TargetResult
+from bench.report import render, target_rows
+from bench.runner import Config, TargetResult
 from bench.workloads import (
     CapacityPoint,
     FanoutPoint,
@@ -79,3 +79,16 @@ def test_two_nodes_within_one_step_of_the_target_is_not_shown() -> None:
     far = _result("peerroom-redis", 27.0, [12_000], [13_500], 500.0)
     rows = _by(target_rows([one, far]))
     assert rows["two nodes ", "peerroom-redis / peerroom"][1] == "not met"
+
+
+def test_the_report_says_how_many_tries_each_knee_needed() -> None:
+    one = _result("peerroom", 25.0, [30_000, 52_000], [58_500], 2_100.0)
+    two = _result("node", 15.0, [30_000, 40_000], [45_000], 3_000.0)
+    knee = one.fanout.points[1] if one.fanout else None
+    assert knee is not None and knee.offered_deliveries_s == 52_000
+    knee.attempt = 3  # passed on its third try (its first two failed while others were busy)
+    md = render([one, two], Config.full(["peerroom", "node"]), {}, "", 1.0)
+    assert "### peerroom: knee 52,000 deliveries/s (0.1 msgs/s per participant; " in md
+    assert "per participant; passed on its third try)" in md
+    assert "per participant; passed on its first try)" in md  # node's
+    assert "run a second time, and a third time if other processes" in md
