@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.meters import CpuSpan
 from bench.runner import Config, TargetResult
-from bench.targets import NODE_DIR, PEERROOM_BENCH_ENV
+from bench.targets import ALL_TARGETS, NODE_DIR, PEERROOM_BENCH_ENV
 from bench.workloads import (
     NOISY,
     CapacityPoint,
@@ -110,12 +110,16 @@ def _cpu(c: CpuSpan) -> str:
     return f"{c.server:.2f} | {c.gen:.2f} | {others}"
 
 
-def _ratio(a: float | None, b: float | None, floor: float = 0.0) -> str:
+def _ratio(a: float | None, b: float | None) -> str:
     if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
         return "n/a"
-    if a == 0 and floor:
-        return f"< {floor / b:.3f}"  # a knee below the first step
     return f"{a / b:.2f}"
+
+
+def by_spec_wire(key: str) -> str:
+    """The wire a target speaks ("json" for one this version does not know)."""
+    spec = ALL_TARGETS.get(key)
+    return spec.wire if spec is not None else "json"
 
 
 def _knee(x: float | None, cfg: Config) -> str:
@@ -314,17 +318,45 @@ TARGET_JOINS_S = 2_000.0
 TARGET_TWO_NODES = 0.70  # two nodes' knee against one node's
 
 
-def _knee_ceiling(r: TargetResult) -> float | None:
-    """The lowest failing step above the knee: the true knee lies below it."""
-    p = _knee_point(r)
-    if r.fanout is None or p is None:
+def knee_bracket(r: TargetResult) -> tuple[float, float | None] | None:
+    """(knee, ceiling): the true knee lies between the last passing step of the search
+    (the knee; 0 if none passed) and the lowest failing one above it (None if none
+    failed: the cap was reached). None if no fan-out ran."""
+    if r.fanout is None:
         return None
+    knee = r.fanout.knee_deliveries_s
     above = [
         q.offered_deliveries_s
         for q in r.fanout.points
-        if q.kind != "fraction" and not q.passed and q.offered_deliveries_s > p.offered_deliveries_s
+        if q.kind != "fraction" and not q.passed and q.offered_deliveries_s > knee
     ]
-    return min(above, default=None)
+    return knee, min(above, default=None)
+
+
+def knee_ratio(a: TargetResult, b: TargetResult) -> tuple[float, float | None, float | None] | None:
+    """a's knee / b's knee, and the range it lies in given each knee's bracket: (ratio,
+    low, high); low is None if b's knee has no ceiling, high if a's has none."""
+    ba, bb = knee_bracket(a), knee_bracket(b)
+    if ba is None or bb is None or not bb[0]:
+        return None
+    (ka, ca), (kb, cb) = ba, bb
+    return ka / kb, (ka / cb if cb else None), (ca / kb if ca else None)
+
+
+def knee_ratio_cell(t: tuple[float, float | None, float | None] | None) -> str:
+    """A knee ratio with its range, e.g. "1.12 (1.00-1.19)"."""
+    if t is None:
+        return "n/a"
+    mid, low, high = t
+    if mid == 0:  # a knee below the first step
+        return f"< {high:.3f}" if high else "n/a"
+    if low is not None and high is not None:
+        return f"{mid:.2f} ({low:.2f}-{high:.2f})"
+    if high is not None:
+        return f"{mid:.2f} (up to {high:.2f})"
+    if low is not None:
+        return f"{mid:.2f} ({low:.2f} or more)"
+    return f"{mid:.2f} (no step failed: both knees may be higher)"
 
 
 def _verdict(value: float | None, target: float) -> str:
@@ -374,13 +406,11 @@ def target_rows(results: list[TargetResult]) -> list[tuple[str, str, str, str]]:
     one = next((r for r in peer if r.key == "peerroom"), None)
     two = next((r for r in peer if r.key == "peerroom-redis"), None)
     if one is not None and two is not None:
-        k1, k2 = sums[one.key]["knee"], sums[two.key]["knee"]
-        if not k1 or k2 is None:
+        ratio = knee_ratio(two, one)
+        if ratio is None:
             rows.append(("two nodes >= 70% of one", two.label, "n/a", "not measured"))
         else:
-            c1, c2 = _knee_ceiling(one), _knee_ceiling(two)
-            low = k2 / c1 if c1 else None
-            high = c2 / k1 if c2 else None
+            mid, low, high = ratio
             span = f" (between {_f(low, 2)} and {_f(high, 2)})" if low or high else ""
             if low is not None and low >= TARGET_TWO_NODES:
                 verdict = "met"
@@ -392,7 +422,7 @@ def target_rows(results: list[TargetResult]) -> list[tuple[str, str, str, str]]:
                 (
                     "two nodes >= 70% of one",
                     f"{two.label} / {one.label}",
-                    f"{k2 / k1:.2f}{span}",
+                    f"{mid:.2f}{span}",
                     verdict,
                 )
             )
@@ -460,11 +490,17 @@ def render(
     out += ["", "## Ratios", ""]
     out += [
         "Above 1 means peerroom has more of it: good for the knee and joins/s, bad for "
-        "memory and storm time.",
+        "memory and storm time. Each knee is known only to within one step of its search "
+        "(it lies between its last passing step and the first failing one above it), so a "
+        "knee ratio is given with its range: from this knee over the other's ceiling to "
+        "this ceiling over the other's knee. The msgpack row compares peerroom speaking "
+        "msgpack with the baselines speaking JSON (they have no msgpack row): msgpack vs "
+        "the baselines' JSON, not like for like.",
         "",
         "| peerroom row | vs | RSS / participant | knee | hand storm time | joins/s |",
         "|---|---|---|---|---|---|",
     ]
+    by_key = {r.key: r for r in results}
     for r in results:
         if not r.key.startswith("peerroom"):
             continue
@@ -472,11 +508,12 @@ def render(
             if base_key not in sums:
                 continue
             a, b = sums[r.key], sums[base_key]
-            cells = [
-                _ratio(a[k], b[k], cfg.fanout_start if k == "knee" else 0.0)
-                for k in ("kb_pp", "knee", "hands_ms", "joins_s")
-            ]
-            out.append(f"| {r.label} | {base_name} | " + " | ".join(cells) + " |")
+            cells = [_ratio(a[k], b[k]) for k in ("kb_pp", "hands_ms", "joins_s")]
+            cells.insert(1, knee_ratio_cell(knee_ratio(r, by_key[base_key])))
+            vs = base_name
+            if by_spec_wire(r.key) != "json":
+                vs += f" ({by_spec_wire(r.key)} vs the baselines' JSON)"
+            out.append(f"| {r.label} | {vs} | " + " | ".join(cells) + " |")
     out += ["", "## Is the generator the bottleneck?", ""]
     out += _headroom(results)
     out += ["", "## Capacity: idle participants in rooms of 10", ""]

@@ -4,7 +4,7 @@ the numbers, and two nodes against one is met only when all of its range is."""
 from __future__ import annotations
 
 from bench.meters import CpuSpan
-from bench.report import render, target_rows
+from bench.report import knee_ratio, knee_ratio_cell, render, target_rows
 from bench.runner import Config, TargetResult
 from bench.workloads import (
     CapacityPoint,
@@ -92,3 +92,31 @@ def test_the_report_says_how_many_tries_each_knee_needed() -> None:
     assert "per participant; passed on its third try)" in md
     assert "per participant; passed on its first try)" in md  # node's
     assert "run a second time, and a third time if other processes" in md
+
+
+def test_knee_ratios_carry_the_range_of_both_brackets() -> None:
+    peer = _result("peerroom", 25.0, [30_000, 52_000], [58_500, 65_000], 2_100.0)
+    node = _result("node", 15.0, [40_000], [64_000], 3_000.0)
+    # 52,000 / 40,000; at worst 52,000 / 64,000, at best 58,500 / 40,000.
+    assert knee_ratio_cell(knee_ratio(peer, node)) == "1.30 (0.81-1.46)"
+    capped = _result("peerroom", 25.0, [30_000, 52_000], [], 2_100.0)  # no step failed
+    assert knee_ratio_cell(knee_ratio(capped, node)) == "1.30 (0.81 or more)"
+    assert knee_ratio_cell(knee_ratio(node, capped)) == "0.77 (up to 1.23)"
+    below = _result("peerroom", 25.0, [0.0], [250.0], 2_100.0)  # failed at the first step
+    assert knee_ratio_cell(knee_ratio(below, node)) == "< 0.006"
+    assert knee_ratio_cell(knee_ratio(node, below)) == "n/a"
+
+
+def test_the_ratio_table_shows_ranges_and_labels_msgpack_against_json() -> None:
+    results = [
+        _result("raw", 15.0, [40_000], [64_000], 800.0),
+        _result("peerroom", 25.0, [30_000, 52_000], [58_500], 2_100.0),
+        _result("peerroom-msgpack", 25.0, [30_000, 52_000], [58_500], 2_000.0),
+    ]
+    md = render(results, Config.full(["raw", "peerroom", "peerroom-msgpack"]), {}, "", 1.0)
+    rows = [line for line in md.splitlines() if line.startswith("| peerroom") and "raw" in line]
+    assert rows == [
+        "| peerroom | raw aiohttp | 1.67 | 1.30 (0.81-1.46) | n/a | 2.62 |",
+        "| peerroom-msgpack | raw aiohttp (msgpack vs the baselines' JSON) | 1.67 "
+        "| 1.30 (0.81-1.46) | n/a | 2.50 |",
+    ]
