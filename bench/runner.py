@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench import targets
 from bench.loadgen import LoadGen, Room
+from bench.meters import RedisMemory
 from bench.targets import TargetSkipped, TargetSpec
 from bench.workloads import (
     CapacityPoint,
@@ -147,6 +148,7 @@ async def run_target(spec: TargetSpec, cfg: Config, budget: float) -> TargetResu
             rooms = [Room(i, tok, rt.ws_urls) for i, tok in enumerate(tokens)]
             main, storm = rooms[:n_rooms], rooms[n_rooms:]
             say(f"{spec.key}: capacity")
+            redis = RedisMemory(spec.redis_url, rt.redis_prefix) if spec.redis_url else None
             res.capacity = await capacity(
                 gen,
                 main,
@@ -155,6 +157,7 @@ async def run_target(spec: TargetSpec, cfg: Config, budget: float) -> TargetResu
                 rt.pids,
                 cfg.join_concurrency,
                 cfg.settle_seconds,
+                redis,
             )
             full = [r for r in main if len(r.members) == cfg.room_size]
             if not full:

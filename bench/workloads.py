@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from bench.loadgen import JoinError, LoadGen, Room, now_us
-from bench.meters import CpuMeter, CpuSpan, tree_rss
+from bench.meters import CpuMeter, CpuSpan, RedisMemory, tree_rss
 from bench.stats import percentiles
 
 P99_LIMIT_MS = 50.0
@@ -45,6 +45,11 @@ class CapacityPoint:
     fill_seconds: float
     join_errors: int
     cpu: CpuSpan
+    # A Redis target's Redis memory added since before the fill, in bytes (see
+    # bench.meters.RedisMemory): INFO used_memory's delta and this run's keys' delta.
+    # None: no Redis, or not measured (records from before it was).
+    redis_used_delta: int | None = None
+    redis_keys: int | None = None
 
 
 @dataclass(slots=True)
@@ -127,8 +132,13 @@ async def capacity(
     server_pids: list[int],
     concurrency: int,
     settle: float = 1.0,
+    redis: RedisMemory | None = None,
 ) -> list[CapacityPoint]:
+    """Fill rooms to each level; the server's RSS (and, for a Redis target, Redis's
+    memory) per participant, from before the first join."""
     base_rss = tree_rss(server_pids)
+    if redis is not None:
+        await asyncio.to_thread(redis.start)
     points: list[CapacityPoint] = []
     for level in levels:
         n_rooms = min(len(rooms), level // room_size)
@@ -142,11 +152,12 @@ async def capacity(
         rss = tree_rss(server_pids)
         joined = sum(len(r.members) for r in rooms[:n_rooms])
         per = (rss - base_rss) / 1024 / max(joined, 1)
-        points.append(
-            CapacityPoint(
-                joined, round(rss / 2**20, 1), round(per, 2), round(fill, 2), len(errors), cpu
-            )
+        point = CapacityPoint(
+            joined, round(rss / 2**20, 1), round(per, 2), round(fill, 2), len(errors), cpu
         )
+        if redis is not None:
+            point.redis_used_delta, point.redis_keys = await asyncio.to_thread(redis.sample)
+        points.append(point)
         if errors:
             break
     return points

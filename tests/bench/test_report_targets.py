@@ -120,3 +120,24 @@ def test_the_ratio_table_shows_ranges_and_labels_msgpack_against_json() -> None:
         "| peerroom-msgpack | raw aiohttp (msgpack vs the baselines' JSON) | 1.67 "
         "| 1.30 (0.81-1.46) | n/a | 2.50 |",
     ]
+
+
+def test_two_nodes_memory_is_judged_with_redis() -> None:
+    two = _result("peerroom-redis", 27.0, [30_000], [40_000], 900.0)
+    c = two.capacity[-1]
+    row = {r[1]: r for r in target_rows([two])}["peerroom-redis"]
+    assert row[2:] == (
+        "27.0 KiB nodes only at 10,000; Redis's memory not measured in this run",
+        "not measured",
+    )
+    # 20 MiB over 10,000 participants is 2.05 KiB: 29.05 KiB in all, within 29.3.
+    c.redis_used_delta, c.redis_keys = 20 * 2**20, 10 * 2**20
+    row = {r[1]: r for r in target_rows([two])}["peerroom-redis"]
+    assert row[2:] == ("27.0 KiB nodes only, 29.0 KiB nodes + Redis at 10,000", "met")
+    # The larger measure counts: the run's keys alone take 25 MiB (another client freed
+    # memory meanwhile, say): 29.56 KiB, above.
+    c.redis_keys = 25 * 2**20
+    row = {r[1]: r for r in target_rows([two])}["peerroom-redis"]
+    assert row[2:] == ("27.0 KiB nodes only, 29.6 KiB nodes + Redis at 10,000", "not met")
+    md = render([two], Config.full(["peerroom-redis"]), {}, "", 1.0)
+    assert "| peerroom-redis | 10,000 | 27.0 | 20.0 | 25.0 | 29.56 |" in md
