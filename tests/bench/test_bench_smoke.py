@@ -73,6 +73,13 @@ def test_target_ran_every_workload(results: dict[str, dict[str, Any]], target: s
             assert _present(p[k]), (k, p)
         assert _present(p["cpu"]["gen"]) and _present(p["cpu"]["server"])
     assert fan["knee_deliveries_s"] > 0
+    confirm = fan["confirm"]
+    if target == "peerroom":  # the one row whose 50,000/s verdict takes a longer step
+        assert confirm["kind"] == "confirm" and confirm["offered_deliveries_s"] == 100.0
+        assert confirm["delivered"] == confirm["expected"] > 0, confirm
+        assert confirm["lost"] == 0 and confirm["duplicates"] == 0, confirm
+    else:
+        assert confirm is None
 
     hands = r["hands"]
     assert hands["participants"] == 20 and hands["complete"] == 20

@@ -55,8 +55,12 @@ def test_each_target_is_judged_on_its_own_numbers() -> None:
     )
     assert rows["<= 30 KB (", "peerroom"] == ("25.4 KiB at 10,000", "met")
     assert rows["<= 30 KB (", "peerroom-msgpack"] == ("29.5 KiB at 10,000", "not met")
-    assert rows["50,000 del", "peerroom"] == ("52,000", "met")
-    assert rows["50,000 del", "peerroom-msgpack"] == ("40,000", "not met")
+    # Met takes a passing confirmation step too (see below).
+    assert rows["50,000 del", "peerroom"] == (
+        "knee 52,000; no confirmation step",
+        "not confirmed (knee only)",
+    )
+    assert rows["50,000 del", "peerroom-msgpack"] == ("knee 40,000", "not met")
     assert rows["2,000 join", "peerroom"] == ("2,100", "met")
     assert rows["2,000 join", "peerroom-msgpack"] == ("1,900", "not met")
     # Two nodes have a target of their own, not the single core's; baselines have none.
@@ -141,3 +145,36 @@ def test_two_nodes_memory_is_judged_with_redis() -> None:
     assert row[2:] == ("27.0 KiB nodes only, 29.6 KiB nodes + Redis at 10,000", "not met")
     md = render([two], Config.full(["peerroom-redis"]), {}, "", 1.0)
     assert "| peerroom-redis | 10,000 | 27.0 | 20.0 | 25.0 | 29.56 |" in md
+
+
+def test_fifty_thousand_is_met_only_with_a_passing_confirmation() -> None:
+    peer = _result("peerroom", 25.0, [30_000, 52_000], [58_500], 2_100.0)
+    slow = _result("peerroom-msgpack", 25.0, [30_000, 45_000], [50_625], 2_100.0)
+
+    def verdicts() -> dict[str, tuple[str, str]]:
+        return {row: (value, v) for t, row, value, v in target_rows([peer, slow]) if "50,000" in t}
+
+    # The knee alone is not enough.
+    assert verdicts()["peerroom"] == (
+        "knee 52,000; no confirmation step",
+        "not confirmed (knee only)",
+    )
+    assert verdicts()["peerroom-msgpack"] == ("knee 45,000", "not met")
+    assert peer.fanout is not None and slow.fanout is not None
+    ok = _point(50_000, True, "confirm")
+    ok.expected, ok.delivered, ok.duplicates = 500_000, 500_000, 0
+    peer.fanout.confirm = ok
+    assert verdicts()["peerroom"] == (
+        "knee 52,000; 10 s at 50,000/s passed (p99 10.00 ms, lost 0, duplicates 0)",
+        "met",
+    )
+    bad = _point(50_000, False, "confirm")  # 10 lost, p99 90 ms
+    bad.expected, bad.delivered, bad.duplicates = 500_000, 499_990, 0
+    peer.fanout.confirm = bad
+    assert verdicts()["peerroom"][1] == "not met (the confirmation failed)"
+    # A confirmation that passed does not make up for a knee below the target.
+    slow.fanout.confirm = ok
+    assert verdicts()["peerroom-msgpack"][1] == "not met"
+    md = render([peer], Config.full(["peerroom"]), {}, "", 1.0)
+    assert "| confirmation, 10 s | 5,000 | 50,000 | 499,990 / 500,000 | 10 |" in md
+    assert "Confirmation (10 s at 50,000 deliveries/s, once, after the search): FAILED" in md
