@@ -255,11 +255,34 @@ def _first_fail(r: TargetResult) -> FanoutPoint | None:
     return sweep[-1] if sweep and not sweep[-1].passed else None
 
 
+FULL_CORE = 0.85  # CPU averaged over a span: "full" is taken as >= 0.85
+
+
+def _storm_generator(results: list[TargetResult]) -> str:
+    """Which storms had the generator's core nearly full (its time may be partly the
+    generator's), or that none had."""
+    busy: list[str] = []
+    for r in results:
+        for name, storm in (("hand storm", r.hands), ("join storm", r.joins)):
+            if storm is not None and storm.cpu.gen >= FULL_CORE:
+                busy.append(f"{r.label}'s {name} ({storm.cpu.gen:.2f})")
+    if not busy:
+        return (
+            f"In this run the generator used less than {FULL_CORE:.2f} of its core in every storm."
+        )
+    return (
+        f"The generator used {FULL_CORE:.2f} of its core or more in: "
+        + ", ".join(busy)
+        + ". Those storms' times may overstate the server's (the generator may have been "
+        "the slower side), and so may the ratios that use them."
+    )
+
+
 def _bound_by(p: FanoutPoint | None) -> str:
     if p is None:
         return "n/a"
     # CPU is averaged over the step and its drain, so "full" is taken as >= 0.85.
-    full = 0.85
+    full = FULL_CORE
     if p.cpu.server >= full and p.cpu.gen >= full:
         return "both cores nearly full (generator and server)"
     if p.cpu.server >= full:
@@ -273,7 +296,10 @@ def _bound_by(p: FanoutPoint | None) -> str:
 
 def _headroom(results: list[TargetResult]) -> list[str]:
     out = [
-        "The generator is one process on one core. At each target's knee (its fastest "
+        "The generator is one process on one core. This section covers the fan-out "
+        "workload only: for the hand and join storms, the generator's CPU is next to each "
+        "target's numbers in their own tables, and the storms in which its core was "
+        "nearly full are named there. At each target's knee (its fastest "
         "passing step) it used this much of its core, next to the server's; at the step "
         "that failed next, the column on the right says which side ran out of CPU.",
         "",
@@ -747,6 +773,13 @@ def render(
         if extras_note:
             out += [extras_note, ""]
     out += ["## Hand-raise storm and join storm", ""]
+    out += [
+        "The generator's CPU is in each row, next to the server's: a storm is a burst of "
+        "well under a second to a few seconds, and the generator's own work in it (sending "
+        "every raise or connection at once, decoding every queue or welcome) can fill its "
+        "core; then the storm's time is partly the generator's. " + _storm_generator(results),
+        "",
+    ]
     out += [
         "| target | raised | clients with the final queue | all done (ms) | p50 (ms) "
         "| p99 (ms) | server CPU | generator CPU | others' CPU |",

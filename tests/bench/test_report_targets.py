@@ -178,3 +178,16 @@ def test_fifty_thousand_is_met_only_with_a_passing_confirmation() -> None:
     md = render([peer], Config.full(["peerroom"]), {}, "", 1.0)
     assert "| confirmation, 10 s | 5,000 | 50,000 | 499,990 / 500,000 | 10 |" in md
     assert "Confirmation (10 s at 50,000 deliveries/s, once, after the search): FAILED" in md
+
+
+def test_storms_name_where_the_generator_core_was_nearly_full() -> None:
+    calm = _result("peerroom", 25.0, [30_000], [40_000], 2_100.0)
+    busy = _result("node", 15.0, [30_000], [40_000], 3_000.0)
+    assert busy.joins is not None
+    busy.joins.cpu = CpuSpan(gen=0.97, server=0.7, wall=0.3)
+    md = render([calm, busy], Config.full(["peerroom", "node"]), {}, "", 1.0)
+    assert "This section covers the fan-out workload only" in md
+    assert "The generator used 0.85 of its core or more in: node's join storm (0.97)." in md
+    busy.joins.cpu = CPU
+    md = render([calm, busy], Config.full(["peerroom", "node"]), {}, "", 1.0)
+    assert "the generator used less than 0.85 of its core in every storm" in md
