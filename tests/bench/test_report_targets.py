@@ -191,3 +191,18 @@ def test_storms_name_where_the_generator_core_was_nearly_full() -> None:
     busy.joins.cpu = CPU
     md = render([calm, busy], Config.full(["peerroom", "node"]), {}, "", 1.0)
     assert "the generator used less than 0.85 of its core in every storm" in md
+
+
+def test_duplicates_and_stray_frames_get_columns_when_any_is_not_zero() -> None:
+    r = _result("peerroom", 25.0, [30_000], [40_000], 2_100.0)
+    assert r.fanout is not None
+    for p in r.fanout.points:
+        p.duplicates, p.misrouted, p.stray, p.late = 0, 0, 0, 0
+    md = render([r], Config.full(["peerroom"]), {}, "", 1.0)
+    assert "No step had a duplicate, a delivery to a non-member" in md
+    assert "| duplicates |" not in md
+    r.fanout.points[1].duplicates, r.fanout.points[1].stray = 3, 7
+    md = render([r], Config.full(["peerroom"]), {}, "", 1.0)
+    assert "| lost | duplicates | to non-members | after the drain | stray (earlier step) |" in md
+    assert "| 10 | 3 | 0 | 0 | 7 |" in md  # the failing step: 10 lost, 3 duplicates, 7 stray
+    assert "No step had" not in md
