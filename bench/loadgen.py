@@ -3,11 +3,13 @@
 Measures, for every participant it holds, when it joined (connect start to
 ``welcome``), every chat delivery it receives (latency from the message's
 *intended* send time, carried in the text marker, so a stalled server or a
-late generator both show up), and when it first saw its room's complete hand
-queue. One picows websocket per participant; each incoming frame is handled in
-a plain callback (no task, no python-socketio object): a byte search finds the
-chat marker without decoding, Engine.IO pings are answered, and only the rare
-control events (welcome, hands, acks) are decoded.
+late generator both show up) and which messages of the current step it got (a set
+of their numbers, so that loss is counted per recipient and a repeat is a duplicate,
+not a delivery), and when it first saw its room's complete hand queue. One picows
+websocket per participant; each incoming frame is handled in a plain callback (no
+task, no python-socketio object): a byte search finds the chat marker without
+decoding, Engine.IO pings are answered, and only the rare control events (welcome,
+hands, acks) are decoded.
 
 The generator's own garbage collector is kept out of the numbers (:meth:`LoadGen.settle`):
 with 10,000 participants held, CPython's default thresholds made collections walk
@@ -70,6 +72,9 @@ class Participant(WSListener):
         self.welcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.next_ack = 1
         self.closed = False
+        # The chat messages of the current fan-out step this participant received, once
+        # each (a handful per step: about 14 at the knee); cleared by LoadGen.reset_chat.
+        self.seen: set[int] = set()
 
     # picows callbacks -----------------------------------------------------
 
@@ -92,12 +97,15 @@ class Participant(WSListener):
             k = payload.find(b"~", j + 1)
             msgno = int(payload[i + 3 : j])
             lat = now_us() - int(payload[j + 1 : k])
-            rel = msgno - gen.count_base
-            if 0 <= rel < len(gen.counts):
-                gen.counts[rel] += 1
-                gen.latencies.append(lat)
+            if gen.count_base <= msgno < gen.count_end:
+                seen = self.seen
+                if msgno in seen:
+                    gen.duplicates += 1  # not a delivery: no latency
+                else:
+                    seen.add(msgno)
+                    gen.latencies.append(lat)
             else:
-                gen.stray += 1
+                gen.stray += 1  # a message of an earlier step
             return
         mt = frame.msg_type
         if mt == WSMsgType.TEXT:
@@ -207,10 +215,13 @@ class LoadGen:
         self.wire: wire.Wire = wire_name
         self.join_timeout = join_timeout
         self.participants: list[Participant] = []
-        self.counts = bytearray(0)
         self.count_base = 0
+        self.count_end = 0
         self.latencies: array[int] = array("q")
+        self.duplicates = 0
         self.stray = 0
+        # (deliveries, duplicates) when the step was measured: what came later was late.
+        self.step_mark = (0, 0)
         self.acks_ok = 0
         self.nacks: Counter[str] = Counter()
         self.other_events: Counter[str] = Counter()
@@ -219,10 +230,14 @@ class LoadGen:
         self.next_msgno = 0
 
     def reset_chat(self, base: int, n: int) -> None:
-        """Start counting deliveries of messages ``base .. base+n-1``."""
+        """Start counting deliveries of messages ``base .. base+n-1``: every participant
+        forgets what it received; a message below ``base`` (an earlier step's) is stray."""
         self.count_base = base
-        self.counts = bytearray(n)
+        self.count_end = base + n
+        for p in self.participants:
+            p.seen.clear()
         self.latencies = array("q")
+        self.duplicates = 0
         self.stray = 0
 
     async def join(self, room: Room, name: str, url: str) -> Participant:

@@ -104,3 +104,50 @@ class CpuMeter:
         return CpuSpan(
             round(gen, 3), round(server, 3), round(other, 3), round(steal, 3), round(wall, 3)
         )
+
+
+class RedisMemory:
+    """Redis's memory a run adds, from before the fill: two measures, both in bytes.
+
+    ``used``: INFO memory ``used_memory`` now minus at :meth:`start`. It counts all of
+    Redis, the run's pub/sub subscriptions and connection buffers included, but on a
+    Redis shared with other processes also whatever they stored or freed meanwhile.
+    ``keys``: the sum of ``MEMORY USAGE key SAMPLES 0`` over the keys of the run's own
+    prefix, now minus at :meth:`start`: this run's keys alone, without the rest.
+    Blocking calls (redis-py): run them in a thread. Any error leaves both None."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.base: tuple[int, int] | None = None
+
+    def _read(self) -> tuple[int, int]:
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_timeout=5)
+        try:
+            used = int(client.info("memory")["used_memory"])
+            keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.memory_usage(key, samples=0)
+            total = sum(int(x or 0) for x in pipe.execute()) if keys else 0
+            return used, total
+        finally:
+            client.close()
+
+    def start(self) -> None:
+        try:
+            self.base = self._read()
+        except Exception:
+            self.base = None
+
+    def sample(self) -> tuple[int | None, int | None]:
+        """(used_memory delta, the run's keys' delta) since :meth:`start`."""
+        if self.base is None:
+            return None, None
+        try:
+            used, keys = self._read()
+        except Exception:
+            return None, None
+        return used - self.base[0], keys - self.base[1]

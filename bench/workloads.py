@@ -6,8 +6,12 @@
 - fan-out: an open-loop chat schedule over all rooms (message k goes out at
   t0 + k/rate from room k mod R, sent by the room's next member in turn, so
   each participant sends rate/participants msgs/s); every delivery's latency
-  is taken from the intended send time. A step passes when nothing is lost
-  and p99 <= 50 ms. The rate climbs geometrically until a step fails twice in
+  is taken from the intended send time. Loss is counted per recipient: every
+  member of a room must receive every message sent to its room, once; a repeat is
+  a duplicate (no delivery, no latency) and one to someone outside the room is
+  misrouted. A step passes with nothing lost, duplicated or misrouted, no refused
+  send and p99 <= 50 ms (messages of a room may arrive out of send order: they
+  have different senders). The rate climbs geometrically until a step fails twice in
   a row (three times if other processes were busy during the retry: the
   machine is shared), bisection steps refine the knee (each failure also
   repeated), then fixed fractions of the knee are run (a failing one again
@@ -26,10 +30,11 @@ import time
 from dataclasses import dataclass, field
 
 from bench.loadgen import JoinError, LoadGen, Room, now_us
-from bench.meters import CpuMeter, CpuSpan, tree_rss
+from bench.meters import CpuMeter, CpuSpan, RedisMemory, tree_rss
 from bench.stats import percentiles
 
 P99_LIMIT_MS = 50.0
+TARGET_DELIVERIES_S = 50_000.0  # issue 7's fan-out target, at p99 <= 50 ms with no loss
 NOISY = 0.25  # cores used by other processes (plus steal) that make a step suspect
 
 
@@ -41,6 +46,11 @@ class CapacityPoint:
     fill_seconds: float
     join_errors: int
     cpu: CpuSpan
+    # A Redis target's Redis memory added since before the fill, in bytes (see
+    # bench.meters.RedisMemory): INFO used_memory's delta and this run's keys' delta.
+    # None: no Redis, or not measured (records from before it was).
+    redis_used_delta: int | None = None
+    redis_keys: int | None = None
 
 
 @dataclass(slots=True)
@@ -60,6 +70,12 @@ class FanoutPoint:
     nacks: int
     passed: bool
     cpu: CpuSpan
+    # None in records from before loss was counted per recipient (then it was per
+    # message: a duplicate to one member hid a miss at another, and none was counted).
+    duplicates: int | None = None  # a message received again by the same member
+    misrouted: int | None = None  # received by someone outside the message's room
+    stray: int | None = None  # frames of an earlier step that arrived during this one
+    late: int | None = None  # this step's, arrived after its drain (counted as lost)
 
 
 @dataclass(slots=True)
@@ -68,6 +84,8 @@ class FanoutResult:
     knee_note: str
     per_participant_msgs_s_at_knee: float
     points: list[FanoutPoint] = field(default_factory=list)
+    # The longer step at the target rate, run once after the search (None: not run).
+    confirm: FanoutPoint | None = None
 
 
 @dataclass(slots=True)
@@ -115,8 +133,13 @@ async def capacity(
     server_pids: list[int],
     concurrency: int,
     settle: float = 1.0,
+    redis: RedisMemory | None = None,
 ) -> list[CapacityPoint]:
+    """Fill rooms to each level; the server's RSS (and, for a Redis target, Redis's
+    memory) per participant, from before the first join."""
     base_rss = tree_rss(server_pids)
+    if redis is not None:
+        await asyncio.to_thread(redis.start)
     points: list[CapacityPoint] = []
     for level in levels:
         n_rooms = min(len(rooms), level // room_size)
@@ -130,11 +153,12 @@ async def capacity(
         rss = tree_rss(server_pids)
         joined = sum(len(r.members) for r in rooms[:n_rooms])
         per = (rss - base_rss) / 1024 / max(joined, 1)
-        points.append(
-            CapacityPoint(
-                joined, round(rss / 2**20, 1), round(per, 2), round(fill, 2), len(errors), cpu
-            )
+        point = CapacityPoint(
+            joined, round(rss / 2**20, 1), round(per, 2), round(fill, 2), len(errors), cpu
         )
+        if redis is not None:
+            point.redis_used_delta, point.redis_keys = await asyncio.to_thread(redis.sample)
+        points.append(point)
         if errors:
             break
     return points
@@ -149,13 +173,49 @@ async def _wait_quiet(gen: LoadGen, quiet: float, limit: float) -> None:
     last = -1
     last_change = time.monotonic()
     while time.monotonic() < deadline:
-        seen = len(gen.latencies) + gen.stray
+        seen = len(gen.latencies) + gen.duplicates + gen.stray
         if seen != last:
             last = seen
             last_change = time.monotonic()
         elif time.monotonic() - last_change >= quiet:
             return
         await asyncio.sleep(0.05)
+
+
+def count_deliveries(gen: LoadGen, rooms: list[Room], base: int, n: int) -> tuple[int, int, int]:
+    """(delivered, lost, misrouted) of messages ``base .. base+n-1``, per recipient.
+
+    Message m went to ``rooms[m % len(rooms)]``; each member of that room should have it
+    in its ``seen`` set (which holds this step's messages only, once each). Missing ones
+    are lost, one member at a time (a duplicate elsewhere cannot make up for one); one
+    in the set of a participant outside the message's room is misrouted."""
+    n_rooms = len(rooms)
+    end = base + n
+    delivered = lost = misrouted = 0
+    members: set[int] = set()
+    for j, room in enumerate(rooms):
+        sent = len(range(base + (j - base) % n_rooms, end, n_rooms))
+        for p in room.members:
+            members.add(id(p))
+            got = sum(1 for m in p.seen if m % n_rooms == j)
+            delivered += got
+            lost += sent - got
+            misrouted += len(p.seen) - got
+    misrouted += sum(len(p.seen) for p in gen.participants if id(p) not in members)
+    return delivered, lost, misrouted
+
+
+def count_late(gen: LoadGen, pt: FanoutPoint) -> None:
+    """After the quiet wait that follows a step: the step's deliveries that came after
+    its drain (already counted as lost), duplicates that came that late (they fail the
+    step too) and every stray frame of an earlier step seen since it began."""
+    n_lat, dups = gen.step_mark
+    pt.late = len(gen.latencies) - n_lat
+    pt.stray = gen.stray
+    extra = gen.duplicates - dups
+    if extra > 0 and pt.duplicates is not None:
+        pt.duplicates += extra
+        pt.passed = False
 
 
 async def fanout_step(
@@ -198,15 +258,13 @@ async def fanout_step(
     while len(gen.latencies) < expected and time.monotonic() - send_end < drain:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     cpu = meter.stop()
-    counts = gen.counts
-    lost = 0
-    for k in range(n):
-        short = expected_per[(base + k) % n_rooms] - counts[k]
-        if short > 0:
-            lost += short
+    gen.step_mark = (len(gen.latencies), gen.duplicates)
+    duplicates, stray = gen.duplicates, gen.stray
+    delivered, lost, misrouted = count_deliveries(gen, rooms, base, n)
     p50, p99, p999, pmax = percentiles(gen.latencies, (50, 99, 99.9, 100))
     nacks = sum(gen.nacks.values()) - nacks0
-    passed = lost == 0 and nacks == 0 and p99 <= P99_LIMIT_MS
+    extra = duplicates + misrouted
+    passed = lost == 0 and extra == 0 and nacks == 0 and p99 <= P99_LIMIT_MS
     return FanoutPoint(
         kind=kind,
         fraction=0.0,
@@ -214,7 +272,7 @@ async def fanout_step(
         offered_msgs_s=round(rate, 1),
         offered_deliveries_s=round(deliveries_s, 1),
         expected=expected,
-        delivered=len(gen.latencies),
+        delivered=delivered,
         lost=lost,
         p50_ms=p50,
         p99_ms=p99,
@@ -223,6 +281,9 @@ async def fanout_step(
         nacks=nacks,
         passed=passed,
         cpu=cpu,
+        duplicates=duplicates,
+        misrouted=misrouted,
+        stray=stray,
     )
 
 
@@ -252,6 +313,7 @@ async def _measured(
         pt.attempt, pt.fraction = attempt, fraction
         points.append(pt)
         await _wait_quiet(gen, quiet, 8.0)
+        count_late(gen, pt)
     assert pt is not None
     return pt
 
@@ -307,6 +369,23 @@ async def fanout(
     room_size = participants / max(len(rooms), 1)
     per_participant = best / room_size / max(participants, 1)
     return FanoutResult(round(best, 1), note, round(per_participant, 3), points)
+
+
+async def confirm(
+    gen: LoadGen,
+    rooms: list[Room],
+    server_pids: list[int],
+    rate: float,
+    duration: float,
+    drain: float,
+    quiet: float = 0.5,
+) -> FanoutPoint:
+    """One longer step at ``rate`` (the target), run once after the knee search: a knee
+    found in steps of a few seconds at saturation says little about holding the rate."""
+    pt = await fanout_step(gen, rooms, "confirm", rate, duration, drain, server_pids)
+    await _wait_quiet(gen, quiet, 8.0)
+    count_late(gen, pt)
+    return pt
 
 
 # hand storm ----------------------------------------------------------------

@@ -3,7 +3,7 @@
 Runs ``python -m bench run --smoke`` (20 participants in 2 rooms, steps of one
 second) against the raw aiohttp baseline, the Node socket.io baseline and peerroom
 (JSON and msgpack wire), then checks behaviour only: every participant joined,
-every chat message reached every room member, the hand storm completed, the join
+every chat message reached every room member once, the hand storm completed, the join
 storm joined everyone, and every reported number is present. No timing is asserted.
 """
 
@@ -67,10 +67,19 @@ def test_target_ran_every_workload(results: dict[str, dict[str, Any]], target: s
         assert p["expected"] > 0
         assert p["delivered"] == p["expected"], p
         assert p["lost"] == 0 and p["nacks"] == 0, p
+        assert p["duplicates"] == 0 and p["misrouted"] == 0, p
+        assert isinstance(p["stray"], int) and isinstance(p["late"], int), p
         for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms"):
             assert _present(p[k]), (k, p)
         assert _present(p["cpu"]["gen"]) and _present(p["cpu"]["server"])
     assert fan["knee_deliveries_s"] > 0
+    confirm = fan["confirm"]
+    if target == "peerroom":  # the one row whose 50,000/s verdict takes a longer step
+        assert confirm["kind"] == "confirm" and confirm["offered_deliveries_s"] == 100.0
+        assert confirm["delivered"] == confirm["expected"] > 0, confirm
+        assert confirm["lost"] == 0 and confirm["duplicates"] == 0, confirm
+    else:
+        assert confirm is None
 
     hands = r["hands"]
     assert hands["participants"] == 20 and hands["complete"] == 20
