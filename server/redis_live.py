@@ -201,7 +201,7 @@ class RedisStore:
         self._reconnect = False
         self._probe_since: float | None = None
         self._dead_nodes: list[str] = []
-        self._ok_since = time.monotonic()  # Redis answering this node's heartbeat since
+        self._ok_since = time.monotonic()  # Redis answering (heartbeat, pub/sub) since
         self._last_refresh = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()  # abandoned deliveries, a reap
@@ -745,6 +745,10 @@ class RedisStore:
         if self._cmd is not None and not self._cmd.is_open:
             self._cmd = None
         await self._resync()
+        # Reconnected: perhaps to a Redis that restarted (from a snapshot, if it keeps
+        # one: every node's heartbeat in it is old). Take nobody for dead until the
+        # others have had time to beat again, as after a failed heartbeat.
+        self._ok_since = time.monotonic()
         self._connected.set()
         log.info("Redis pub/sub connected (%d rooms)", len(self._rooms))
 

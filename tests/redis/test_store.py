@@ -416,3 +416,32 @@ async def test_a_delivery_cancelled_while_the_room_is_busy_still_happens(
     await greeting
     await wait_until(lambda: a.seqs[-2:] == [3, 4], 2, lambda: a.seqs)
     assert not blocked(held) and not held.pending
+
+
+async def test_a_node_that_just_reconnected_takes_nobody_for_dead(
+    nodes: Callable[[], Node], monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """Redis restarted from a snapshot (if it keeps one) holds every node's last
+    heartbeat from before: old. A node whose pub/sub just reconnected must not take the
+    others for dead before they have had time to beat again."""
+    from redis.asyncio import Redis
+
+    monkeypatch.setattr(redis_live, "NODE_DEAD_SECS", 0.3)
+    a = nodes()
+    await a.store.start()
+    await a.join("pa")
+    ghost = "nghost0000"  # a node as a snapshot remembers it: silent, with a connection
+    await a.run(None, c.Join(INFO, "s1", "pg", "pg", Role.PEER, Via.WEB, conn_handle(ghost, "x")))
+    r = Redis.from_url(redis_url)
+    try:
+        await r.zadd(f"{a.store._p}nodes", {ghost: 1})
+        await r.sadd(f"{a.store._p}node:{ghost}:rooms", ROOM)
+    finally:
+        await r.aclose()
+    await wait_until(lambda: ghost in a.store._dead_nodes, 5)
+    before = a.store._ok_since = time.monotonic() - 100  # long healthy
+    a.store._force_reconnect()  # Redis went away and came back
+    await wait_until(lambda: a.store._ok_since != before, 5)
+    assert await a.store.lost_conns() == []
+    monkeypatch.setattr(a.store, "_ok_since", time.monotonic() - 100)  # ... and later on
+    assert [x.participant_id for x in await a.store.lost_conns()] == ["pg"]
