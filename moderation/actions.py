@@ -99,6 +99,11 @@ def do_floor_next(tx: Tx, actor: Participant, cmd: FloorNext) -> None:
     tx.reply["floor"] = chosen
     if skipped:
         tx.reply["skipped"] = skipped
+        names = ", ".join(tx.participant(pid).name for pid in skipped)
+        tx.reply["note"] = (
+            f"{tx.participant(chosen).name} has the floor. Skipped while reconnecting, "
+            f"keeping their place: {names}."
+        )
     tx.audit(actor, "floor.next", chosen)
 
 

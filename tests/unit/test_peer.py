@@ -44,6 +44,10 @@ def test_floor_next_passes_over_a_dropped_connection_which_keeps_its_place() -> 
     state = live(do(state, "fac", c.Drop("p1", "sid-p1")))  # a low-end phone drops
     out = do(state, "fac", c.FloorNext())
     assert out.reply["floor"] == "p2" and out.reply["skipped"] == ["p1"]
+    assert (
+        out.reply["note"]
+        == "P2 has the floor. Skipped while reconnecting, keeping their place: P1."
+    )
     hands = payload(out.events, "hands")
     assert (hands["hands"], hands["floor"]) == (["p1"], "p2")
     assert person(out, "p1").turns == 0
