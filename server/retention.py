@@ -3,7 +3,10 @@
 Deleted once older than the retention period:
 
 - transcript lines (by the time they were said);
-- sessions (by start), and with them their consent changes and audit rows;
+- sessions, and with them their consent changes and audit rows: once ended before the
+  cutoff, or, never ended (still live, or their node died), begun before it with no
+  line, consent change or moderator action since (a room kept open overnight outlives a
+  one-day retention while people still write to it, and its rows need their session);
 - check-ins, including full caller numbers, except a ``callback`` or ``talk`` check-in
   nobody has resolved yet: someone asked to be called back, and that request must
   never get lost (USERS.md). It goes in the first sweep after it is resolved.

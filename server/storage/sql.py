@@ -41,6 +41,18 @@ _AUDIT_COLUMNS: Final = "id, session_id, actor_id, action, target_id, ts"
 _CONSENT_COLUMNS: Final = "id, session_id, participant_id, consent, ts"
 
 
+# A session is past the retention when it ended before the cutoff, or, never ended (live
+# still, or its node died), began before it and has had no line, consent change or
+# moderator action since: a session kept open over a night outlives a one-day retention
+# while people still write to it. Four parameters, all the cutoff.
+_SESSION_EXPIRED: Final = (
+    "COALESCE(s.ended_at, s.started_at) < ? "
+    "AND NOT EXISTS (SELECT 1 FROM transcript_lines l WHERE l.session_id = s.id AND l.ts >= ?) "
+    "AND NOT EXISTS (SELECT 1 FROM consent_changes c WHERE c.session_id = s.id AND c.ts >= ?) "
+    "AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.session_id = s.id AND a.ts >= ?)"
+)
+
+
 class DuplicateKey(Exception):
     """A unique constraint refused a write; the message names the constraint."""
 
@@ -189,11 +201,21 @@ class SqlStorage(ABC):
 
     async def delete_sessions_before(self, cutoff: float) -> int:
         await self._execute(
-            "DELETE FROM transcript_erasures WHERE session_id IN "
-            "(SELECT id FROM sessions WHERE started_at < ?)",
+            "DELETE FROM transcript_erasures WHERE session_id IN "  # noqa: S608
+            f"(SELECT id FROM sessions s WHERE {_SESSION_EXPIRED})",
+            cutoff,
+            cutoff,
+            cutoff,
             cutoff,
         )
-        return await self._execute("DELETE FROM sessions WHERE started_at < ?", cutoff)
+        return await self._execute(
+            "DELETE FROM sessions WHERE id IN "  # noqa: S608
+            f"(SELECT id FROM sessions s WHERE {_SESSION_EXPIRED})",
+            cutoff,
+            cutoff,
+            cutoff,
+            cutoff,
+        )
 
     # transcript lines ------------------------------------------------------------------
 

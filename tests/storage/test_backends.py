@@ -216,10 +216,18 @@ async def test_retention_deletes(storage: Storage) -> None:
     await storage.add_audit(AuditEntry("a1", "old", "f1", "mute", "p1", old))
     await storage.add_line(line(2, session="new", ts=old))  # an old line in a new session
     await storage.add_line(line(3, session="new", ts=new))
+    # Never ended and begun before the cutoff, but people still write to it (a room
+    # kept open over a night, a one-day retention): kept, or its next rows would fail.
+    await with_session(storage, "live", started=old)
+    await storage.add_consent_change(ConsentChange("c2", "live", "p2", True, new))
+    await with_session(storage, "quiet", started=old)  # never ended, nothing since: gone
     cutoff = now - 30 * DAY
     assert await storage.delete_lines_before(cutoff) == 2
-    assert await storage.delete_sessions_before(cutoff) == 1
-    assert await storage.get_session("old") is None
+    assert await storage.delete_sessions_before(cutoff) == 2
+    assert await storage.get_session("old") is None and await storage.get_session("quiet") is None
+    assert await storage.get_session("live") is not None
+    await storage.add_line(line(4, session="live", ts=now))
+    assert [x.id for x in await storage.list_lines("live")] == ["m4"]
     assert await storage.list_audit("old") == []
     assert await storage.latest_consent("old", "p1") is None
     assert [x.id for x in await storage.list_lines("new")] == ["m3"]
