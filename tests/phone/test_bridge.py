@@ -136,8 +136,11 @@ async def test_keys_hand_queue_and_moderator_mute(
     # mute_all reaches the phone too
     await b.ok("call.keys", {"call_id": CALL, "digits": "*6"})
     await fac.ok("mod.mute_all")
-    await asyncio.sleep(0.2)
-    assert len(b.received("call.mute")) == 2
+    async with asyncio.timeout(5):  # the second call.mute, whenever the outbox sends it
+        while len(b.received("call.mute")) < 2:
+            await asyncio.sleep(0.02)
+    await fac.wait_for("participant.updated", lambda d: d["participant"]["id"] == pid)
+    assert b.received("call.mute")[-1] == {"call_id": CALL, "muted": True}
     # the turn took the hand down; the keypad raises and lowers it again
     keys = await b.ok("call.keys", {"call_id": CALL, "digits": "*9"})
     assert keys["hand"] is True and keys["position"] == 2
@@ -260,8 +263,12 @@ async def test_leave_waiting_room_and_end(
     # leaving on purpose: the room hears "left", the bridge gets no call.remove
     left = await b.ok("call.join", {"call_id": "w3", "pin": pin, "caller": "+15550000008"})
     await b.ok("call.leave", {"call_id": "w3"})
-    assert not [d for d in b.received("call.remove") if d["call_id"] == "w3"]
     assert await fac.wait_for("waiting.updated", lambda d: d["waiting"] == [])
+    # a fence: calls' actions go out in order, so a call.remove for w3 would come first
+    fence = await b.ok("call.join", {"call_id": "w4", "pin": pin, "caller": "+15550000009"})
+    await fac.ok("mod.deny", {"id": fence["participant_id"]})
+    await b.wait_for("call.remove", lambda d: d["call_id"] == "w4")
+    assert not [d for d in b.received("call.remove") if d["call_id"] == "w3"]
     assert left["waiting"] is True
     await b.ok("call.leave", {"call_id": "w3"})  # again: still fine
     await fac.ok("mod.end")
