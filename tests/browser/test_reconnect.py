@@ -10,7 +10,7 @@ from playwright.async_api import expect
 
 from tests.support import LiveServer
 
-from .conftest import NARROW, WIDE, PersonFactory, shoot
+from .conftest import NARROW, WIDE, Person, PersonFactory, shoot
 
 pytestmark = pytest.mark.browser
 
@@ -116,15 +116,23 @@ async def test_a_duplicated_tab_takes_over_without_a_tug_of_war(
     await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
 
 
-async def test_an_old_broadcast_delivered_again_is_ignored(
+async def ana_watched_and_ben(
     live_server: LiveServer, people: PersonFactory
-) -> None:
+) -> tuple[Person, Person]:
+    """Two peers in a new room, Ana's websocket frames tapped: (Ana, Ben)."""
     room = await live_server.create_room("Monday circle")
     ana = await people("Ana", NARROW, tap=True)
     ben = await people("Ben", NARROW)
     await ana.join(room["invite_url"])
     await ben.join(room["invite_url"])
     await ana.wait_for_websocket()
+    return ana, ben
+
+
+async def test_an_old_broadcast_delivered_again_is_ignored(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    ana, ben = await ana_watched_and_ben(live_server, people)
 
     await ben.page.get_by_role("button", name="Raise my hand").click()
     await expect(ana.tile("Ben")).to_contain_text("Hand up, 1st")
@@ -193,12 +201,7 @@ async def test_a_broadcast_the_page_cannot_read_is_replaced_by_a_fresh_snapshot(
 ) -> None:
     """Before, the page threw half-way through applying it (its seq already counted)
     and went on with a room that was partly updated."""
-    room = await live_server.create_room("Monday circle")
-    ana = await people("Ana", NARROW, tap=True)
-    ben = await people("Ben", NARROW)
-    await ana.join(room["invite_url"])
-    await ben.join(room["invite_url"])
-    await ana.wait_for_websocket()
+    ana, ben = await ana_watched_and_ben(live_server, people)
     await expect(ana.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
     seqs = [int(s) for f in ana.tap.seen for s in re.findall(r'"seq":(\d+)', f)]
     ana.tap.replay(f'42["participant.updated",{{"seq":{max(seqs) + 1}}}]')  # no participant
