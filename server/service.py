@@ -232,11 +232,20 @@ class RoomService:
         so the first message must wait for it; ``attach`` then takes the snapshot and
         joins the room's broadcasts with no seq missed or repeated.
         """
+        connected = False
         try:
             async with asyncio.timeout(CONNECT_WAIT_SECS):
-                if not await self.sio.manager.wait_connected(sid):
-                    return
+                connected = await self.sio.manager.wait_connected(sid)
         except TimeoutError:
+            pass
+        if not connected or not self._transport_open(sid):
+            # The line closed while the join was being decided (a slow lookup, a busy
+            # room): python-socketio skips the disconnect handler of a connection still
+            # in its handshake, so without this the person would stay "connected" for
+            # good, with no welcome and no resume token, their name taken.
+            await self.disconnected(sid)
+            if connected:
+                await self.sio.manager.disconnect(sid, "/", ignore_queue=True)
             return
         if sid not in self.conns:
             return
@@ -259,6 +268,12 @@ class RoomService:
         except LiveUnavailable:
             # No snapshot to give: close, so the client reconnects (and resumes) later.
             await self.sio.disconnect(sid)
+
+    def _transport_open(self, sid: str) -> bool:
+        """Whether the Engine.IO connection under ``sid`` is still open."""
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        socket = self.sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
+        return socket is not None and not socket.closed and not socket.closing
 
     async def _welcome(self, state: RoomState, pid: str, sid: str) -> None:
         p = state.get(pid)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
+import pytest
 
-from server.keys import STORAGE
+from server.keys import LIVE, METRICS, SERVICE, STORAGE
 from tests.support import Client, LiveServer
 
 
@@ -30,3 +34,50 @@ async def test_storage_gone_refuses_joins_with_a_code_and_health_says_503(
         assert (await r.json())["storage"] is False
     # The live room itself goes on.
     assert (await fac.ok("hand.raise"))["position"] == 1
+
+
+async def test_a_line_closed_while_its_join_is_decided_leaves_no_ghost(
+    server_factory: Callable[..., Awaitable[LiveServer]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The room lookup is slow (a cold cache, a busy database) and the person closes
+    the tab meanwhile: python-socketio skips the disconnect handler of a connection
+    still in its handshake, and the person stayed "connected" for good, their name
+    taken, with no welcome and no resume token to come back with."""
+    server = await server_factory(grace_secs=1.0)
+    room = await server.create_room()
+    service = server.app[SERVICE]
+    real_get_room = service.storage.get_room
+
+    async def slow_get_room(room_id: str) -> Any:
+        await asyncio.sleep(1.0)
+        return await real_get_room(room_id)
+
+    monkeypatch.setattr(service.storage, "get_room", slow_get_room)
+    base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as r:
+            sid = json.loads((await r.text())[1:])["sid"]
+        url = f"{base}&sid={sid}"
+        auth = json.dumps({"token": room["invite_token"], "name": "Ghost"})
+        join = asyncio.ensure_future(http.post(url, data="40" + auth))
+        await asyncio.sleep(0.3)  # the join is waiting for the slow lookup
+        async with http.post(url, data="1") as r:  # an Engine.IO close: the tab closed
+            assert r.status == 200
+        (await join).release()
+    monkeypatch.setattr(service.storage, "get_room", real_get_room)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while service.conns or server.app[METRICS].connections._value.get() != 0:
+        assert loop.time() < deadline, "the closed connection is still counted"
+        await asyncio.sleep(0.05)
+    state = await server.app[LIVE].get(room["room_id"])
+    assert state is not None and [p.connected for p in state.participants] == [False]
+    while (state := await server.app[LIVE].get(room["room_id"])) is not None:
+        assert loop.time() < deadline + 5, "the dropped place was never let go"
+        await asyncio.sleep(0.1)  # the 1 s grace, then the clock's tick
+    person = Client(server.url)
+    try:
+        again = await person.join(room["invite_token"], "Ghost")  # the name is free again
+        assert [p["name"] for p in again["room"]["participants"]] == ["Ghost"]
+    finally:
+        await person.close()
