@@ -50,6 +50,7 @@ from server.transcript_access import SessionFacts
 log = logging.getLogger(__name__)
 
 TICK_SECS: Final = 1.0  # how often dropped connections and empty sessions are checked
+BUCKETS_KEPT: Final = 50_000  # participants' rate limits kept, the oldest forgotten first
 CONNECT_WAIT_SECS: Final = 5.0  # a handshake that has not completed by then is gone
 MAX_DEVICE_CHARS: Final = 64
 ERASE_ACK_WAIT_SECS: Final = 2.0  # an erase acks with its count if storage is this quick
@@ -117,6 +118,7 @@ class RoomService:
         self.node_prefix = conn_handle(store.node_id, "")
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsent_drops: list[tuple[str, c.Drop]] = []  # live store was down at the time
+        self._buckets: dict[str, tuple[Bucket, Bucket]] = {}  # participant -> rate limits
         self._rooms: dict[str, tuple[RoomRecord, float]] = {}  # record, when fetched
         self._room_lookups: dict[str, asyncio.Future[RoomRecord | None]] = {}
         self.phone: PhoneDelivery | None = None
@@ -178,16 +180,25 @@ class RoomService:
         )
         outcome = await self.execute(room.id, None, join)
         pid = outcome.reply["participant_id"]
-        now = self.clock()
-        s = self.settings
-        self.conns[sid] = Conn(
-            room.id,
-            pid,
-            chat=Bucket.full(s.chat_burst, s.chat_per_sec, now),
-            other=Bucket.full(s.event_burst, s.event_per_sec, now),
-        )
+        chat, other = self._buckets_of(pid)
+        self.conns[sid] = Conn(room.id, pid, chat=chat, other=other)
         self.metrics.connections.inc()
         self.spawn(self._greet_when_connected(sid, room.id, pid))
+
+    def _buckets_of(self, pid: str) -> tuple[Bucket, Bucket]:
+        """The participant's rate limits: kept across their reconnects on this node, so
+        that leaving and resuming does not buy a fresh burst (a flood in bursts)."""
+        buckets = self._buckets.pop(pid, None)
+        if buckets is None:
+            now, s = self.clock(), self.settings
+            buckets = (
+                Bucket.full(s.chat_burst, s.chat_per_sec, now),
+                Bucket.full(s.event_burst, s.event_per_sec, now),
+            )
+        self._buckets[pid] = buckets  # most recent last
+        while len(self._buckets) > BUCKETS_KEPT:
+            del self._buckets[next(iter(self._buckets))]
+        return buckets
 
     async def _room(self, room_id: str) -> RoomRecord | None:
         """The room's record. Records never change once created, so a lookup is reused for

@@ -71,6 +71,25 @@ async def test_chat_is_rate_limited_per_participant(group: Group) -> None:
     assert (await cy.ok("chat.send", {"text": "others are not limited"}))["ok"]
 
 
+async def test_reconnecting_does_not_buy_a_fresh_burst(
+    live_server: LiveServer, clients: Callable[..., Client]
+) -> None:
+    """The limits belong to the participant, not to the connection: leave and resume
+    (a second or less) and the chat burst is still spent."""
+    room = await live_server.create_room()
+    bo = clients()
+    welcome = await bo.join(room["invite_token"], "Bo")
+    acks = [await bo.call("chat.send", {"text": f"line {i}"}) for i in range(7)]
+    assert [a["ok"] for a in acks][-2:] == [False, False]
+    await bo.close()
+    again = clients()
+    back = await again.join(room["invite_token"], "Bo", resume=welcome["resume"])
+    assert back["you"]["id"] == welcome["you"]["id"]
+    acks = [await again.call("chat.send", {"text": f"more {i}"}) for i in range(5)]
+    assert sum(a["ok"] for a in acks) <= 2  # what refilled meanwhile (1 a second), no burst
+    assert {a["error"]["code"] for a in acks if not a["ok"]} == {"rate_limited"}
+
+
 async def test_other_events_are_rate_limited_too(group: Group) -> None:
     bo = group.peers[0]
     acks = [await bo.call("presence.set", {"away": i % 2 == 0}) for i in range(30)]
