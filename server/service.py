@@ -358,12 +358,21 @@ class RoomService:
         if state is not None:
             self.recorder.session_seen(state.room_id, state.session_id, state.started_at)
         closing: list[str] = []
+        welcomes: list[Welcome] = []
         for ev in outcome.events:
+            if isinstance(ev, Welcome):
+                # After the outcome's broadcasts: a welcome's snapshot is the state after
+                # all of them, so one sent before the others (several admitted at once)
+                # would be followed by broadcasts it already holds (a seq repeated).
+                welcomes.append(ev)
+                continue
             sid = self.sid_of(ev.conn) if isinstance(ev, Disconnect) else None
             if sid is not None and self.conns.pop(sid, None) is not None:
                 closing.append(sid)
                 self.metrics.connections.dec()
             await self._deliver_one(room_id, state, ev)
+        for welcome in welcomes:
+            await self._deliver_one(room_id, state, welcome)
         # Connections close only after every event of this outcome is out (an emit yields
         # to the loop) and, since the tasks run after the caller's next yield, after the
         # ack of the command that caused it: the client hears why before the line closes.

@@ -172,6 +172,30 @@ async def test_waiting_room_then_denied(live_server: LiveServer, clients: MakeCl
     assert (await fac.wait_for("waiting.updated", lambda d: d["waiting"] == []))["waiting"] == []
 
 
+async def test_admitted_together_each_hears_every_broadcast_once(
+    live_server: LiveServer, clients: MakeClient
+) -> None:
+    """Turning the waiting room off admits everyone waiting in one change: each
+    welcome's snapshot holds all of it, so no broadcast of it may follow a welcome."""
+    room = await live_server.create_room(waiting_room=True)
+    fac, p1, p2 = clients(), clients(), clients()
+    await fac.join(room["facilitator_token"], "Ann")
+    for peer, name in ((p1, "P1"), (p2, "P2")):
+        await peer.join(room["invite_token"], name, expect="waiting")
+    await fac.wait_for("waiting.updated", lambda d: len(d["waiting"]) == 2)
+    await fac.ok("mod.waiting_room", {"on": False})
+    sent = await fac.ok("chat.send", {"text": "welcome, both"})  # a fence
+    fence: str = sent["id"]
+    for peer in (p1, p2):
+        welcome = await peer.wait_for("welcome")
+        await peer.wait_for("chat", lambda d: bool(d["message"]["id"] == fence))
+        names = [p["name"] for p in welcome["room"]["participants"]]
+        assert names == ["Ann", "P1", "P2"]
+        after = peer.events[[n for n, _ in peer.events].index("welcome") + 1 :]
+        seqs = [d["seq"] for n, d in after if isinstance(d, dict) and "seq" in d]
+        assert seqs and all(s > welcome["room"]["seq"] for s in seqs), (welcome, after)
+
+
 async def test_denied_and_kept_out(live_server: LiveServer, clients: MakeClient) -> None:
     room = await live_server.create_room(waiting_room=True)
     fac, peer, again = clients(), clients(), clients()
