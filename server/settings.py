@@ -8,6 +8,7 @@ created once in the data directory.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -201,8 +202,13 @@ def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> Set
         if flag is not None:
             values[name] = flag
             source = "--" + name.replace("_secs", "").replace("_", "-")
+        value = values.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            # float() reads "nan" and "inf": a grace of nan never expires, a chat rate of
+            # nan never limits (nan < low is false, so the minimum alone misses it).
+            raise SettingsError(f"{source}: must be a finite number")
         low = _MINIMUM.get(name)
-        if low is not None and name in values and values[name] < low:  # type: ignore[operator]
+        if low is not None and value is not None and value < low:  # type: ignore[operator]
             raise SettingsError(f"{source}: must be at least {low:g}")
     if int(values.get("port", DEFAULT_PORT)) > 65535:  # type: ignore[call-overload]
         raise SettingsError("the port must be at most 65535")

@@ -71,3 +71,17 @@ def test_the_kernels_backlog_cap_is_read_and_its_absence_is_no_error(tmp_path: P
     f.write_text("not a number")
     assert kernel_backlog_cap(f) is None
     assert kernel_backlog_cap(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("var", ["PEERROOM_GRACE", "PEERROOM_CHAT_RATE", "PEERROOM_EVENT_RATE"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_numbers_that_are_not_finite_are_a_clear_error(var: str, value: str) -> None:
+    """A grace of nan never expires; a chat rate of nan never limits."""
+    with pytest.raises(SettingsError, match=f"{var}: must be a finite number"):
+        from_sources(None, {var: value})
+    p = argparse.ArgumentParser()
+    add_serve_arguments(p)
+    flag = "--grace" if var == "PEERROOM_GRACE" else None
+    if flag:
+        with pytest.raises(SettingsError, match="--grace: must be a finite number"):
+            from_sources(p.parse_args([f"{flag}={value}"]), {})
