@@ -167,11 +167,18 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
             retention_days=settings.retention_days,
             every_secs=settings.retention_sweep_secs,
             clock=time.time,
+            after_sweep=lambda: _forget_sessions(app),
         )
     )
     yield
     await stop_tasks(retention)
     await storage.close()
+
+
+def _forget_sessions(app: web.Application) -> None:
+    """After a retention sweep (the recorder starts after the sweeper)."""
+    if RECORDER in app:
+        app[RECORDER].forget_sessions()
 
 
 async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:

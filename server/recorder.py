@@ -167,6 +167,13 @@ class Recorder:
             del self._known[next(iter(self._known))]
         self._put(_Item(SessionStarted(room_id, session_id, started_at)))
 
+    def forget_sessions(self) -> None:
+        """After a retention sweep: a session still live but quiet for longer than the
+        retention (no stored row since the cutoff) may have been deleted. Each live
+        session is recorded again at its next event (an insert that changes nothing if
+        its row is there), so its next rows are not refused for want of it."""
+        self._known.clear()
+
     def submit(self, event: Transcribe | Unstore | Consent | Audit | SessionClosed) -> None:
         if isinstance(event, Transcribe):
             if self._pending_lines >= self.max_pending_lines:

@@ -65,8 +65,12 @@ async def run_retention(
     every_secs: float,
     clock: Callable[[], float],
     first_secs: float = FIRST_SWEEP_SECS,
+    after_sweep: Callable[[], None] = lambda: None,
 ) -> None:
-    """Sweep now and then, forever. A database outage skips a sweep, nothing more."""
+    """Sweep now and then, forever. A database outage skips a sweep, nothing more.
+    ``after_sweep`` runs after each sweep, whatever it deleted (on many nodes another
+    node's sweep may have): the recorder forgets which sessions it recorded
+    (:meth:`server.recorder.Recorder.forget_sessions`)."""
     await asyncio.sleep(min(first_secs, every_secs))
     scrub_owed = False
     while True:
@@ -89,4 +93,5 @@ async def run_retention(
                     purged.sessions,
                     purged.checkins,
                 )
+        after_sweep()  # every sweep: another node's may have been the one that deleted
         await asyncio.sleep(every_secs)

@@ -44,9 +44,10 @@ _CONSENT_COLUMNS: Final = "id, session_id, participant_id, consent, ts"
 # A session is past the retention when it ended before the cutoff, or, never ended (live
 # still, or its node died), began before it and has had no line, consent change or
 # moderator action since: a session kept open over a night outlives a one-day retention
-# while people still write to it. Four parameters, all the cutoff.
+# while people still write to it. Five parameters, all the cutoff (the first lets the
+# started_at index narrow the scan).
 _SESSION_EXPIRED: Final = (
-    "COALESCE(s.ended_at, s.started_at) < ? "
+    "s.started_at < ? AND COALESCE(s.ended_at, s.started_at) < ? "
     "AND NOT EXISTS (SELECT 1 FROM transcript_lines l WHERE l.session_id = s.id AND l.ts >= ?) "
     "AND NOT EXISTS (SELECT 1 FROM consent_changes c WHERE c.session_id = s.id AND c.ts >= ?) "
     "AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.session_id = s.id AND a.ts >= ?)"
@@ -200,22 +201,22 @@ class SqlStorage(ABC):
         return SessionRecord(*row) if row else None
 
     async def delete_sessions_before(self, cutoff: float) -> int:
-        await self._execute(
-            "DELETE FROM transcript_erasures WHERE session_id IN "  # noqa: S608
-            f"(SELECT id FROM sessions s WHERE {_SESSION_EXPIRED})",
-            cutoff,
-            cutoff,
-            cutoff,
-            cutoff,
-        )
-        return await self._execute(
+        deleted = await self._execute(
             "DELETE FROM sessions WHERE id IN "  # noqa: S608
             f"(SELECT id FROM sessions s WHERE {_SESSION_EXPIRED})",
             cutoff,
             cutoff,
             cutoff,
             cutoff,
+            cutoff,
         )
+        # Then the erases of sessions that are gone, and only those: one statement each
+        # (no transaction here), so a session kept by a line written between the two
+        # keeps its erases, and an erased line another node still holds stays refused.
+        await self._execute(
+            "DELETE FROM transcript_erasures WHERE session_id NOT IN (SELECT id FROM sessions)"
+        )
+        return deleted
 
     # transcript lines ------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from server.keys import STORAGE
+from rooms.events import Consent
+from server.keys import RECORDER, STORAGE
 from server.retention import DAY_SECS, purge_expired, run_retention
 from server.storage.base import (
     CheckinRecord,
@@ -100,3 +101,25 @@ async def test_a_sweep_whose_scrub_failed_scrubs_at_the_next(
         await asyncio.gather(sweeping, return_exceptions=True)
     assert scrubs == ["failed", "done"]
     assert await storage.list_lines("s-old") == []
+
+
+async def test_a_live_session_quiet_past_the_retention_keeps_recording(servers: Servers) -> None:
+    """Still live but nothing stored since the cutoff (nobody opted in for a day): the
+    sweep deletes its row. Its next consent change must still be stored: the recorder
+    records the session again after a sweep instead of trusting its memory of it."""
+    server = await servers(retention_days=30, retention_sweep_secs=0.2)
+    room = await server.create_room()
+    storage, recorder = server.app[STORAGE], server.app[RECORDER]
+    old = time.time() - 31 * DAY_SECS
+    recorder.session_seen(room["room_id"], "s-live", old)  # recorded, and remembered
+    assert await recorder.flush(5)
+    assert await storage.get_session("s-live") is not None
+    deadline = time.monotonic() + 5
+    while await storage.get_session("s-live") is not None:
+        assert time.monotonic() < deadline, "the retention sweep did not run"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)  # the sweep's end, when the recorder is told
+    recorder.session_seen(room["room_id"], "s-live", old)  # the session's next event
+    recorder.submit(Consent(room["room_id"], "s-live", "p1", True, time.time()))
+    assert await recorder.flush(5)
+    assert await storage.latest_consent("s-live", "p1") is True
