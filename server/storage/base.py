@@ -192,7 +192,8 @@ class Storage(Protocol):
     async def delete_lines_before(self, cutoff: float) -> int: ...
 
     async def delete_sessions_before(self, cutoff: float) -> int:
-        """Sessions started before ``cutoff``, with their lines, consent and audit rows."""
+        """Sessions past ``cutoff`` (ended before it or, never ended, with nothing stored
+        since), with their lines, consent and audit rows, then their erases."""
 
     async def delete_checkins_before(self, cutoff: float, *, keep_open: tuple[str, ...]) -> int:
         """Check-ins created before ``cutoff``, except unresolved ones whose status is in

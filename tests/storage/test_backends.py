@@ -221,13 +221,19 @@ async def test_retention_deletes(storage: Storage) -> None:
     await with_session(storage, "live", started=old)
     await storage.add_consent_change(ConsentChange("c2", "live", "p2", True, new))
     await with_session(storage, "quiet", started=old)  # never ended, nothing since: gone
+    await storage.delete_line("old", "m9")  # erases: deleted with their session only
+    await storage.delete_line("live", "m8")
     cutoff = now - 30 * DAY
     assert await storage.delete_lines_before(cutoff) == 2
     assert await storage.delete_sessions_before(cutoff) == 2
     assert await storage.get_session("old") is None and await storage.get_session("quiet") is None
     assert await storage.get_session("live") is not None
     await storage.add_line(line(4, session="live", ts=now))
+    await storage.add_line(line(8, session="live", ts=now))  # erased: still refused
     assert [x.id for x in await storage.list_lines("live")] == ["m4"]
+    await with_session(storage, "old", started=now)  # the same id again (a test's shortcut)
+    await storage.add_line(line(9, session="old", ts=now))  # its erase went with it
+    assert [x.id for x in await storage.list_lines("old")] == ["m9"]
     assert await storage.list_audit("old") == []
     assert await storage.latest_consent("old", "p1") is None
     assert [x.id for x in await storage.list_lines("new")] == ["m3"]
