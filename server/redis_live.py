@@ -970,6 +970,10 @@ class RedisStore:
         return [_text(r) for r in rooms]
 
     async def lost_conns(self) -> list[LostConn]:
+        if not self._connected.is_set():
+            # Pub/sub lost: Redis may be restarting (from a snapshot full of old
+            # heartbeats) while the heartbeat's pooled connection already reconnected.
+            return []
         if time.monotonic() - self._ok_since < NODE_DEAD_SECS + HEARTBEAT_SECS:
             # Just (re)connected: after an outage every node's heartbeat is old. Give
             # the others time to beat again before taking anyone for dead.

@@ -440,6 +440,8 @@ async def test_a_node_that_just_reconnected_takes_nobody_for_dead(
         await r.aclose()
     await wait_until(lambda: ghost in a.store._dead_nodes, 5)
     before = a.store._ok_since = time.monotonic() - 100  # long healthy
+    a.store._connected.clear()  # pub/sub lost; the heartbeat's connection is back already
+    assert await a.store.lost_conns() == []
     a.store._force_reconnect()  # Redis went away and came back
     await wait_until(lambda: a.store._ok_since != before, 5)
     assert await a.store.lost_conns() == []
