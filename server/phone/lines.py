@@ -24,6 +24,7 @@ called from the one delivery function, :meth:`server.service.RoomService.deliver
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Coroutine
@@ -398,10 +399,14 @@ class PhoneLines:
         for call in [x for x in self._calls.values() if not x.dropped and x.reason is None]:
             await self._rejoin(call)
 
+    def _ended(self, call: PhoneCall) -> bool:
+        """Whether the call left, dropped or was let go (read anew after each await)."""
+        return self._calls.get(call.call_id) is not call or call.dropped or bool(call.reason)
+
     async def _rejoin(self, call: PhoneCall) -> None:
         """Take back the place of a call still on the line that the room shows dropped
         (by another node that took this one for dead; perhaps late, after a rejoin)."""
-        if self._calls.get(call.call_id) is not call or call.dropped or call.reason:
+        if self._ended(call):
             return
         try:
             room = await self.service.room(call.room_id)
@@ -423,6 +428,16 @@ class PhoneLines:
             log.warning("call %s could not take its place back: %s", call.call_id, e)
             return
         pid = outcome.reply["participant_id"]
+        if self._ended(call):
+            # The caller hung up, the line dropped or they were removed while this join
+            # was on its way: it must not stand (a place nobody holds, shown connected).
+            with contextlib.suppress(RoomError, LiveUnavailable):
+                if self._calls.get(call.call_id) is call and call.reason is None:
+                    drop = c.Drop(pid, self.service.conn_of(call.call_id))
+                    await self.service.execute(room.id, None, drop)  # kept for the grace
+                else:
+                    await self.service.execute(room.id, pid, c.Leave())
+            return
         if pid != call.participant_id:
             self._forget(call.call_id)
             call.participant_id = pid

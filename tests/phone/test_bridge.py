@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from rooms import commands as c
-from server.keys import SERVICE
+from server.keys import LIVE, SERVICE
 from tests.phone.conftest import web_room
 from tests.support import Client, LiveServer
 
@@ -446,3 +446,34 @@ async def test_a_call_dropped_by_another_node_while_on_the_line_takes_its_place_
         await fac.wait_for("participant.updated", shown(pid, connected))
     keys = await b.ok("call.keys", {"call_id": CALL, "digits": "#"})
     assert keys["hand"] is True and keys["position"] == 1
+
+
+async def test_a_caller_who_hangs_up_while_taking_their_place_back_is_not_left_behind(
+    live_server: LiveServer, clients: Any, bridges: Any, monkeypatch: Any
+) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
+    pid = ack["participant_id"]
+    service = live_server.app[SERVICE]
+    real_room = service.room
+    looking_up = asyncio.Event()
+
+    async def slow_room(room_id: str) -> Any:
+        looking_up.set()
+        await asyncio.sleep(0.5)  # the caller hangs up meanwhile
+        return await real_room(room_id)
+
+    monkeypatch.setattr(service, "room", slow_room)
+    await service.execute(room["room_id"], None, c.Drop(pid, service.conn_of(CALL)))
+    await looking_up.wait()  # the place is being taken back...
+    await b.ok("call.leave", {"call_id": CALL})  # ...and the caller hangs up
+    await fac.wait_for("participant.left", lambda d: d["id"] == pid)
+    mark = len(fac.events)
+    # the join on its way lands (the caller back under a new id), and is undone
+    back = await fac.wait_for("participant.joined", after=mark)
+    again = back["participant"]["id"]
+    assert again != pid and back["participant"]["via"] == "phone"
+    await fac.wait_for("participant.left", lambda d: d["id"] == again, after=mark)
+    state = await live_server.app[LIVE].get(room["room_id"])
+    assert state is not None and [p.name for p in state.participants] == ["Ann"]
