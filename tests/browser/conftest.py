@@ -25,7 +25,7 @@ from playwright.async_api import (
     expect,
 )
 
-from tests.support import TEARDOWN_SECS
+from tests.support import TEARDOWN_SECS, LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "web" / "dist"
@@ -278,3 +278,16 @@ async def shoot(page: Page, name: str, viewport: ViewportSize) -> Path:
     path = ARTIFACTS / f"{name}-{viewport['width']}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+async def fay_and_ana(
+    live_server: LiveServer, people: PersonFactory, title: str, *, tap: bool = False
+) -> tuple[dict[str, Any], Person, Person]:
+    """A new room with its facilitator, Fay (a wide screen), and a peer, Ana (a narrow
+    one, her frames tapped if asked), both in: (room, Fay, Ana)."""
+    room = await live_server.create_room(title)
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW, tap=tap)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"])
+    return room, fac, ana

@@ -10,7 +10,7 @@ from playwright.async_api import expect
 
 from tests.support import LiveServer
 
-from .conftest import NARROW, WIDE, Person, PersonFactory, shoot
+from .conftest import NARROW, WIDE, Person, PersonFactory, fay_and_ana, shoot
 
 pytestmark = pytest.mark.browser
 
@@ -18,11 +18,7 @@ pytestmark = pytest.mark.browser
 async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(
     live_server: LiveServer, people: PersonFactory
 ) -> None:
-    room = await live_server.create_room("Monday circle")
-    fac = await people("Fay", WIDE)
-    ana = await people("Ana", NARROW, tap=True)
-    await fac.join(room["facilitator_url"])
-    await ana.join(room["invite_url"])
+    _room, fac, ana = await fay_and_ana(live_server, people, "Monday circle", tap=True)
     await ana.wait_for_websocket()
     await ana.page.get_by_role("button", name="Raise my hand").click()
     await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
@@ -82,11 +78,7 @@ async def test_a_missed_broadcast_is_caught_up_from_a_fresh_snapshot(
 async def test_a_duplicated_tab_takes_over_without_a_tug_of_war(
     live_server: LiveServer, people: PersonFactory
 ) -> None:
-    room = await live_server.create_room("Monday circle")
-    fac = await people("Fay", WIDE)
-    ana = await people("Ana", NARROW, tap=True)
-    await fac.join(room["facilitator_url"])
-    await ana.join(room["invite_url"])
+    room, fac, ana = await fay_and_ana(live_server, people, "Monday circle", tap=True)
     await ana.page.get_by_role("button", name="Raise my hand").click()
     await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
 
@@ -154,11 +146,7 @@ async def test_a_server_that_closes_every_connection_gets_everyone_back_in_place
     their place. Before, every page stopped on the "somewhere else" screen."""
     from server.keys import SERVICE
 
-    room = await live_server.create_room("Monday circle")
-    fac = await people("Fay", WIDE)
-    ana = await people("Ana", NARROW)
-    await fac.join(room["facilitator_url"])
-    await ana.join(room["invite_url"])
+    _room, fac, ana = await fay_and_ana(live_server, people, "Monday circle")
     await ana.page.get_by_role("button", name="Raise my hand").click()
     await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
 
@@ -178,11 +166,7 @@ async def test_a_server_that_closes_every_connection_gets_everyone_back_in_place
 async def test_the_next_person_on_the_same_tab_sees_nothing_of_the_last_session(
     live_server: LiveServer, people: PersonFactory
 ) -> None:
-    room = await live_server.create_room("Monday circle")
-    fac = await people("Fay", WIDE)
-    ana = await people("Ana", NARROW)
-    await fac.join(room["facilitator_url"])
-    await ana.join(room["invite_url"])
+    _room, _fac, ana = await fay_and_ana(live_server, people, "Monday circle")
     await ana.page.get_by_label("Your message").fill("something only for this session")
     await ana.page.get_by_role("button", name="Send", exact=True).click()
     await expect(ana.page.get_by_role("log").get_by_text("something only for")).to_be_visible()

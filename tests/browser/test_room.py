@@ -11,7 +11,7 @@ from playwright.async_api import expect
 from tests.phone.bridge_client import Bridge
 from tests.support import LiveServer
 
-from .conftest import NARROW, WIDE, PersonFactory, check_axe, shoot
+from .conftest import NARROW, WIDE, PersonFactory, check_axe, fay_and_ana, shoot
 from .test_checkins import BRIDGE_TOKEN
 
 pytestmark = pytest.mark.browser
@@ -158,11 +158,7 @@ async def test_hands_floor_chat_consent_and_mute(
 async def test_facilitator_can_stop_camera_lower_hands_and_promote(
     live_server: LiveServer, people: PersonFactory
 ) -> None:
-    room = await live_server.create_room("Thursday circle")
-    fac = await people("Fay", WIDE)
-    ana = await people("Ana", NARROW)
-    await fac.join(room["facilitator_url"])
-    await ana.join(room["invite_url"])
+    _room, fac, ana = await fay_and_ana(live_server, people, "Thursday circle")
 
     await ana.page.get_by_role("switch", name="Camera").click()
     await expect(fac.tile("Ana")).to_contain_text("Camera on")
@@ -266,11 +262,7 @@ async def test_a_settings_change_does_not_redraw_the_chat_log(
     """The chat log is a live region: redrawn whole on every settings broadcast, a screen
     reader could read the whole conversation out again. Lines stay where they are; a
     change of role, which changes what a line shows a moderator, still redraws."""
-    room = await live_server.create_room("Tuesday circle")
-    fac = await people("Fay", WIDE)
-    ana = await people("Ana", NARROW)
-    await fac.join(room["facilitator_url"])
-    await ana.join(room["invite_url"])
+    _room, fac, ana = await fay_and_ana(live_server, people, "Tuesday circle")
     await ana.page.get_by_label("Your message").fill("hello all")
     await ana.page.get_by_role("button", name="Send", exact=True).click()
     line = ana.page.get_by_role("log").locator("li").filter(has_text="hello all")
@@ -292,11 +284,7 @@ async def test_dismissing_a_notice_by_keyboard_keeps_the_focus_in_the_room(
     live_server: LiveServer, people: PersonFactory
 ) -> None:
     """The pressed button goes with its notice: focus fell to the top of the page."""
-    room = await live_server.create_room("Tuesday circle")
-    fac = await people("Fay", WIDE)
-    ana = await people("Ana", NARROW)
-    await fac.join(room["facilitator_url"])
-    await ana.join(room["invite_url"])
+    _room, fac, ana = await fay_and_ana(live_server, people, "Tuesday circle")
     await fac.tile("Ana").get_by_text("Actions").click()
     await fac.tile("Ana").get_by_role("button", name="Ask to unmute").click()
     not_now = ana.page.get_by_role("button", name="Not now")
