@@ -277,16 +277,12 @@ class PhoneLines:
         resume = self._resumable(call_id, room.id, key)
         for _ in range(NAME_RACE_TRIES):
             state = await self.service.store.get(room.id)
-            join = c.Join(
-                room=c.RoomInfo(room.id, room.title, room.settings()),
-                new_session_id=new_id(),
-                participant_id=new_id(),
-                name=_free_name(state, caller),
-                role=Role.PEER,
-                via=Via.PHONE,
-                conn=self.service.conn_of(call_id),
-                ban_keys=frozenset({f"phone:{key}"} if key else ()),
-                resume_id=resume.participant_id if resume else None,
+            join = self._join_command(
+                room,
+                call_id,
+                _free_name(state, caller),
+                key,
+                resume.participant_id if resume else None,
             )
             try:
                 outcome = await self.service.execute(room.id, None, join)
@@ -317,6 +313,23 @@ class PhoneLines:
         self._add(call)
         log.info("call %s joined room %s as %s", call_id, room.id, pid)
         return call
+
+    def _join_command(
+        self, room: RoomRecord, call_id: str, name: str, key: str | None, resume_id: str | None
+    ) -> c.Join:
+        """A caller's Join: known by the keyed hash of their number (a ban holds it), or
+        by nothing if it is withheld; taking back ``resume_id``'s place if it is there."""
+        return c.Join(
+            room=c.RoomInfo(room.id, room.title, room.settings()),
+            new_session_id=new_id(),
+            participant_id=new_id(),
+            name=name,
+            role=Role.PEER,
+            via=Via.PHONE,
+            conn=self.service.conn_of(call_id),
+            ban_keys=frozenset({f"phone:{key}"} if key else ()),
+            resume_id=resume_id,
+        )
 
     def _resumable(self, call_id: str, room_id: str, key: str | None) -> PhoneCall | None:
         """The earlier call this one takes over: same call id, or a dropped call from the
@@ -412,16 +425,8 @@ class PhoneLines:
             room = await self.service.room(call.room_id)
             if room is None:
                 return
-            join = c.Join(
-                room=c.RoomInfo(room.id, room.title, room.settings()),
-                new_session_id=new_id(),
-                participant_id=new_id(),
-                name=call.name,
-                role=Role.PEER,
-                via=Via.PHONE,
-                conn=self.service.conn_of(call.call_id),
-                ban_keys=frozenset({f"phone:{call.caller_key}"} if call.caller_key else ()),
-                resume_id=call.participant_id,
+            join = self._join_command(
+                room, call.call_id, call.name, call.caller_key, call.participant_id
             )
             outcome = await self.service.execute(room.id, None, join)
         except (RoomError, LiveUnavailable) as e:
