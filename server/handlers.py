@@ -52,7 +52,7 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
     ) -> dict[str, object] | None:
         if sent_as_event(sio, sid):
             return reserved_event("disconnect")
-        await service.disconnected(sid)
+        service.closed(sid)  # never awaits the room: see RoomService.closed
         return None
 
     async def unknown(event: str, sid: str, *args: object) -> dict[str, object]:

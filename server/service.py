@@ -117,6 +117,7 @@ class RoomService:
         self.conns: dict[str, Conn] = {}
         self.node_prefix = conn_handle(store.node_id, "")
         self._tasks: set[asyncio.Task[None]] = set()
+        self._drops: set[asyncio.Task[None]] = set()  # Drops of closed connections
         self._unsent_drops: list[tuple[str, c.Drop]] = []  # live store was down at the time
         self._buckets: dict[str, tuple[Bucket, Bucket]] = {}  # participant -> rate limits
         self._rooms: dict[str, tuple[RoomRecord, float]] = {}  # record, when fetched
@@ -304,10 +305,32 @@ class RoomService:
         self._unsent_drops.append((room_id, drop))
 
     async def disconnected(self, sid: str) -> None:
-        conn = self.conns.pop(sid, None)
+        conn = self._forget_conn(sid)
+        if conn is not None:
+            await self._drop(sid, conn)
+
+    def closed(self, sid: str) -> None:
+        """The Socket.IO disconnect handler's part. python-socketio calls that handler
+        inline from wherever it found the connection closed, and that can be a send
+        inside a room transition, holding the room: a broadcast reaching a long-polling
+        member whose client went silent closes it there. Awaiting the Drop then waited
+        for the room the broadcast held, for ever, and with it every later event of the
+        room. So the Drop runs in a task of its own (one that comes late is harmless: it
+        names the connection, and a resume has moved the participant to another)."""
+        conn = self._forget_conn(sid)
         if conn is None:
-            return  # closed by us (removed, left, ended): the room already knows
-        self.metrics.connections.dec()
+            return
+        task = asyncio.get_running_loop().create_task(self._drop(sid, conn))
+        self._drops.add(task)
+        task.add_done_callback(self._drops.discard)
+
+    def _forget_conn(self, sid: str) -> Conn | None:
+        conn = self.conns.pop(sid, None)
+        if conn is not None:  # None: closed by us (removed, left, ended): the room knows
+            self.metrics.connections.dec()
+        return conn
+
+    async def _drop(self, sid: str, conn: Conn) -> None:
         drop = c.Drop(conn.participant_id, self.conn_of(sid))
         try:
             await self.execute(conn.room_id, None, drop)
@@ -479,9 +502,11 @@ class RoomService:
         place."""
         sids = list(self.conns)
         await asyncio.gather(*(self.sio.disconnect(sid) for sid in sids), return_exceptions=True)
+        while self._drops:  # each close's Drop (:meth:`closed`), recorded before we go on
+            await asyncio.gather(*self._drops, return_exceptions=True)
 
     async def close(self) -> None:
-        await stop_tasks(*self._tasks)
+        await stop_tasks(*self._tasks, *self._drops)
 
 
 __all__ = ["DECODERS", "RoomService"]

@@ -134,3 +134,39 @@ async def test_answered_pings_go_on_from_the_sweep_with_no_task_per_connection(
         ]
         assert ping_tasks == []
         await ws.close()
+
+
+async def test_a_broadcast_that_finds_a_polling_member_gone_does_not_stall_the_room(
+    live_server: LiveServer, clients: Callable[..., Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """python-engineio checks a long-polling member's pings on every send to it and, if
+    its client went silent, closes it there, running the disconnect handler inline: in
+    the middle of the broadcast, while the room is held. Its Drop must not wait for the
+    room (it waited for ever, and every later event of the room with it)."""
+    import asyncio
+    import time
+
+    from server import eio_direct
+
+    async def no_sweep(eio_server: Any) -> int:  # so that the broadcast finds it first
+        return 0
+
+    monkeypatch.setattr(eio_direct, "sweep", no_sweep)
+    room = await live_server.create_room()
+    ann, bo = clients(), clients()
+    await ann.join(room["facilitator_token"], "Ann")
+    bo_id = (await bo.join(room["invite_token"], "Bo", transports=("polling",)))["you"]["id"]
+    eio = live_server.app[SIO].eio
+    (polled,) = [s for s in eio.sockets.values() if direct_connection(s) is None]
+    polled.last_ping = time.time() - eio.ping_timeout - 1  # its client has gone silent
+
+    ack = await asyncio.wait_for(ann.call("chat.send", {"text": "anyone there?"}), 5)
+    assert ack["ok"] is True, ack
+    await ann.wait_for(
+        "participant.updated",
+        lambda d: d["participant"]["id"] == bo_id and d["participant"]["connected"] is False,
+    )
+    await ann.ok("hand.raise")  # and the room goes on
+    # Bo's client never heard (the library's CLOSE is lost when it closes a silent
+    # socket from a send): let it go without waiting for its long-poll to time out.
+    await bo.sio.eio.disconnect(abort=True)
