@@ -18,7 +18,7 @@ from aiohttp.web_response import StreamResponse
 
 from presence.resume import ResumeTokens
 from server import checkins_http, eio_direct, handlers, transcripts
-from server.fanout import DirectManager, JsonPacket, MsgPackPacket
+from server.fanout import DirectManager, GuardedServer, JsonPacket, MsgPackPacket
 from server.http import routes, security_headers, storage_errors
 from server.keys import LIVE, METRICS, PHONE, RECORDER, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
 from server.live import LiveStore, MemoryStore
@@ -127,7 +127,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
     app[ROOM_TOKENS] = RoomTokens(settings.secret)
-    sio = socketio.AsyncServer(
+    sio = GuardedServer(
         async_mode="aiohttp",
         serializer=MsgPackPacket if settings.wire == "msgpack" else JsonPacket,
         cors_allowed_origins=_origins(settings),

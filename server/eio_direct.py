@@ -201,7 +201,7 @@ async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> 
     socket.peerroom_direct = conn
     on_message = server.handlers.get("message")
     try:
-        while True:
+        while not socket.closed:  # (closed already if the handshake outlasted the client)
             # No receive timeout (a timer per message): a client that stops answering
             # pings is aborted by :func:`sweep`, which ends this read.
             msg = await ws.receive()
@@ -229,8 +229,10 @@ async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> 
                 await socket.receive(pkt)
             except Exception:  # an unknown packet type, or the socket closed meanwhile
                 log.debug("%s: packet not handled", socket.sid, exc_info=True)
-                if socket.closed:
-                    break
+            if socket.closed:
+                # The client's Engine.IO CLOSE: with no pings any more, nothing else
+                # would end this read while the peer keeps the TCP connection open.
+                break
     finally:
         conn.stop()
         socket.peerroom_direct = None

@@ -11,6 +11,7 @@ ack callback keep the library's path. Members on a direct connection
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any, Final
@@ -206,20 +207,58 @@ class OrJson:
 
     @staticmethod
     def loads(text: str | bytes) -> Any:
-        return orjson.loads(text)
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            # orjson refuses a lone surrogate ("\\ud83d": an emoji cut in half, which a
+            # browser's JSON.stringify sends as is); the packet was then dropped unread,
+            # with no ack, and a name with one never got its ``name_invalid``. The
+            # standard parser reads it (the validators then refuse it with a code); it
+            # must still refuse what orjson refused for being no JSON at all.
+            return _lenient_loads(text)
+
+
+def _lenient_loads(text: str | bytes) -> Any:
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class BinaryRefused(UnreadablePacket):
+    """A binary event or ack from a client. peerroom's events carry no bytes, and the
+    library would gather attachments for one with no bound on their count or size."""
+
+    def __init__(self, namespace: str | None, ack_id: int | None) -> None:
+        super().__init__("binary packet")
+        self.namespace = namespace
+        self.ack_id = ack_id
 
 
 class _Unreadable:
-    """A packet class whose decode failures are :class:`UnreadablePacket`."""
-
-    DECODE_ERRORS: tuple[type[Exception], ...] = (ValueError,)
+    """A packet class whose decode failures are :class:`UnreadablePacket`: whatever the
+    bytes, a packet with an int type, a text namespace (or none) and an int id (or
+    none), and an event's name is text. Binary packets are refused."""
 
     def decode(self, encoded_packet: Any) -> Any:
         try:
             attachments = super().decode(encoded_packet)  # type: ignore[misc]
-        except self.DECODE_ERRORS as e:
+        except Exception as e:  # hand-made bytes: any failure of the parser is theirs
             raise UnreadablePacket(type(e).__name__) from None
-        if self.packet_type in _EVENTS:  # type: ignore[attr-defined]
+        kind, namespace, ack_id = self.packet_type, self.namespace, self.id  # type: ignore[attr-defined]
+        if type(kind) is not int or not 0 <= kind <= packet.BINARY_ACK:
+            raise UnreadablePacket("no packet type")
+        if not (namespace is None or isinstance(namespace, str)):
+            raise UnreadablePacket("a namespace that is not text")
+        if not (ack_id is None or type(ack_id) is int):
+            raise UnreadablePacket("an ack id that is not a number")
+        if kind in _BINARY:
+            raise BinaryRefused(namespace, ack_id if kind == packet.BINARY_EVENT else None)
+        if kind == packet.EVENT:
             data = self.data  # type: ignore[attr-defined]
             if not (isinstance(data, list) and data and isinstance(data[0], str)):
                 # The library would look the name up in a dict: a list is unhashable.
@@ -227,7 +266,44 @@ class _Unreadable:
         return attachments
 
 
-_EVENTS: Final = frozenset((packet.EVENT, packet.BINARY_EVENT))
+_BINARY: Final = frozenset((packet.BINARY_EVENT, packet.BINARY_ACK))
+
+
+class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server, reading only what is a Socket.IO packet.
+
+    Engine.IO hands on a message it could read as JSON as that value (``4[]``, ``4null``)
+    and an empty one as empty; python-socketio then failed on it with a traceback, on
+    every such frame from anyone who opened a connection. An unreadable packet is
+    dropped with one line of log (no content) and the connection goes on. A binary
+    event is refused, with an ack saying so when it asked for one: the library kept
+    every later message of the connection as its attachments, however many it named."""
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if not data or not isinstance(data, str | bytes):
+            log.info("%s: unreadable packet dropped (not a Socket.IO packet)", eio_sid)
+            return
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except BinaryRefused as e:
+            log.info("%s: unreadable packet dropped (binary packets are not taken)", eio_sid)
+            await self._refuse_binary(eio_sid, e)
+        except UnreadablePacket as e:
+            log.info("%s: unreadable packet dropped (%s)", eio_sid, e)
+
+    async def _refuse_binary(self, eio_sid: str, e: BinaryRefused) -> None:
+        namespace = e.namespace or "/"
+        if e.ack_id is None or self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
+            return
+        refusal = {
+            "ok": False,
+            "error": {
+                "code": "bad_request",
+                "message": "Binary attachments are not taken: send the event as text.",
+            },
+        }
+        ack = self.packet_class(packet.ACK, namespace=namespace, data=[refusal], id=e.ack_id)
+        await self._send_packet(eio_sid, ack)
 
 
 class JsonPacket(_Unreadable, packet.Packet):  # type: ignore[misc]
@@ -240,7 +316,7 @@ class JsonPacket(_Unreadable, packet.Packet):  # type: ignore[misc]
     from validated input, and a client's binary attachment never passes the payload
     decoders (a string field is a string). Should a payload hold bytes all the same,
     orjson refuses it loudly (``TypeError``) rather than anything being sent.
-    Incoming binary packets are decoded by the library as before.
+    Incoming binary packets are refused (:class:`GuardedServer`).
     """
 
     json = OrJson
@@ -252,5 +328,3 @@ class JsonPacket(_Unreadable, packet.Packet):  # type: ignore[misc]
 
 class MsgPackPacket(_Unreadable, msgpack_packet.MsgPackPacket):  # type: ignore[misc]
     """python-socketio's msgpack packet, with the same :class:`UnreadablePacket`."""
-
-    DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError)

@@ -31,8 +31,9 @@ def reserved_event(event: str) -> dict[str, object]:
 
 
 def register(sio: socketio.AsyncServer, service: RoomService) -> None:
+    # environ's default: a client's 42["connect"] calls this with the sid alone.
     async def connect(
-        sid: str, environ: object, auth: object = None, *extra: object
+        sid: str, environ: object = None, auth: object = None, *extra: object
     ) -> dict[str, object] | None:
         if sent_as_event(sio, sid):
             return reserved_event("connect")
@@ -55,8 +56,10 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
         service.closed(sid)  # never awaits the room: see RoomService.closed
         return None
 
-    async def unknown(event: str, sid: str, *args: object) -> dict[str, object]:
-        message = f"There is no event called {event[:40]!r}."
+    async def unknown(event: str, sid: object = None, *args: object) -> dict[str, object]:
+        # An event named "*" comes here as (sid, *args): the name is the catch-all's own.
+        name = "*" if sid is None or sio.manager.is_connected(event, "/") else event
+        message = f"There is no event called {name[:40]!r}."
         return RoomError(ErrorCode.BAD_REQUEST, message).ack()
 
     sio.on("connect", connect)

@@ -18,10 +18,12 @@ class Bucket:
 
     def available(self, now: float) -> float:
         """Tokens there would be at ``now``, without taking one."""
-        return min(self.capacity, self.tokens + (now - self.at) * self.per_sec)
+        return min(self.capacity, self.tokens + max(0.0, now - self.at) * self.per_sec)
 
     def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.per_sec)
+        # max(): a wall clock stepped back (NTP, a VM resumed) refills nothing, rather
+        # than putting the bucket hours in debt.
+        self.tokens = self.available(now)
         self.at = now
         if self.tokens >= 1:
             self.tokens -= 1

@@ -47,7 +47,7 @@ async def raw_join(ws: aiohttp.ClientWebSocketResponse, token: str, name: str) -
 async def test_unreadable_packets_cost_nothing_but_themselves(
     live_server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.eio_direct")
+    caplog.set_level(logging.INFO, logger="server")
     room = await live_server.create_room()
     async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
         welcome = await raw_join(ws, room["invite_token"], "Raw")
@@ -77,7 +77,7 @@ async def test_unreadable_packets_cost_nothing_but_themselves(
 async def test_unreadable_msgpack_packets_too(
     server_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.eio_direct")
+    caplog.set_level(logging.INFO, logger="server")
     server: LiveServer = await server_factory(wire="msgpack")
     room = await server.create_room()
 
@@ -132,7 +132,7 @@ async def test_a_transport_message_over_1_mb_closes_only_that_connection(
 async def test_a_frame_that_is_not_engine_io_closes_that_connection_quietly(
     live_server: LiveServer, clients: Callable[..., Client], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.eio_direct")
+    caplog.set_level(logging.INFO, logger="server")
     room = await live_server.create_room()
     fac = clients()
     await fac.join(room["facilitator_token"], "Ann")
@@ -147,21 +147,162 @@ async def test_a_frame_that_is_not_engine_io_closes_that_connection_quietly(
     await fac.ok("chat.send", {"text": "the room goes on"})
 
 
-async def test_a_binary_attachment_on_the_json_wire_is_refused_with_a_code(
-    live_server: LiveServer,
+async def test_a_binary_event_on_the_json_wire_is_refused_with_a_code(
+    live_server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Bytes never reach an event payload (JsonPacket sends text only): a client's
-    binary attachment where text belongs fails validation, and the connection goes on."""
+    """peerroom's events carry no bytes. python-socketio gathered the attachments a
+    binary event announced, every later message of the connection, with no bound on
+    their count (451000000000-...) or size: memory for anyone with an invite link, and
+    the connection's own events never handled again. Now refused at once, with an ack."""
+    caplog.set_level(logging.INFO, logger="server")
     room = await live_server.create_room()
     async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
         await raw_join(ws, room["invite_token"], "Raw")
-        await ws.send_str('451-5["chat.send",{"text":{"_placeholder":true,"num":0}}]')
-        await ws.send_bytes(b"\x00\x01binary")
+        await ws.send_str('451000000000-5["chat.send",{"text":{"_placeholder":true,"num":0}}]')
         (ack,) = await next_packet(ws, "435")
         assert ack["ok"] is False and ack["error"]["code"] == "bad_request"
+        for _ in range(3):  # attachments no packet waits for: each dropped on its own
+            await ws.send_bytes(b"\x00\x01binary" * 1000)
         await ws.send_str('426["chat.send",{"text":"after"}]')
         (ok,) = await next_packet(ws, "436")
         assert ok["ok"] is True
+    dropped = [r for r in caplog.records if "unreadable packet dropped" in r.getMessage()]
+    assert len(dropped) == 4
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_binary_event_on_the_msgpack_wire_is_refused_too(server_factory: Any) -> None:
+    """Before, the packet was parked waiting for attachments that never come, and every
+    later message of the connection raised: no event of it was handled again."""
+    server: LiveServer = await server_factory(wire="msgpack")
+    room = await server.create_room()
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(server)) as ws:
+        await next_packet(ws, "0")
+        auth = {"token": room["invite_token"], "name": "Raw"}
+        await ws.send_bytes(msgpack.packb({"type": 0, "data": auth, "nsp": "/"}))
+        await next_msgpack(ws, 0)
+        binary = {"type": 5, "data": ["chat.send", {"text": "x"}], "nsp": "/", "id": 3}
+        await ws.send_bytes(msgpack.packb(binary))
+        ack = await next_msgpack(ws, 3)
+        assert ack["id"] == 3 and ack["data"][0]["error"]["code"] == "bad_request"
+        event = {"type": 2, "data": ["chat.send", {"text": "after"}], "nsp": "/", "id": 4}
+        await ws.send_bytes(msgpack.packb(event))
+        ack = await next_msgpack(ws, 3)
+        assert ack["id"] == 4 and ack["data"][0]["ok"] is True
+
+
+async def next_msgpack(ws: aiohttp.ClientWebSocketResponse, kind: int) -> Any:
+    """The next msgpack Socket.IO packet of type ``kind``, answering pings meanwhile."""
+    while True:
+        msg = await ws.receive(timeout=WAIT)
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            if msg.data == "2":
+                await ws.send_str("3")
+            continue
+        assert msg.type is aiohttp.WSMsgType.BINARY, msg
+        packet = msgpack.unpackb(msg.data)
+        if packet["type"] == kind:
+            return packet
+
+
+async def test_frames_that_are_no_socket_io_packet_are_dropped_without_a_traceback(
+    server_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each of these once cost an ERROR with a traceback in the log (anyone could fill
+    it), and the last two an event never acked."""
+    caplog.set_level(logging.INFO, logger="server")
+    for wire, junk in (
+        (
+            "json",
+            # Engine.IO reads the JSON after "4" and hands on a list, null, a dict; an
+            # empty message; a text frame sent as binary; a type that is a list.
+            ["4", "4[]", "4null", "4{}", "4[1]", '4{"a":1}'],
+        ),
+        (
+            "msgpack",
+            [
+                msgpack.packb({"type": [1], "nsp": "/"}),
+                msgpack.packb({"type": 2, "nsp": ["/"], "data": ["chat.send", {}]}),
+                msgpack.packb({"type": 2, "nsp": "/", "data": ["chat.send", {}], "id": "7"}),
+                msgpack.packb({"type": 99, "nsp": "/"}),
+            ],
+        ),
+    ):
+        server: LiveServer = await server_factory(wire=wire)
+        room = await server.create_room()
+        async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(server)) as ws:
+            if wire == "json":
+                await raw_join(ws, room["invite_token"], "Raw")
+                await ws.send_bytes(b'2["a"]')
+                for frame in junk:
+                    await ws.send_str(frame)
+                # Reserved names sent as events: refused with a code, not a TypeError.
+                await ws.send_str('421["connect"]')
+                await ws.send_str('422["*"]')
+                for n in (1, 2):
+                    (ack,) = await next_packet(ws, f"43{n}")
+                    assert ack["error"]["code"] == "bad_request", ack
+                await ws.send_str('423["chat.send",{"text":"after"}]')
+                (ok,) = await next_packet(ws, "433")
+                assert ok["ok"] is True
+            else:
+                await next_packet(ws, "0")
+                auth = {"token": room["invite_token"], "name": "Raw"}
+                await ws.send_bytes(msgpack.packb({"type": 0, "data": auth, "nsp": "/"}))
+                await next_msgpack(ws, 0)
+                for frame in junk:
+                    await ws.send_bytes(frame)  # type: ignore[arg-type]
+                event = {"type": 2, "data": ["chat.send", {"text": "after"}], "nsp": "/", "id": 8}
+                await ws.send_bytes(msgpack.packb(event))
+                ack = await next_msgpack(ws, 3)
+                assert ack["id"] == 8 and ack["data"][0]["ok"] is True
+    dropped = [r for r in caplog.records if "unreadable packet dropped" in r.getMessage()]
+    assert len(dropped) == 7 + 4
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_lone_surrogate_gets_a_code_not_silence(
+    live_server: LiveServer, clients: Callable[..., Client]
+) -> None:
+    """A browser's JSON.stringify sends an emoji cut in half as a lone "\\ud83d". orjson
+    refuses it, and the packet was dropped unread: a chat line got no ack (the page said
+    "no answer"), a name with one no refusal (the join hung)."""
+    room = await live_server.create_room()
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
+        await next_packet(ws, "0")
+        token = json.dumps(room["invite_token"])
+        await ws.send_str('40{"token":' + token + ',"name":"Cut \\ud83d"}')
+        refusal = await next_packet(ws, "44")
+        assert refusal["data"]["code"] == "name_invalid", refusal
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
+        await raw_join(ws, room["invite_token"], "Raw")
+        await ws.send_str('421["chat.send",{"text":"half an emoji \\ud83d"}]')
+        (ack,) = await next_packet(ws, "431")
+        assert ack["ok"] is False and ack["error"]["code"] == "bad_request"
+        await ws.send_str('422["chat.send",{"text":NaN}]')  # still no JSON
+        await ws.send_str('423["chat.send",{"text":"\\ud83d\\ude42 whole"}]')
+        (ok,) = await next_packet(ws, "433")
+        assert ok["ok"] is True
+
+
+async def test_an_engine_io_close_from_the_client_ends_its_connection(
+    live_server: LiveServer, clients: Callable[..., Client]
+) -> None:
+    """Engine.IO's CLOSE packet ("1") closes the socket; the direct reader went on
+    waiting for frames from a connection no ping would ever check again."""
+    room = await live_server.create_room()
+    ann = clients()
+    await ann.join(room["facilitator_token"], "Ann")
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
+        raw_id = (await raw_join(ws, room["invite_token"], "Raw"))["you"]["id"]
+        await ws.send_str("1")
+        while (msg := await ws.receive(timeout=WAIT)).type is aiohttp.WSMsgType.TEXT:
+            pass
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    await ann.wait_for(
+        "participant.updated",
+        lambda d: d["participant"]["id"] == raw_id and d["participant"]["connected"] is False,
+    )
 
 
 async def test_connect_and_disconnect_sent_as_events_change_nothing(
@@ -220,7 +361,7 @@ async def test_connect_and_disconnect_sent_as_events_change_nothing(
 async def test_an_event_whose_name_is_not_text_is_dropped_quietly(
     live_server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.eio_direct")
+    caplog.set_level(logging.INFO, logger="server")
     room = await live_server.create_room()
     async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
         await raw_join(ws, room["invite_token"], "Raw")
