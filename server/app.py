@@ -19,7 +19,7 @@ from aiohttp.web_response import StreamResponse
 from presence.resume import ResumeTokens
 from server import checkins_http, eio_direct, handlers, transcripts
 from server.fanout import DirectManager, GuardedServer, JsonPacket, MsgPackPacket
-from server.http import routes, security_headers, storage_errors
+from server.http import route_of, routes, security_headers, storage_errors
 from server.keys import LIVE, METRICS, PHONE, RECORDER, ROOM_TOKENS, SERVICE, SETTINGS, STORAGE
 from server.live import LiveStore, MemoryStore
 from server.metrics import Metrics
@@ -96,9 +96,12 @@ class RedactingAccessLogger(AbstractAccessLogger):
     """Access log without tokens: /r/<token> and query strings are never written."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        path = request.path
-        if path.startswith("/r/"):
-            path = "/r/<token>"
+        # The matched route's pattern (/r/{token}, /api/rooms/{room_id}), never the path
+        # itself: a path that matched nothing (//r/<token>, a mistyped link) may hold a
+        # token too. Static files are one route; the client's file names are logged.
+        path = route_of(request) if isinstance(request, web.Request) else "-"
+        if path == "/static" and response.status < 400:
+            path = request.path
         self.logger.info("%s %s %s %.1fms", request.method, path, response.status, time * 1000)
 
 
@@ -221,7 +224,13 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     clock = asyncio.get_running_loop().create_task(service.run_clock())
     monitor = asyncio.get_running_loop().create_task(eio_direct.monitor(app[SIO].eio))
     yield
-    await stop_tasks(clock, monitor)
-    await service.close()
-    await phone.close()
-    await store.close()
+    # Each closed even if one before it fails: the phone lines' task and the Redis
+    # connections must not outlive a service that failed to close.
+    try:
+        await stop_tasks(clock, monitor)
+        await service.close()
+    finally:
+        try:
+            await phone.close()
+        finally:
+            await store.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable
@@ -26,6 +28,12 @@ MAX_BODY_BYTES: Final = 8 * 1024
 PIN_DIGITS: Final = 6  # easy to key in on a phone, a million to guess from
 PIN_TRIES: Final = 20
 
+# What a room, session or check-in id can look like (secrets.token_urlsafe): anything
+# else is no id of ours, answered 404 before it reaches a database (PostgreSQL refused a
+# NUL in one with an error of its own, a 500).
+ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -124,6 +132,8 @@ async def create_room(
 @routes.post("/api/rooms")
 async def post_room(request: web.Request) -> web.Response:
     if not is_admin(request):
+        if bearer(request) is None:  # as every other route: no token is 401, a wrong one 403
+            raise http_error(ErrorCode.BAD_TOKEN, "Send 'Authorization: Bearer <token>'.")
         raise http_error(ErrorCode.FORBIDDEN, "Creating rooms needs the admin token.")
     data = await json_body(request)
     try:
@@ -145,6 +155,8 @@ async def post_room(request: web.Request) -> web.Response:
 async def get_room(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
     require_admin_or_facilitator(request, room_id)
+    if not ID_PATTERN.match(room_id):
+        raise http_error(ErrorCode.NOT_FOUND, "No such room.")
     room = await request.app[STORAGE].get_room(room_id)
     if room is None:
         raise http_error(ErrorCode.NOT_FOUND, "No such room.")
@@ -234,6 +246,8 @@ async def _storage_errors(request: web.Request, handler: Handler) -> web.StreamR
         raise http_error(
             ErrorCode.UNAVAILABLE, "The database is unavailable right now; try again soon."
         ) from None
+    except RoomError as e:  # the live state's store is down (LiveUnavailable), say
+        raise http_error(e.code, str(e)) from None
     except web.HTTPMethodNotAllowed as e:
         if not request.path.startswith("/api/") or e.content_type == "application/json":
             raise
@@ -251,6 +265,31 @@ async def _storage_errors(request: web.Request, handler: Handler) -> web.StreamR
         if not request.path.startswith("/api/") or e.content_type == "application/json":
             raise
         raise http_error(ErrorCode.NOT_FOUND, "There is no such API path.") from None
+    except web.HTTPException:
+        raise
+    except Exception:
+        if not request.path.startswith("/api/"):
+            raise
+        # aiohttp's own 500 is plain text; an API client gets the contract's shape. The
+        # route's pattern is logged, never the path (it may hold an id or a token).
+        log.exception("%s %s failed", request.method, route_of(request))
+        body = {
+            "error": {
+                "code": "internal",
+                "message": "Something went wrong on the server; try again in a minute.",
+            }
+        }
+        raise web.HTTPInternalServerError(
+            text=json.dumps(body), content_type="application/json"
+        ) from None
+
+
+def route_of(request: web.Request) -> str:
+    """The matched route's pattern (``/api/rooms/{room_id}``), or ``-``: what a log may say
+    of a request's path."""
+    info = request.match_info
+    resource = getattr(info.route, "resource", None) if info.http_exception is None else None
+    return resource.canonical if resource is not None else "-"
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import pytest
 
-from tests.support import LiveServer
+from tests.support import LiveServer, fresh_pg_database
 
 
 async def request(
@@ -28,9 +30,9 @@ async def request(
 async def test_create_room_needs_the_admin_token(live_server: LiveServer) -> None:
     url = f"{live_server.url}/api/rooms"
     status, body, _ = await request("POST", url, json={"title": "x"})
-    assert status == 403 and body["error"]["code"] == "forbidden"
+    assert status == 401 and body["error"]["code"] == "bad_token"  # as the other routes
     status, body, _ = await request("POST", url, token="wrong", json={"title": "x"})
-    assert status == 403
+    assert status == 403 and body["error"]["code"] == "forbidden"
 
 
 async def test_create_room_validates_its_body(live_server: LiveServer) -> None:
@@ -161,3 +163,38 @@ async def test_api_errors_are_json_with_a_code(live_server: LiveServer) -> None:
     status, got, headers = await request("DELETE", f"{live_server.url}/api/rooms")
     assert status == 405 and got["error"]["code"] == "bad_request"
     assert "POST" in headers["Allow"]
+
+
+async def test_an_id_that_cannot_be_one_is_not_found_before_any_database(
+    server_factory: Any,
+) -> None:
+    """Room ids are token_urlsafe: a NUL, a slash or 500 characters are none, and on
+    PostgreSQL a NUL made the query itself fail (a text 500, not the contract's JSON)."""
+    async with fresh_pg_database() as database_url:
+        for server in (await server_factory(), await server_factory(database_url=database_url)):
+            tok = server.admin_token
+            for room_id in ("%00x", "a%2Fb", "x" * 500, "%C3%A9t%C3%A9"):
+                url = f"{server.url}/api/rooms/{room_id}"
+                status, got, _ = await request("GET", url, token=tok)
+                assert status == 404 and got["error"]["code"] == "not_found", (room_id, got)
+            await server.stop()
+
+
+async def test_the_access_log_names_routes_never_paths(
+    live_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only /r/<token> was redacted: //r/<token> (a link pasted after a slash) or a
+    token in any unmatched path went to the log whole."""
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    room = await live_server.create_room()
+    token = room["invite_token"]
+    caplog.clear()
+    for path in (f"/r/{token}", f"//r/{token}", f"/{token}", f"/api/rooms/{room['room_id']}"):
+        await request("GET", live_server.url + path, token=room["facilitator_token"])
+    await request("GET", live_server.url + "/static/app.js")
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert len(lines) == 5, lines
+    assert not [line for line in lines if token in line or room["room_id"] in line], lines
+    assert "GET /r/{token} 200" in lines[0] and "GET - 404" in lines[1], lines
+    assert "GET /api/rooms/{room_id} 200" in lines[3], lines
+    assert "/static/app.js" in lines[4], lines

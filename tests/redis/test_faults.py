@@ -149,6 +149,7 @@ async def test_redis_restart_mid_session(
         for cl in (fac, on_a, on_b):
             await wait_seq(cl, 5)
         order = [wb["you"]["id"], wa["you"]["id"]]
+        quiet = await cluster.create_room(a, title="Thursday")  # no node holds it
 
         start = time.monotonic()
         redis.kill()
@@ -156,6 +157,16 @@ async def test_redis_restart_mid_session(
         down = [await wait_health(n.url, 503, 10) for n in (a, b)]
         ack = await on_b.call("hand.lower")
         assert ack["ok"] is False and ack["error"]["code"] == "unavailable", ack
+        # A room's settings need its live state from Redis: a coded 503 (was a text 500).
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"{a.url}/api/rooms/{quiet['room_id']}",
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            ) as r,
+        ):
+            assert r.status == 503, await r.text()
+            assert (await r.json())["error"]["code"] == "unavailable"
 
         restarted = time.monotonic()
         own_redis()
