@@ -38,7 +38,7 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
         if sent_as_event(sio, sid):
             return reserved_event("connect")
         try:
-            await service.connect(sid, auth)
+            await service.connect(sid, auth, address=_address(service, environ))
             return None
         except RoomError as e:
             refusal = e
@@ -67,6 +67,15 @@ def register(sio: socketio.AsyncServer, service: RoomService) -> None:
     for event in DECODERS:
         sio.on(event, _handler(service, event))
     sio.on("*", unknown)
+
+
+def _address(service: RoomService, environ: object) -> str | None:
+    """The client's address for the join limit (see JoinLimiter.client_address)."""
+    request = environ.get("aiohttp.request") if isinstance(environ, dict) else None
+    if request is None:
+        return None
+    forwarded = request.headers.get("X-Forwarded-For")
+    return service.joins.client_address(request.remote, forwarded)
 
 
 UNAVAILABLE = RoomError(

@@ -1,8 +1,12 @@
-"""Token buckets per connection: a burst, then a steady rate. Time is passed in."""
+"""Token buckets: a burst, then a steady rate. Time is passed in."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from typing import Final
+
+ADDRESSES_KEPT: Final = 50_000  # client addresses' join buckets kept, the oldest forgotten
 
 
 @dataclass(slots=True)
@@ -29,3 +33,51 @@ class Bucket:
             self.tokens -= 1
             return True
         return False
+
+
+class JoinLimiter:
+    """New joins per client address: a burst, then a steady rate, on this node.
+
+    Without it anyone holding an invite link could fill a room with names (each keeps
+    its seat for the grace period after dropping, so real members got ``room_full``)
+    or flood it with joined and left lines. Resumes are not counted: a group coming
+    back after a restart takes its places back at once."""
+
+    def __init__(self, burst: int, per_sec: float, trusted_proxies: tuple[str, ...]) -> None:
+        self._burst = burst
+        self._per_sec = per_sec
+        self._trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted_proxies)
+        self._buckets: dict[str, Bucket] = {}
+
+    def client_address(self, remote: str | None, forwarded_for: str | None) -> str | None:
+        """Whom a join comes from: the peer, or, when the peer is a trusted proxy, the
+        last address of its X-Forwarded-For (the one it added; earlier ones are the
+        client's word). None: a join from this machine itself, not limited (the
+        operator's own scripts, the benchmark, the tests)."""
+        if not remote:
+            return None
+        if not self._is_trusted(remote):
+            return remote
+        last = (forwarded_for or "").rsplit(",", 1)[-1].strip()
+        if not last:
+            return None
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            return last[:64]  # not an address: still one key per value, bounded
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._trusted)
+
+    def take(self, address: str | None, now: float) -> bool:
+        if address is None:
+            return True
+        bucket = self._buckets.pop(address, None) or Bucket.full(self._burst, self._per_sec, now)
+        self._buckets[address] = bucket  # most recent last
+        while len(self._buckets) > ADDRESSES_KEPT:
+            del self._buckets[next(iter(self._buckets))]
+        return bucket.take(now)

@@ -39,7 +39,7 @@ from rooms.names import name_key
 from server.live import LiveStore, LiveUnavailable, conn_handle
 from server.metrics import Metrics
 from server.payloads import DECODERS, decode, validate_name
-from server.ratelimit import Bucket
+from server.ratelimit import Bucket, JoinLimiter
 from server.recorder import STORAGE_EVENTS, Recorder
 from server.settings import MAX_PAYLOAD_BYTES, Settings
 from server.storage.base import RoomRecord, Storage, StorageUnavailable
@@ -120,6 +120,9 @@ class RoomService:
         self._drops: set[asyncio.Task[None]] = set()  # Drops of closed connections
         self._unsent_drops: list[tuple[str, c.Drop]] = []  # live store was down at the time
         self._buckets: dict[str, tuple[Bucket, Bucket]] = {}  # participant -> rate limits
+        self.joins = JoinLimiter(
+            settings.join_burst, settings.join_per_sec, settings.trusted_proxies
+        )
         self._rooms: dict[str, tuple[RoomRecord, float]] = {}  # record, when fetched
         self._room_lookups: dict[str, asyncio.Future[RoomRecord | None]] = {}
         self.phone: PhoneDelivery | None = None
@@ -153,8 +156,9 @@ class RoomService:
             return None
         return conn[len(self.node_prefix) :]
 
-    async def connect(self, sid: str, auth: object) -> None:
-        """Join (or wait, or resume). Raises RoomError with a connect-refusal code."""
+    async def connect(self, sid: str, auth: object, *, address: str | None = None) -> None:
+        """Join (or wait, or resume). Raises RoomError with a connect-refusal code.
+        ``address``: the client's, for the join rate limit (None: not limited)."""
         a = auth if isinstance(auth, dict) else {}
         token = self.room_tokens.verify(a.get("token"))
         room = await self._room(token.room_id) if token else None
@@ -164,6 +168,15 @@ class RoomService:
             )
         name = validate_name(a.get("name"))
         claim = self.resume_tokens.verify(a.get("resume")) if a.get("resume") else None
+        if (
+            address is not None
+            and not await self._resumes(room.id, claim)
+            and not self.joins.take(address, self.clock())
+        ):
+            raise RoomError(
+                ErrorCode.RATE_LIMITED,
+                "Many people joined from your connection just now: wait a minute, then try again.",
+            )
         device = a.get("device")
         ban_keys = {f"name:{name_key(name)}"}
         if isinstance(device, str) and 0 < len(device) <= MAX_DEVICE_CHARS:
@@ -185,6 +198,20 @@ class RoomService:
         self.conns[sid] = Conn(room.id, pid, chat=chat, other=other)
         self.metrics.connections.inc()
         self.spawn(self._greet_when_connected(sid, room.id, pid))
+
+    async def _resumes(self, room_id: str, claim: ResumeClaim | None) -> bool:
+        """Whether ``claim`` takes a place that is there to take back (a resume, which the
+        join limit does not count; a token replayed after its place is gone would be a
+        way round it)."""
+        if claim is None or claim.room_id != room_id:
+            return False
+        state = await self.store.get(room_id)
+        return (
+            state is not None
+            and state.session_id == claim.session_id
+            and (state.get(claim.participant_id) or state.get_waiting(claim.participant_id))
+            is not None
+        )
 
     def _buckets_of(self, pid: str) -> tuple[Bucket, Bucket]:
         """The participant's rate limits: kept across their reconnects on this node, so

@@ -28,6 +28,10 @@ CHAT_BURST: Final = 5  # chat lines a participant may send at once...
 CHAT_PER_SEC: Final = 1.0  # ...refilled at this rate: a fast typist, not a flood
 EVENT_BURST: Final = 20  # any other event: clicking around is fine, a script is not
 EVENT_PER_SEC: Final = 5.0
+# New joins (not resumes) from one client address: a group meeting in one community
+# centre joins together, a script adding name after name to fill a room does not.
+JOIN_BURST: Final = 30
+JOIN_PER_SEC: Final = 0.5
 DEFAULT_GC_THRESHOLDS: Final = (50_000, 2, 100)  # server/gctune.py says why
 # Connections the kernel may hold before the server accepts them. aiohttp's default, 128,
 # overflows when a group of hundreds reconnects at once (measured: SYN retransmits, 1-3 s
@@ -57,6 +61,11 @@ class Settings:
     event_burst: int = EVENT_BURST
     event_per_sec: float = EVENT_PER_SEC
     metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    join_burst: int = JOIN_BURST
+    join_per_sec: float = JOIN_PER_SEC
+    # Proxies whose X-Forwarded-For names the client (its last address: the one the
+    # proxy added). A join from one of these naming nobody is from this machine itself.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     admin_token: str | None = field(default=None, repr=False)
     secret: str | None = field(default=None, repr=False)
     bridge_token: str | None = field(default=None, repr=False)
@@ -118,6 +127,9 @@ _OPTIONS: Final[dict[str, tuple[str, type | object]]] = {
     "event_burst": ("PEERROOM_EVENT_BURST", int),
     "event_per_sec": ("PEERROOM_EVENT_RATE", float),
     "metrics_allow": ("PEERROOM_METRICS_ALLOW", _csv),
+    "join_burst": ("PEERROOM_JOIN_BURST", int),
+    "join_per_sec": ("PEERROOM_JOIN_RATE", float),
+    "trusted_proxies": ("PEERROOM_TRUSTED_PROXIES", _csv),
     "twilio_account_sid": ("PEERROOM_TWILIO_ACCOUNT_SID", str),
     "twilio_api_base": ("PEERROOM_TWILIO_API_BASE", str),
     "twilio_webhook_base": ("PEERROOM_TWILIO_WEBHOOK_BASE", str),
@@ -185,6 +197,8 @@ _MINIMUM: Final[dict[str, float]] = {
     "chat_per_sec": 0.001,
     "event_burst": 1,
     "event_per_sec": 0.001,
+    "join_burst": 1,
+    "join_per_sec": 0.001,
     "listen_backlog": 1,
 }
 

@@ -195,21 +195,31 @@ class Client:
         resume: str | None = None,
         expect: str = "welcome",
         transports: tuple[str, ...] = ("websocket",),
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> Any:
         auth: dict[str, Any] = {"token": token, "name": name, **extra}
         if resume:
             auth["resume"] = resume
-        await self.sio.connect(self.url, auth=auth, transports=list(transports), wait_timeout=5)
+        await self.sio.connect(
+            self.url,
+            auth=auth,
+            transports=list(transports),
+            headers=headers or {},
+            wait_timeout=5,
+        )
         return await self.wait_for(expect)
 
-    async def refused(self, token: Any, name: Any, **extra: Any) -> dict[str, Any]:
+    async def refused(
+        self, token: Any, name: Any, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> dict[str, Any]:
         """Try to join; return the refusal's ``{code, message}``."""
         with contextlib.suppress(socketio.exceptions.ConnectionError):
             await self.sio.connect(
                 self.url,
                 auth={"token": token, "name": name, **extra},
                 transports=["websocket"],
+                headers=headers or {},
                 wait_timeout=5,
             )
         assert self.connect_error is not None, "the join was not refused"

@@ -302,3 +302,59 @@ async def test_waiting_joiners_share_a_failed_lookup(
     # The failure is not remembered: once storage answers, the next join reads again.
     monkeypatch.undo()
     await clients().join(room["invite_token"], "Later")
+
+
+async def test_new_joins_from_one_address_are_limited_but_resumes_are_not(
+    server_factory: Callable[..., Any], clients: MakeClient
+) -> None:
+    """Anyone with the invite link could add name after name: each keeps its seat for
+    the grace period after dropping, so real members got room_full. Behind the proxy
+    (loopback here) the client is the last X-Forwarded-For address, the one it added."""
+    server: LiveServer = await server_factory(join_burst=3, join_per_sec=0.001)
+    room = await server.create_room()
+    token = room["invite_token"]
+    one = {"X-Forwarded-For": "203.0.113.7"}
+    welcomes = []
+    for name in ("A1", "A2", "A3"):
+        c = clients(server.url)
+        welcomes.append(await c.join(token, name, headers=one))
+        if name == "A1":
+            first = c
+    got = await clients(server.url).refused(token, "A4", headers=one)
+    assert got["data"]["code"] == "rate_limited", got
+    # Earlier addresses are the client's own word: they change nothing.
+    spoofed = {"X-Forwarded-For": "10.9.8.7, 203.0.113.7"}
+    assert (await clients(server.url).refused(token, "A5", headers=spoofed))["data"]["code"] == (
+        "rate_limited"
+    )
+    # Someone elsewhere, and this machine itself (no proxy), are not held up.
+    await clients(server.url).join(token, "B1", headers={"X-Forwarded-For": "198.51.100.9"})
+    for name in ("L1", "L2", "L3", "L4"):
+        await clients(server.url).join(token, name)
+    # A1 dropped and resuming takes its place back: not a new join.
+    await first.sio.disconnect()
+    again = clients(server.url)
+    back = await again.join(token, "A1", resume=welcomes[0]["resume"], headers=one)
+    assert back["you"]["id"] == welcomes[0]["you"]["id"]
+    # A token replayed once its place is gone is a new join like any other.
+    await again.ok("session.leave")
+    await again.wait_disconnected()
+    got = await clients(server.url).refused(token, "A1", resume=welcomes[0]["resume"], headers=one)
+    assert got["data"]["code"] == "rate_limited", got
+
+
+async def test_x_forwarded_for_counts_only_from_a_trusted_proxy(
+    server_factory: Callable[..., Any], clients: MakeClient
+) -> None:
+    """Straight from a client (here: loopback, told it is no proxy), its own
+    X-Forwarded-For is ignored: rotating it is no way round the limit."""
+    server: LiveServer = await server_factory(
+        join_burst=2, join_per_sec=0.001, trusted_proxies=("192.0.2.0/24",)
+    )
+    room = await server.create_room()
+    for i in (1, 2):
+        fake = {"X-Forwarded-For": f"203.0.113.{i}"}
+        await clients(server.url).join(room["invite_token"], f"P{i}", headers=fake)
+    fake = {"X-Forwarded-For": "203.0.113.3"}
+    got = await clients(server.url).refused(room["invite_token"], "P3", headers=fake)
+    assert got["data"]["code"] == "rate_limited", got
