@@ -6,10 +6,12 @@
   ends access at once; opting in again gives it back.
 
 "At once" needs facts newer than the database: the recorder may be seconds (or an
-outage) behind. :class:`SessionFacts` keeps the consent changes and removals this node
-has delivered, synchronously in ``deliver``; they win over what storage has. A node
-that has just started, or another node, falls back to storage, which is complete once
-the recorder has caught up.
+outage) behind. The live session's state comes first, for anyone still in it. Then
+:class:`SessionFacts`, the consent changes and removals this node has delivered
+(synchronously in ``deliver``), against storage's: the later consent change of the two
+wins (a change made through another node is in storage once its recorder wrote it, and
+this node's older note must not outvote it), removals add up. A node that has just
+started falls back to storage alone.
 """
 
 from __future__ import annotations
@@ -31,10 +33,24 @@ def participant_may_read(consent_now: bool | None, actions_on_them: set[str]) ->
     return not actions_on_them & REMOVAL_ACTIONS
 
 
+def newer_consent(
+    mine: tuple[bool, float] | None, stored: tuple[bool, float] | None
+) -> bool | None:
+    """The later of two ``(on, ts)`` records of one person's consent: this node's own
+    and storage's, which holds what other nodes decided once their recorders wrote it.
+    On a tie, off."""
+    if mine is None or stored is None:
+        latest = mine or stored
+        return latest[0] if latest else None
+    if mine[1] != stored[1]:
+        return (mine if mine[1] > stored[1] else stored)[0]
+    return mine[0] and stored[0]
+
+
 @dataclass(slots=True)
 class _Facts:
     room_id: str
-    consent: dict[str, bool] = field(default_factory=dict)
+    consent: dict[str, tuple[bool, float]] = field(default_factory=dict)  # (on, ts)
     actions_on: dict[str, set[str]] = field(default_factory=dict)
 
 
@@ -52,7 +68,7 @@ class SessionFacts:
             while len(self._sessions) > self._kept:
                 self._sessions.popitem(last=False)
         if isinstance(ev, Consent):
-            facts.consent[ev.participant_id] = ev.on
+            facts.consent[ev.participant_id] = (ev.on, ev.ts)
         elif ev.target is not None:
             facts.actions_on.setdefault(ev.target, set()).add(ev.action)
 
@@ -61,6 +77,11 @@ class SessionFacts:
         return facts.room_id if facts else None
 
     def consent(self, session_id: str, participant_id: str) -> bool | None:
+        noted = self.consent_at(session_id, participant_id)
+        return noted[0] if noted else None
+
+    def consent_at(self, session_id: str, participant_id: str) -> tuple[bool, float] | None:
+        """The last consent change noted here, and when it was made."""
         facts = self._sessions.get(session_id)
         return facts.consent.get(participant_id) if facts else None
 

@@ -21,7 +21,7 @@ from server.keys import LIVE, ROOM_TOKENS, SERVICE, STORAGE
 from server.live import LiveUnavailable
 from server.storage.base import Storage, TranscriptLine
 from server.tokens import RoomToken, TokenKind
-from server.transcript_access import participant_may_read
+from server.transcript_access import newer_consent, participant_may_read
 
 _SESSION_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 FORMATS: Final = ("json", "md", "txt")
@@ -169,9 +169,8 @@ async def _require_participant(
     pid = claim.participant_id
     consent = await _live_consent(request, room_id, session_id, pid)
     if consent is None:
-        consent = facts.consent(session_id, pid)
-    if consent is None:
-        consent = await storage.latest_consent(session_id, pid)
+        stored = await storage.latest_consent_at(session_id, pid)
+        consent = newer_consent(facts.consent_at(session_id, pid), stored)
     actions = facts.actions_on(session_id, pid) | await storage.audit_actions_on(session_id, pid)
     if not participant_may_read(consent, actions):
         raise http_error(

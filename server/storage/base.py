@@ -179,6 +179,11 @@ class Storage(Protocol):
     async def latest_consent(self, session_id: str, participant_id: str) -> bool | None:
         """The participant's last recorded consent in the session; None if never changed."""
 
+    async def latest_consent_at(
+        self, session_id: str, participant_id: str
+    ) -> tuple[bool, float] | None:
+        """The participant's last recorded consent change: ``(on, ts)``; None if none."""
+
     async def add_audit(self, entry: AuditEntry) -> None: ...
 
     async def list_audit(self, session_id: str) -> list[AuditEntry]:

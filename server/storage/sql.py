@@ -295,13 +295,20 @@ class SqlStorage(ABC):
         await self._insert_new("consent_changes", _CONSENT_COLUMNS, [change])
 
     async def latest_consent(self, session_id: str, participant_id: str) -> bool | None:
+        latest = await self.latest_consent_at(session_id, participant_id)
+        return latest[0] if latest else None
+
+    async def latest_consent_at(
+        self, session_id: str, participant_id: str
+    ) -> tuple[bool, float] | None:
         row = await self._fetchone(
-            "SELECT consent FROM consent_changes WHERE session_id = ? AND participant_id = ? "
+            "SELECT consent, ts FROM consent_changes "
+            "WHERE session_id = ? AND participant_id = ? "
             "ORDER BY ts DESC, id DESC LIMIT 1",
             session_id,
             participant_id,
         )
-        return None if row is None else bool(row[0])
+        return None if row is None else (bool(row[0]), float(row[1]))
 
     async def add_audit(self, entry: AuditEntry) -> None:
         await self._insert_new("audit_log", _AUDIT_COLUMNS, [entry])

@@ -136,3 +136,14 @@ async def test_consent_withdrawn_through_one_node_ends_transcript_access_on_all(
     await back.ok("transcript.consent", {"on": False})
     for node in (b, a):
         assert (await transcript(node, session_id, again["resume"]))[0] == 403, node.url
+    # Gone from the session: A has no live state of Bo to go by, only its own note (on,
+    # from before) and storage (off, once B's recorder has written it). The later wins;
+    # before, A's note did, and it granted access for as long as it kept the session.
+    await back.ok("session.leave")
+    statuses = []
+    for _ in range(50):
+        statuses.append((await transcript(a, session_id, again["resume"]))[0])
+        if statuses[-1] == 403:
+            break
+        await asyncio.sleep(0.1)
+    assert statuses[-1] == 403, statuses

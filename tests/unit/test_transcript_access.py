@@ -7,7 +7,7 @@ import pytest
 from rooms.events import Audit, Consent
 from server.recorder import record_id
 from server.storage.base import TranscriptLine
-from server.transcript_access import SessionFacts, participant_may_read
+from server.transcript_access import SessionFacts, newer_consent, participant_may_read
 from server.transcripts import as_json, as_markdown, as_text
 
 
@@ -41,6 +41,24 @@ def test_facts_keep_the_newest_state_and_are_bounded() -> None:
     facts.note(Consent("r", "s3", "p1", True, 5.0))
     assert facts.room_of("s1") is None  # the oldest session was let go
     assert facts.consent("s3", "p1") is True
+
+
+@pytest.mark.parametrize(
+    ("mine", "stored", "consent"),
+    [
+        (None, None, None),
+        ((True, 1.0), None, True),
+        (None, (False, 1.0), False),
+        ((True, 1.0), (False, 2.0), False),  # withdrawn through another node, later
+        ((False, 1.0), (True, 2.0), True),  # and opted in again there
+        ((False, 2.0), (True, 1.0), False),  # storage behind this node
+        ((True, 2.0), (False, 2.0), False),  # a tie: off
+    ],
+)
+def test_the_later_consent_change_wins(
+    mine: tuple[bool, float] | None, stored: tuple[bool, float] | None, consent: bool | None
+) -> None:
+    assert newer_consent(mine, stored) is consent
 
 
 def test_record_ids_are_stable() -> None:
