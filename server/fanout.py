@@ -185,15 +185,39 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
         for sid, eio_sid in self.get_participants(namespace, to or room):
             if sid in skip:
                 continue
-            conn = direct_connection(sockets.get(eio_sid)) if wire is not None else None
+            socket = sockets.get(eio_sid)
+            conn = direct_connection(socket) if wire is not None else None
             try:
                 if conn is not None:
                     conn.write_frame(wire)  # type: ignore[arg-type]
+                    continue
+                if socket is not None and socket.queue.qsize() >= MAX_QUEUED_PACKETS:
+                    await _cut_off(socket)
                     continue
                 for frame in frames:
                     await send(eio_sid, frame)
             except Exception:  # one closing socket must not cost the others their copy
                 log.debug("a send to a closing connection failed", exc_info=True)
+
+
+# Packets queued for a connection on the library's path (long-polling, or a websocket
+# upgraded from it) that its client has not fetched, beyond which it is cut off, as
+# eio_direct cuts off a direct one past MAX_UNREAD_BYTES: a client that answers pings
+# but never polls for messages would otherwise have the room's every line kept for it.
+# A polling client fetches all that is queued at least every ping interval (25 s); a
+# room of 100 chatting at the rate limit queues 2,500 in that time.
+MAX_QUEUED_PACKETS: Final = 5000
+
+
+async def _cut_off(socket: Any) -> None:
+    if socket.closing or socket.closed:
+        return
+    log.info(
+        "%s: peer stopped fetching (%d packets queued): cut off", socket.sid, MAX_QUEUED_PACKETS
+    )
+    # abort: no CLOSE packet queued behind the rest; its disconnect handler runs here,
+    # and never waits for the room (RoomService.closed).
+    await socket.close(wait=False, abort=True)
 
 
 class OrJson:

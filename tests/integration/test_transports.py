@@ -170,3 +170,40 @@ async def test_a_broadcast_that_finds_a_polling_member_gone_does_not_stall_the_r
     # Bo's client never heard (the library's CLOSE is lost when it closes a silent
     # socket from a send): let it go without waiting for its long-poll to time out.
     await bo.sio.eio.disconnect(abort=True)
+
+
+async def test_a_polling_client_that_never_fetches_is_cut_off(
+    server_factory: Any, clients: Callable[..., Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-polling client that answers nothing and never asks for its messages: the
+    room's every line was queued for it without bound (a direct websocket is cut off
+    past MAX_UNREAD_BYTES; this is the library's path)."""
+    import json
+
+    import aiohttp
+
+    from server import fanout
+
+    monkeypatch.setattr(fanout, "MAX_QUEUED_PACKETS", 20)
+    live_server: LiveServer = await server_factory(chat_burst=100)
+    room = await live_server.create_room()
+    ann = clients(live_server.url)
+    await ann.join(room["facilitator_token"], "Ann")
+    base = live_server.url + "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as r:
+            sid = json.loads((await r.text())[1:])["sid"]
+        auth = {"token": room["invite_token"], "name": "Never"}
+        async with http.post(f"{base}&sid={sid}", data="40" + json.dumps(auth)) as r:
+            assert r.status == 200
+        joined = await ann.wait_for("participant.joined")
+        never = joined["participant"]["id"]
+        socket = live_server.app[SIO].eio.sockets[sid]
+        for i in range(30):
+            await ann.ok("chat.send", {"text": f"line {i}"})
+        await ann.wait_for(
+            "participant.updated",
+            lambda d: d["participant"]["id"] == never and d["participant"]["connected"] is False,
+        )
+        assert socket.closed
+        assert socket.queue.qsize() <= 20
