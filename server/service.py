@@ -24,7 +24,8 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import socketio
@@ -68,6 +69,20 @@ def participant_channel(pid: str) -> str:
 
 def new_id() -> str:
     return secrets.token_urlsafe(12)
+
+
+@dataclass(slots=True)
+class _Acting:
+    """The connection whose event this task is handling, and the closes of its own
+    connection that event's outcome asked for (``session.leave``, ``mod.end``): they
+    wait until its ack is out (see :meth:`RoomService.deliver`)."""
+
+    sid: str
+    closes: list[str] = field(default_factory=list)
+    open: bool = True
+
+
+_ACTING: ContextVar[_Acting | None] = ContextVar("peerroom_acting", default=None)
 
 
 @dataclass(slots=True)
@@ -370,6 +385,19 @@ class RoomService:
 
     async def handle(self, sid: str, event: str, data: object) -> dict[str, object]:
         """Validate, rate-limit and execute one client event; returns the ack."""
+        acting = _Acting(sid)
+        token = _ACTING.set(acting)
+        try:
+            return await self._handle(sid, event, data)
+        finally:
+            _ACTING.reset(token)
+            acting.open = False
+            # Tasks: they run once this task yields, and python-socketio writes the ack
+            # as soon as this returns, without yielding first.
+            for closing in acting.closes:
+                self.spawn(self.sio.disconnect(closing))
+
+    async def _handle(self, sid: str, event: str, data: object) -> dict[str, object]:
         self.metrics.events.labels(event).inc()
         try:
             conn = self.conns.get(sid)
@@ -424,10 +452,16 @@ class RoomService:
         for welcome in welcomes:
             await self._deliver_one(room_id, state, welcome)
         # Connections close only after every event of this outcome is out (an emit yields
-        # to the loop) and, since the tasks run after the caller's next yield, after the
-        # ack of the command that caused it: the client hears why before the line closes.
+        # to the loop), and the connection whose own command closes it only after that
+        # command's ack (the client hears why before the line closes): a task spawned
+        # here could run before it, whenever the store yields after delivering (on Redis,
+        # draining the room's messages that waited behind this one).
+        acting = _ACTING.get()
         for conn in closing:
-            self.spawn(self.sio.disconnect(conn))
+            if acting is not None and acting.open and conn == acting.sid:
+                acting.closes.append(conn)
+            else:
+                self.spawn(self.sio.disconnect(conn))
 
     async def _deliver_one(self, room_id: str, state: RoomState | None, ev: Event) -> None:
         if isinstance(ev, Emit):

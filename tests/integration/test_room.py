@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from rooms.machine import Outcome
+from server.keys import SERVICE
 from tests.integration.conftest import Group
+from tests.support import LiveServer
 
 
 async def test_hand_queue_in_raise_order_for_everyone(group: Group) -> None:
@@ -120,3 +125,26 @@ async def test_leave_is_immediate(group: Group) -> None:
     left = await group.fac.wait_for("participant.left")
     assert left["id"] == group.id("Bo") and left["reason"] == "left"
     await bo.wait_disconnected()
+
+
+async def test_the_ack_of_leave_and_end_comes_before_the_line_closes(
+    group: Group, live_server: LiveServer
+) -> None:
+    """Whoever leaves or ends the session gets the ack, then the close. On Redis a
+    store can yield after delivering (draining the messages that waited behind a
+    commit); the close, a task of its own, then ran first and the client's ack failed
+    ("socket has been disconnected"). A store that yields after every delivery:"""
+    service = live_server.app[SERVICE]
+    delivered = service.deliver
+
+    async def deliver_then_yield(room_id: str, outcome: Outcome) -> None:
+        await delivered(room_id, outcome)
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    service.store.set_deliver(deliver_then_yield)
+    bo = group.peers[0]
+    assert (await bo.call("session.leave"))["ok"] is True
+    await bo.wait_disconnected()
+    assert (await group.fac.call("mod.end"))["ok"] is True
+    await group.fac.wait_disconnected()
