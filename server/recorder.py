@@ -31,7 +31,13 @@ Stopping with a backlog (the database is still down): events that carry no text 
 erases, consent changes, audit rows, session records — are written to a spill file in
 the data directory (mode 0600) and replayed on the next start, so an erase or a removal
 is not forgotten by a restart. Queued lines are not spilled (they hold text, and would
-put it on disk outside the database); their number is logged.
+put it on disk outside the database); their number is logged. Nodes may share a data
+directory, so each process spills to a file of its own
+(``storage-pending-<random>.json``) and a start replays every such file it finds,
+claiming each by renaming it to a name of its own first (two nodes starting together
+never both delete one); a claimed file is deleted once its events are written, or once
+this process's own spill holds what is left of them. A file that cannot be read is moved
+aside (``.unreadable-<time>``) for a person to look at, never overwritten.
 
 Every write is idempotent (rows are keyed by ids derived from the event), so a retry
 after a connection that died mid-commit cannot store a line twice, and several nodes
@@ -45,6 +51,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import secrets
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -72,7 +80,9 @@ MAX_PENDING_LINES: Final = 10_000  # ~8 hours of a busy 20-person room; at most 
 RETRY_FIRST_SECS: Final = 0.1  # a dropped connection is usually back at once
 RETRY_MAX_SECS: Final = 2.0  # so recovery is noticed within 2 s of the database returning
 FLUSH_ON_CLOSE_SECS: Final = 5.0  # how long shutdown waits for the backlog to be written
-SPILL_FILE: Final = "storage-pending.json"  # in the data dir: ids only, never text
+# In the data dir: ids only, never text. The base of this process's own file's name
+# (``storage-pending-<random>.json``); a start replays every ``storage-pending*.json``.
+SPILL_FILE: Final = "storage-pending.json"
 MAX_BATCH: Final = 100  # lines or sessions per INSERT (at most 600 parameters)
 KNOWN_SESSIONS_KEPT: Final = 10_000  # session ids already recorded (a cache, not a rule)
 ERASES_TRACKED: Final = 1_000  # erase results kept for the ack that asks for them
@@ -110,6 +120,8 @@ def record_id(*parts: object) -> str:
 class _Item:
     event: StorageEvent
     done: asyncio.Future[int] | None = None
+    replayed: bool = False  # from a spill file this process claimed at its start
+    written: bool = False
 
 
 class Recorder:
@@ -121,9 +133,17 @@ class Recorder:
         spill_path: Path | None = None,
     ) -> None:
         self.storage = storage
-        self.spill_path = spill_path
+        # This process's own spill file, next to ``spill_path`` (whose name is the base).
+        self.spill_path = (
+            spill_path.with_name(f"{spill_path.stem}-{secrets.token_hex(4)}{spill_path.suffix}")
+            if spill_path is not None
+            else None
+        )
+        self._spill_glob = f"{spill_path.stem}*{spill_path.suffix}" if spill_path else ""
+        self._claimed: list[Path] = []  # spill files taken at start, deleted once written
+        self._replay_left = 0  # their events not yet written
+        self._replay_failed = False  # one of them was not written: keep the files
         self.flush_on_close_secs = FLUSH_ON_CLOSE_SECS
-        self._replaying: asyncio.Task[None] | None = None
         self.max_pending_lines = MAX_PENDING_LINES
         self.failing = False  # the last write found the database unavailable
         self._items: deque[_Item] = deque()
@@ -214,11 +234,8 @@ class Recorder:
     # the writer task ---------------------------------------------------------------------
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        replayed = self._load_spill()
-        self._task = loop.create_task(self._run(), name="recorder")
-        if replayed:
-            self._replaying = loop.create_task(self._forget_spill_when_written(replayed))
+        self._load_spills()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="recorder")
 
     async def flush(self, within_secs: float) -> bool:
         """Wait until everything submitted so far is written; False if not within_secs."""
@@ -230,9 +247,11 @@ class Recorder:
         return True
 
     async def close(self) -> None:
-        if not await self.flush(self.flush_on_close_secs):
-            self._spill()
-        await stop_tasks(self._task, self._replaying)
+        try:
+            if not await self.flush(self.flush_on_close_secs):
+                self._spill()
+        finally:
+            await stop_tasks(self._task)
 
     # the spill file: what must outlive a restart during an outage ----------------------------
 
@@ -242,49 +261,101 @@ class Recorder:
         lost = len(items) - len(keep)
         if self.spill_path is None or not keep:
             log.error("shutting down with %d storage events not written", len(items))
+            self._forget_claimed()  # what they held is written, or (lines) never kept
             return
         data = [{"kind": type(ev).__name__, **asdict(ev)} for ev in keep]
-        write_atomic(self.spill_path, json.dumps(data).encode())
+        try:
+            self.spill_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_atomic(self.spill_path, json.dumps(data).encode())
+        except OSError:
+            # Said as loudly as we can: these erases and removals are lost with this process.
+            log.exception(
+                "shutting down with storage unavailable, and the spill file cannot be "
+                "written: %d erases, consent changes, audit rows and session records are "
+                "lost, and %d transcript lines not stored",
+                len(keep),
+                lost,
+            )
+            return
+        self._forget_claimed()  # what is left of them is in this process's own file now
         log.error(
-            "shutting down with storage unavailable: %d events kept for the next start, "
-            "%d transcript lines not stored",
+            "shutting down with storage unavailable: %d events kept for the next start "
+            "(%s), %d transcript lines not stored",
             len(keep),
+            self.spill_path.name,
             lost,
         )
 
-    def _load_spill(self) -> list[asyncio.Future[int]]:
-        """Queue what the last run could not write; returns the erases' futures."""
-        if self.spill_path is None or not self.spill_path.exists():
-            return []
+    def _load_spills(self) -> None:
+        """Queue what earlier runs (this node's, or another's sharing the data dir)
+        could not write, each file claimed first by renaming it to a name of this
+        process's: two nodes starting at once never both take one."""
+        if self.spill_path is None:
+            return
+        directory = self.spill_path.parent
         try:
-            data = json.loads(self.spill_path.read_text())
-            events = [_SPILLED[d.pop("kind")](**d) for d in data]
-        except (ValueError, KeyError, TypeError):
-            log.exception("the storage spill file is unreadable; left in place")
-            return []
-        futures: list[asyncio.Future[int]] = []
+            found = sorted(directory.glob(self._spill_glob))
+        except OSError:
+            log.exception("the storage spill files cannot be listed; none replayed")
+            return
+        events: list[StorageEvent] = []
+        for path in found:
+            claimed = self.spill_path.with_name(
+                f"{self.spill_path.stem}.{len(self._claimed)}{self.spill_path.suffix}"
+            )
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:
+                continue  # another process claimed it first
+            except OSError:
+                log.exception("the storage spill file %s cannot be claimed; left", path.name)
+                continue
+            try:
+                data = json.loads(claimed.read_bytes())
+                events.extend(_SPILLED[d.pop("kind")](**d) for d in data)
+            except OSError:
+                log.exception("the storage spill file %s cannot be read; left", claimed.name)
+                continue  # not claimed for good: the next start tries again
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # Never overwritten or lost: moved aside for a person to look at.
+                aside = path.with_suffix(f".unreadable-{int(time.time())}")
+                with contextlib.suppress(OSError):
+                    claimed.rename(aside)
+                log.exception("a storage spill file is unreadable; moved to %s", aside.name)
+                continue
+            self._claimed.append(claimed)
         for ev in events:
             if isinstance(ev, SessionStarted):
                 self._known[ev.session_id] = None
-                self._put(_Item(ev))
-            else:
-                self.submit(ev)
-                if isinstance(ev, Unstore):
-                    done = self.erase_result(ev)
-                    if done is not None:
-                        futures.append(done)
-        log.warning("replaying %d storage events kept by the last run", len(events))
-        if not futures:
-            futures.append(asyncio.get_running_loop().create_future())
-            futures[0].set_result(0)
-        return futures
+            self._put(_Item(ev, replayed=True))
+        self._replay_left = len(events)
+        if events:
+            log.warning("replaying %d storage events kept by earlier runs", len(events))
+        elif self._claimed:
+            self._forget_claimed()
 
-    async def _forget_spill_when_written(self, futures: list[asyncio.Future[int]]) -> None:
-        await asyncio.gather(*futures, return_exceptions=True)
-        await self._idle.wait()
-        if self.spill_path is not None and not self.failing:
-            with contextlib.suppress(FileNotFoundError):
-                self.spill_path.unlink()
+    def _replayed_done(self, batch: list[_Item]) -> None:
+        """Called as each batch ends: once every replayed event is written, the files
+        they came from go."""
+        for item in batch:
+            if item.replayed:
+                self._replay_left -= 1
+                self._replay_failed |= not item.written
+        if self._claimed and self._replay_left == 0:
+            self._forget_claimed()
+
+    def _forget_claimed(self) -> None:
+        if self._replay_failed:
+            log.error("storage spill files kept (an event in them was not written): %s",
+                      ", ".join(p.name for p in self._claimed))  # fmt: skip
+            self._claimed = []
+            return
+        for path in self._claimed:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                log.exception("a replayed storage spill file cannot be deleted: %s", path.name)
+        self._claimed = []
 
     async def _run(self) -> None:
         while True:
@@ -307,6 +378,7 @@ class Recorder:
                         self._pending_lines -= 1
                     if item.done is not None and not item.done.done():
                         item.done.cancel()
+                self._replayed_done(batch)
                 self.m_backlog.set(self.backlog)
 
     def _take(self) -> list[_Item]:
@@ -335,6 +407,8 @@ class Recorder:
         kind = type(events[0]).__name__
         if await self._retrying(write, kind):
             self.m_written.labels(kind).inc(len(batch))
+            for item in batch:
+                item.written = True
         else:  # a row was refused: write one by one, so only that one is reported
             for item in batch:
                 await self._write_until_done(item)
@@ -387,6 +461,7 @@ class Recorder:
                 self._unsaved(item.event, "error")
             return
         self.m_written.labels(kind).inc()
+        item.written = True
         if item.done is not None and not item.done.done():
             item.done.set_result(count)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rooms.events import Audit, Consent, SessionClosed, Transcribe, Unstore
-from server.recorder import Recorder
+from server.recorder import SPILL_FILE, Recorder
 from server.storage.base import SessionRecord, Storage, TranscriptLine
 from server.storage.sqlite import SqliteStorage
 from tests.storage.helpers import scrub_fails_once
@@ -158,26 +158,26 @@ async def recorder_with_database_away(storage: Storage, tmp_path: Path) -> tuple
     await storage.create_room(room())
     await storage.record_session(SessionRecord("s1", "r1", 0.0))
     await storage.add_lines([said_line(1), said_line(2)])
-    spill = tmp_path / "storage-pending.json"
     down = await SqliteStorage.open(tmp_path / "elsewhere.sqlite3")
     await down.close()
-    first = Recorder(down, spill_path=spill)
+    first = Recorder(down, spill_path=tmp_path / SPILL_FILE)
     first.flush_on_close_secs = 0.3
     first.start()
-    return first, spill
+    assert first.spill_path is not None
+    return first, first.spill_path
 
 
 async def replay_erase_and_removal(storage: Storage, spill: Path) -> None:
     """Start a recorder on ``storage`` (the database back) and check that it replays the
     spilled erase of p1's lines and p1's removal, then forgets the spill file."""
-    second = Recorder(storage, spill_path=spill)
+    second = Recorder(storage, spill_path=spill.parent / SPILL_FILE)
     second.start()
     try:
         for _ in range(100):
-            if not spill.exists():  # noqa: ASYNC240 (a stat of a local file, in a test)
+            if not spill_files(spill.parent):
                 break
             await asyncio.sleep(0.02)
-        assert not spill.exists()  # noqa: ASYNC240
+        assert not spill_files(spill.parent)
         assert await storage.list_lines("s1") == []
         assert await storage.audit_actions_on("s1", "p1") == {"remove"}
     finally:
@@ -227,6 +227,10 @@ async def test_a_line_one_node_writes_after_another_wrote_its_erase_stays_erased
         await node_a.close()
         await node_b.close()
     assert [x.id for x in await storage.list_lines("s1")] == ["m20"]
+
+
+def spill_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("storage-pending"))
 
 
 def said_line(n: int) -> TranscriptLine:
