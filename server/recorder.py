@@ -17,9 +17,15 @@ Failures:
   it a line is not kept and its sender is told (``transcript.unsaved``), never a
   silent loss. Erases, consent changes, audit rows and session records are always
   queued: they are small, and an erase must happen.
-- Any other error is a bug or a refused row: it is logged (event kind and error type
-  only, never text or names), the event is skipped, and a skipped line's sender is
-  told.
+- Any other error is a bug or a refused row (the event kind and error type are
+  logged, never text or names, and counted: ``peerroom_storage_refused``). Before the
+  next attempt the event's session is recorded again (another node's retention sweep
+  may have deleted a quiet one: its rows would be refused for want of it). A line is
+  then tried once more and, refused again, skipped and its sender told. An erase, a
+  consent change, an audit row or a session record is never dropped: it is retried,
+  logged at ERROR each time, with a backoff up to :data:`REFUSED_RETRY_MAX_SECS`, and
+  the events behind it wait (the order is kept) until a person has put it right; at a
+  stop it is spilled with the rest.
 
 Consecutive lines are written in one multi-row INSERT (at most :data:`MAX_BATCH`), so a
 backlog drains quickly after an outage; if the database refuses such a batch, its lines
@@ -79,6 +85,10 @@ log = logging.getLogger(__name__)
 MAX_PENDING_LINES: Final = 10_000  # ~8 hours of a busy 20-person room; at most ~80 MB
 RETRY_FIRST_SECS: Final = 0.1  # a dropped connection is usually back at once
 RETRY_MAX_SECS: Final = 2.0  # so recovery is noticed within 2 s of the database returning
+# A refused erase, consent change, audit row or session record is a bug or a schema out
+# of step: a person must look. Retrying it meanwhile costs a query a while.
+REFUSED_RETRY_FIRST_SECS: Final = 1.0
+REFUSED_RETRY_MAX_SECS: Final = 30.0
 FLUSH_ON_CLOSE_SECS: Final = 5.0  # how long shutdown waits for the backlog to be written
 # In the data dir: ids only, never text. The base of this process's own file's name
 # (``storage-pending-<random>.json``); a start replays every ``storage-pending*.json``.
@@ -146,6 +156,7 @@ class Recorder:
         self.flush_on_close_secs = FLUSH_ON_CLOSE_SECS
         self.max_pending_lines = MAX_PENDING_LINES
         self.failing = False  # the last write found the database unavailable
+        self.refused_retry_secs = (REFUSED_RETRY_FIRST_SECS, REFUSED_RETRY_MAX_SECS)
         self._items: deque[_Item] = deque()
         # The batch the writer has taken off the queue and not yet written (while the
         # database is away, it retries this one): still part of the backlog and of a spill.
@@ -171,6 +182,12 @@ class Recorder:
         )
         self.m_unsaved = Counter(
             "peerroom_transcript_unsaved", "Transcript lines not stored", ["reason"], registry=r
+        )
+        self.m_refused = Counter(
+            "peerroom_storage_refused",
+            "Writes the database refused (not an outage); all but lines are retried",
+            ["kind"],
+            registry=r,
         )
 
     def set_unsaved(self, unsaved: Unsaved) -> None:
@@ -413,10 +430,21 @@ class Recorder:
             for item in batch:
                 await self._write_until_done(item)
 
-    async def _retrying(self, write: Callable[[], Awaitable[object]], kind: str) -> bool:
-        """Run ``write`` until the database takes it. False if it refused it (not an
-        outage: a bug or a bad row), logged without content."""
+    async def _retrying(
+        self,
+        write: Callable[[], Awaitable[object]],
+        kind: str,
+        *,
+        tries_after_refusal: int | None = 0,
+        refused: Callable[[], None] = lambda: None,
+    ) -> bool:
+        """Run ``write`` until the database takes it, through any outage. If it refuses
+        it (not an outage: a bug or a bad row; logged without content), ``refused`` is
+        called and it is tried ``tries_after_refusal`` times more (None: until taken,
+        with a backoff); False if it is still refused then."""
         delay = RETRY_FIRST_SECS
+        refusals = 0
+        refused_delay, refused_max = self.refused_retry_secs
         while True:
             try:
                 await write()
@@ -429,21 +457,40 @@ class Recorder:
                 delay = min(delay * 2, RETRY_MAX_SECS)
                 continue
             except Exception as e:
-                log.error("could not store a %s event (%s); skipped", kind, type(e).__name__)
-                return False
+                self.m_refused.labels(kind).inc()
+                refused()
+                if tries_after_refusal is not None and refusals >= tries_after_refusal:
+                    log.error("could not store a %s event (%s); skipped", kind, type(e).__name__)
+                    return False
+                refusals += 1
+                if tries_after_refusal is None:
+                    log.error(
+                        "the database refused a %s event (%s), %d time(s); it must not be "
+                        "dropped: retrying in %g s, and the events behind it wait",
+                        kind,
+                        type(e).__name__,
+                        refusals,
+                        refused_delay,
+                    )
+                    await asyncio.sleep(refused_delay)
+                    refused_delay = min(refused_delay * 2, refused_max)
+                continue
             if self.failing:
                 log.warning("storage is back; writing the backlog (%d events)", self.backlog)
             self.failing = False
             return True
 
     async def _write_until_done(self, item: _Item) -> None:
-        kind = type(item.event).__name__
+        ev = item.event
+        kind = type(ev).__name__
         count = 0
         deleted: int | None = None  # an erase's delete went through: retries only scrub
+        healing = False  # refused once: its session is recorded again before each retry
 
         async def write() -> None:
             nonlocal count, deleted
-            ev = item.event
+            if healing:
+                await self._record_again(ev)
             if not isinstance(ev, Unstore):
                 count = await self._write(ev)
                 return
@@ -455,15 +502,30 @@ class Recorder:
                 await self.storage.scrub()
             count = deleted
 
-        if not await self._retrying(write, kind):
-            if isinstance(item.event, Transcribe):
+        def refused() -> None:
+            nonlocal healing
+            healing = True
+            # Recorded again at its next event, should this one never be.
+            self._known.pop(ev.session_id, None)
+
+        line = isinstance(ev, Transcribe)
+        if not await self._retrying(
+            write, kind, tries_after_refusal=1 if line else None, refused=refused
+        ):
+            if isinstance(ev, Transcribe):
                 self.m_unsaved.labels("error").inc()
-                self._unsaved(item.event, "error")
+                self._unsaved(ev, "error")
             return
         self.m_written.labels(kind).inc()
         item.written = True
         if item.done is not None and not item.done.done():
             item.done.set_result(count)
+
+    async def _record_again(self, ev: StorageEvent) -> None:
+        """The session of ``ev``, recorded if its row is not there (an insert that
+        changes nothing if it is): from when this event happened, if it must be."""
+        if isinstance(ev, Transcribe | Consent | Audit):
+            await self.storage.record_session(SessionRecord(ev.session_id, ev.room_id, ev.ts))
 
     async def _delete(self, ev: Unstore) -> int:
         """An erase's delete (its scrub is the caller's); the number of lines deleted."""
