@@ -16,9 +16,12 @@ the cluster on an encrypted volume (docs/storage.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import hashlib
 import logging
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -35,6 +38,9 @@ QUERY_TIMEOUT_SECS: Final = 10.0  # every query here is an index lookup or a sma
 HEALTH_TIMEOUT_SECS: Final = 1.0  # /healthz must answer quickly, even while PG is gone
 CLOSE_TIMEOUT_SECS: Final = 5.0
 MIGRATION_LOCK: Final = 0x70656572  # pg_advisory_lock key ("peer"): one migrator at a time
+# pg_advisory_xact_lock(class, key): a session's lines and erases, one writer at a time.
+# Two-int keys are a lock space apart from MIGRATION_LOCK's one-bigint key.
+SESSION_LOCK_CLASS: Final = 0x7072  # "pr"
 
 _TRANSIENT: Final = (
     OSError,
@@ -53,6 +59,29 @@ def numbered(sql: str) -> str:
     """``?`` placeholders to PostgreSQL's ``$1, $2, ...`` (our SQL has no ``?`` literals)."""
     counter = iter(range(1, 1000))
     return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+def session_lock_key(session_id: str) -> int:
+    """A session's advisory lock key (32 bits: two sessions sharing one only wait for
+    each other now and then)."""
+    digest = hashlib.blake2b(session_id.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _rows_changed(status: object) -> int:
+    last = str(status).rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """The driver's errors as storage's: an outage, a duplicate key, or as they are."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as e:
+        raise DuplicateKey(str(e)) from e
+    except _TRANSIENT as e:
+        raise StorageUnavailable(f"PostgreSQL: {type(e).__name__}") from e
 
 
 class PostgresStorage(SqlStorage):
@@ -103,22 +132,38 @@ class PostgresStorage(SqlStorage):
                 await con.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
 
     async def _execute(self, sql: str, *args: object) -> int:
-        status = await self._run("execute", sql, args)
-        last = str(status).rsplit(" ", 1)[-1]
-        return int(last) if last.isdigit() else 0
+        return _rows_changed(await self._run("execute", sql, args))
 
     async def _fetch(self, sql: str, *args: object) -> list[Row]:
         rows = await self._run("fetch", sql, args)
         return [tuple(r) for r in rows]
 
     async def _run(self, method: str, sql: str, args: tuple[object, ...]) -> Any:
-        try:
+        with _translated():
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECS) as con:
                 return await getattr(con, method)(numbered(sql), *args)
-        except asyncpg.UniqueViolationError as e:
-            raise DuplicateKey(str(e)) from e
-        except _TRANSIENT as e:
-            raise StorageUnavailable(f"PostgreSQL: {type(e).__name__}") from e
+
+    async def _execute_for_sessions(
+        self, session_ids: Iterable[str], *statements: tuple[str, Sequence[object]]
+    ) -> list[int]:
+        """One transaction holding each session's advisory lock, taken in key order
+        (a batch of lines spanning sessions never deadlocks with another), until it
+        commits: a line being stored and an erase of it never overlap, so the erase's
+        delete sees the line, or the line's insert sees the erase."""
+        keys = sorted({session_lock_key(s) for s in session_ids})
+        with _translated():
+            async with (
+                self._pool.acquire(timeout=CONNECT_TIMEOUT_SECS) as con,
+                con.transaction(),
+            ):
+                for key in keys:
+                    await con.execute(
+                        "SELECT pg_advisory_xact_lock($1, $2)", SESSION_LOCK_CLASS, key
+                    )
+                return [
+                    _rows_changed(await con.execute(numbered(sql), *args))
+                    for sql, args in statements
+                ]
 
     async def scrub(self) -> None:
         await self._execute("VACUUM transcript_lines, checkins")

@@ -3,15 +3,25 @@
 Storage decides nothing: one method per query, each a single statement (so each is its
 own transaction: autocommit), no rules in SQL. The SQL is the common subset of SQLite
 and PostgreSQL, with ``?`` placeholders; the PostgreSQL backend numbers them (``$1``).
-A backend supplies three primitives (``_execute``, ``_fetch``, and the driver-specific
-``healthy``/``scrub``/``close``) and turns its driver's errors into
-:class:`~server.storage.base.StorageUnavailable` and :class:`DuplicateKey`.
+A backend supplies its primitives (``_execute``, ``_fetch``, ``_execute_for_sessions``,
+and the driver-specific ``healthy``/``scrub``/``close``) and turns its driver's errors
+into :class:`~server.storage.base.StorageUnavailable` and :class:`DuplicateKey`.
+
+One exception to "a single statement": storing lines and erasing them, which several
+nodes do at once. A line is stored only if no erase covers it, and an erase keeps its
+row then deletes the lines; on PostgreSQL a line being inserted by one node is invisible
+to another node's delete until it commits, and the insert's check ran on a snapshot
+taken before the erase committed, so the line could survive its erase. Both therefore
+go through :meth:`SqlStorage._execute_for_sessions`, which PostgreSQL runs as one
+transaction holding a lock per session (``pg_advisory_xact_lock``); SQLite needs no
+more than its statements, since its writers take turns on the one file and each
+statement sees every write committed before it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import astuple
 from typing import Any, Final
 
@@ -67,6 +77,15 @@ class SqlStorage(ABC):
 
     @abstractmethod
     async def _fetch(self, sql: str, *args: object) -> list[Row]: ...
+
+    async def _execute_for_sessions(
+        self, session_ids: Iterable[str], *statements: tuple[str, Sequence[object]]
+    ) -> list[int]:
+        """Run ``statements`` in order, none of them interleaved with another call of
+        this for one of ``session_ids``; the rows each changed. Here (SQLite) each
+        statement is its own transaction, which is enough: writers take turns on the
+        file. PostgreSQL runs them in one transaction under the sessions' locks."""
+        return [await self._execute(sql, *args) for sql, args in statements]
 
     async def _fetchone(self, sql: str, *args: object) -> Row | None:
         rows = await self._fetch(sql, *args)
@@ -229,28 +248,34 @@ class SqlStorage(ABC):
         if not lines:
             return
         row = "(?, ?, ?, ?, ?, CAST(? AS DOUBLE PRECISION))"
-        await self._execute(
-            f"WITH v ({_LINE_COLUMNS}) AS (VALUES {', '.join([row] * len(lines))}) "  # noqa: S608
-            f"INSERT INTO transcript_lines ({_LINE_COLUMNS}) SELECT {_LINE_COLUMNS} FROM v "
-            "WHERE NOT EXISTS (SELECT 1 FROM transcript_erasures e "
-            "WHERE e.session_id = v.session_id AND (e.line_id = v.id "
-            "OR (e.sender_id = v.sender_id AND v.ts <= e.up_to))) "
-            "ON CONFLICT (id) DO NOTHING",
-            *(v for line in lines for v in astuple(line)),
+        await self._execute_for_sessions(
+            {line.session_id for line in lines},
+            (
+                f"WITH v ({_LINE_COLUMNS}) AS (VALUES {', '.join([row] * len(lines))}) "  # noqa: S608
+                f"INSERT INTO transcript_lines ({_LINE_COLUMNS}) SELECT {_LINE_COLUMNS} FROM v "
+                "WHERE NOT EXISTS (SELECT 1 FROM transcript_erasures e "
+                "WHERE e.session_id = v.session_id AND (e.line_id = v.id "
+                "OR (e.sender_id = v.sender_id AND v.ts <= e.up_to))) "
+                "ON CONFLICT (id) DO NOTHING",
+                [v for line in lines for v in astuple(line)],
+            ),
         )
 
     async def delete_line(self, session_id: str, line_id: str) -> int:
         """The erase is kept first, so a copy of the line written later is refused."""
-        await self._execute(
-            "INSERT INTO transcript_erasures (id, session_id, line_id) VALUES (?, ?, ?) "
-            "ON CONFLICT (id) DO NOTHING",
-            f"line:{session_id}:{line_id}",
-            session_id,
-            line_id,
+        _, deleted = await self._execute_for_sessions(
+            [session_id],
+            (
+                "INSERT INTO transcript_erasures (id, session_id, line_id) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                [f"line:{session_id}:{line_id}", session_id, line_id],
+            ),
+            (
+                "DELETE FROM transcript_lines WHERE session_id = ? AND id = ?",
+                [session_id, line_id],
+            ),
         )
-        return await self._execute(
-            "DELETE FROM transcript_lines WHERE session_id = ? AND id = ?", session_id, line_id
-        )
+        return deleted
 
     async def delete_sender_lines(
         self, session_id: str, sender_id: str, up_to: float | None = None
@@ -258,25 +283,27 @@ class SqlStorage(ABC):
         """Every line of ``sender_id`` sent at or before ``up_to`` (all, if None: an
         erase queued by an older version); the erase is kept first, as above."""
         if up_to is None:
-            return await self._execute(
-                "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ?",
-                session_id,
-                sender_id,
+            (deleted,) = await self._execute_for_sessions(
+                [session_id],
+                (
+                    "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ?",
+                    [session_id, sender_id],
+                ),
             )
-        await self._execute(
-            "INSERT INTO transcript_erasures (id, session_id, sender_id, up_to) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            f"sender:{session_id}:{sender_id}:{up_to!r}",
-            session_id,
-            sender_id,
-            up_to,
+            return deleted
+        _, deleted = await self._execute_for_sessions(
+            [session_id],
+            (
+                "INSERT INTO transcript_erasures (id, session_id, sender_id, up_to) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                [f"sender:{session_id}:{sender_id}:{up_to!r}", session_id, sender_id, up_to],
+            ),
+            (
+                "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ? AND ts <= ?",
+                [session_id, sender_id, up_to],
+            ),
         )
-        return await self._execute(
-            "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ? AND ts <= ?",
-            session_id,
-            sender_id,
-            up_to,
-        )
+        return deleted
 
     async def list_lines(self, session_id: str) -> list[TranscriptLine]:
         rows = await self._fetch(

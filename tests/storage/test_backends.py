@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from rooms.model import QueueOrder
@@ -298,3 +299,64 @@ async def test_an_erased_line_is_not_stored_again_by_a_late_copy(storage: Storag
     await with_session(storage)
     await storage.add_line(TranscriptLine("m1", "s1", "p1", "Bo", "a new session", 1.0))
     assert [x.id for x in await storage.list_lines("s1")] == ["m1"]
+
+
+@pytest.mark.postgres
+async def test_an_erase_never_misses_a_line_another_node_is_storing(pg_url: str) -> None:
+    """Node A's insert of a line is in flight (its check for an erase already made) when
+    node B erases the sender's lines. Before, B's delete could not see A's uncommitted
+    line and A's check had not seen B's erase: the line stayed stored after its erase.
+    A trigger (this test's own) holds A's insert until the test lets it go."""
+    node_a, node_b = await PostgresStorage.open(pg_url), await PostgresStorage.open(pg_url)
+    admin = await asyncpg.connect(pg_url)
+    try:
+        await with_session(node_a, started=50.0)
+        await admin.execute(
+            "CREATE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242); "
+            "RETURN NEW; END $$"
+        )
+        await admin.execute(
+            "CREATE TRIGGER test_hold BEFORE INSERT ON transcript_lines "
+            "FOR EACH ROW EXECUTE FUNCTION test_hold()"
+        )
+        await admin.execute("SELECT pg_advisory_lock(4242)")
+        storing = asyncio.create_task(
+            node_a.add_line(TranscriptLine("m1", "s1", "p1", "Bo", "one", 1.0))
+        )
+        await waiting_for_locks(admin, 1)  # A's insert is held in the trigger
+        erasing = asyncio.create_task(node_b.delete_sender_lines("s1", "p1", up_to=10.0))
+        # Old code: the erase runs to its end now. Now: it waits for A's transaction.
+        for _ in range(250):
+            if erasing.done() or await locks_waiting(admin) == 2:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the erase neither finished nor waited")
+        await admin.execute("SELECT pg_advisory_unlock(4242)")
+        await storing
+        await erasing
+        assert await node_a.list_lines("s1") == []
+        await node_a.add_line(TranscriptLine("m1", "s1", "p1", "Bo", "one", 1.0))  # a late copy
+        assert await node_a.list_lines("s1") == []
+    finally:
+        await admin.close()
+        await node_a.close()
+        await node_b.close()
+
+
+async def locks_waiting(con: asyncpg.Connection) -> int:
+    """Advisory locks someone in this database is waiting for."""
+    n: int = await con.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    return n
+
+
+async def waiting_for_locks(con: asyncpg.Connection, n: int) -> None:
+    for _ in range(250):
+        if await locks_waiting(con) == n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not {n} advisory locks waited for")
