@@ -38,9 +38,9 @@ QUERY_TIMEOUT_SECS: Final = 10.0  # every query here is an index lookup or a sma
 HEALTH_TIMEOUT_SECS: Final = 1.0  # /healthz must answer quickly, even while PG is gone
 CLOSE_TIMEOUT_SECS: Final = 5.0
 MIGRATION_LOCK: Final = 0x70656572  # pg_advisory_lock key ("peer"): one migrator at a time
-# pg_advisory_xact_lock(class, key): a session's lines and erases, one writer at a time.
-# Two-int keys are a lock space apart from MIGRATION_LOCK's one-bigint key.
-SESSION_LOCK_CLASS: Final = 0x7072  # "pr"
+# pg_advisory_xact_lock(class, key) for SqlStorage._execute_locked (a session's lines and
+# erases, a check-in's retries). Two-int keys are a lock space apart from MIGRATION_LOCK's.
+WRITE_LOCK_CLASS: Final = 0x7072  # "pr"
 
 _TRANSIENT: Final = (
     OSError,
@@ -61,10 +61,10 @@ def numbered(sql: str) -> str:
     return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
 
 
-def session_lock_key(session_id: str) -> int:
-    """A session's advisory lock key (32 bits: two sessions sharing one only wait for
-    each other now and then)."""
-    digest = hashlib.blake2b(session_id.encode(), digest_size=4).digest()
+def lock_key(name: str) -> int:
+    """A named lock's advisory key (32 bits: two names sharing one only make their
+    writes wait for each other now and then)."""
+    digest = hashlib.blake2b(name.encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -143,23 +143,22 @@ class PostgresStorage(SqlStorage):
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECS) as con:
                 return await getattr(con, method)(numbered(sql), *args)
 
-    async def _execute_for_sessions(
-        self, session_ids: Iterable[str], *statements: tuple[str, Sequence[object]]
+    async def _execute_locked(
+        self, locks: Iterable[str], *statements: tuple[str, Sequence[object]]
     ) -> list[int]:
-        """One transaction holding each session's advisory lock, taken in key order
-        (a batch of lines spanning sessions never deadlocks with another), until it
-        commits: a line being stored and an erase of it never overlap, so the erase's
-        delete sees the line, or the line's insert sees the erase."""
-        keys = sorted({session_lock_key(s) for s in session_ids})
+        """One transaction holding each lock's advisory lock, taken in key order (a
+        batch of lines spanning sessions never deadlocks with another), until it
+        commits. Each statement's snapshot is taken after the locks: a line being
+        stored and an erase of it never overlap, so the erase's delete sees the line, or
+        the line's insert sees the erase."""
+        keys = sorted({lock_key(name) for name in locks})
         with _translated():
             async with (
                 self._pool.acquire(timeout=CONNECT_TIMEOUT_SECS) as con,
                 con.transaction(),
             ):
                 for key in keys:
-                    await con.execute(
-                        "SELECT pg_advisory_xact_lock($1, $2)", SESSION_LOCK_CLASS, key
-                    )
+                    await con.execute("SELECT pg_advisory_xact_lock($1, $2)", WRITE_LOCK_CLASS, key)
                 return [
                     _rows_changed(await con.execute(numbered(sql), *args))
                     for sql, args in statements

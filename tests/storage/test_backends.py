@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -311,28 +312,14 @@ async def test_an_erase_never_misses_a_line_another_node_is_storing(pg_url: str)
     admin = await asyncpg.connect(pg_url)
     try:
         await with_session(node_a, started=50.0)
-        await admin.execute(
-            "CREATE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$ "
-            "BEGIN PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242); "
-            "RETURN NEW; END $$"
-        )
-        await admin.execute(
-            "CREATE TRIGGER test_hold BEFORE INSERT ON transcript_lines "
-            "FOR EACH ROW EXECUTE FUNCTION test_hold()"
-        )
-        await admin.execute("SELECT pg_advisory_lock(4242)")
+        await hold_inserts(admin, "transcript_lines")
         storing = asyncio.create_task(
             node_a.add_line(TranscriptLine("m1", "s1", "p1", "Bo", "one", 1.0))
         )
         await waiting_for_locks(admin, 1)  # A's insert is held in the trigger
         erasing = asyncio.create_task(node_b.delete_sender_lines("s1", "p1", up_to=10.0))
         # Old code: the erase runs to its end now. Now: it waits for A's transaction.
-        for _ in range(250):
-            if erasing.done() or await locks_waiting(admin) == 2:
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("the erase neither finished nor waited")
+        await done_or_waiting(erasing, admin, 2)
         await admin.execute("SELECT pg_advisory_unlock(4242)")
         await storing
         await erasing
@@ -360,3 +347,51 @@ async def waiting_for_locks(con: asyncpg.Connection, n: int) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"not {n} advisory locks waited for")
+
+
+async def hold_inserts(admin: asyncpg.Connection, table: str) -> None:
+    """Every insert into ``table`` waits, after its statement's snapshot and checks, in
+    a trigger of the test's own, until ``admin`` unlocks advisory lock 4242."""
+    await admin.execute(
+        "CREATE OR REPLACE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242); "
+        "RETURN NEW; END $$"
+    )
+    await admin.execute(
+        f"CREATE TRIGGER test_hold BEFORE INSERT ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION test_hold()"
+    )
+    await admin.execute("SELECT pg_advisory_lock(4242)")
+
+
+async def done_or_waiting(task: asyncio.Task[Any], admin: asyncpg.Connection, n: int) -> None:
+    """Until ``task`` has ended (the old code) or ``n`` advisory locks are waited for."""
+    for _ in range(250):
+        if task.done() or await locks_waiting(admin) == n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the task neither finished nor waited ({n} locks waited for)")
+
+
+@pytest.mark.postgres
+async def test_a_retry_reaching_two_nodes_at_once_is_one_checkin(pg_url: str) -> None:
+    """Before, each node looked for the first record, found none (the other's insert
+    not committed yet), and inserted its own: two rows for one request for a call."""
+    node_a, node_b = await PostgresStorage.open(pg_url), await PostgresStorage.open(pg_url)
+    admin = await asyncpg.connect(pg_url)
+    first = CheckinRecord("k1", None, "call1", "callback", "********42", "+4712345642", 1000.0)
+    retry = replace(first, id="k2", created_at=1001.0)  # each node draws its own id
+    try:
+        await hold_inserts(admin, "checkins")
+        creating = asyncio.create_task(node_a.create_checkin(first))
+        await waiting_for_locks(admin, 1)  # A's insert is held in the trigger
+        retrying = asyncio.create_task(node_b.create_checkin(retry))
+        await done_or_waiting(retrying, admin, 2)
+        await admin.execute("SELECT pg_advisory_unlock(4242)")
+        assert await creating == first
+        assert await retrying == first
+        assert [c.id for c in await node_a.list_checkins()] == ["k1"]
+    finally:
+        await admin.close()
+        await node_a.close()
+        await node_b.close()
