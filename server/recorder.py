@@ -48,6 +48,15 @@ aside (``.unreadable-<time>``) for a person to look at, never overwritten.
 Every write is idempotent (rows are keyed by ids derived from the event), so a retry
 after a connection that died mid-commit cannot store a line twice, and several nodes
 recording the same event store it once.
+
+Clean-up after an erase (``Storage.scrub``: SQLite's WAL checkpoint, PostgreSQL's
+VACUUM) is not the writer's: a long VACUUM there would hold every event behind it, and
+one that timed out would be retried for ever. An erase that deleted rows only marks a
+clean-up owed (:attr:`Recorder.cleanup_owed`) and is done: its ack counts its lines. A
+task of its own runs the clean-up :data:`CLEANUP_DELAY_SECS` later (so a burst of
+erases shares one), with its own timeout (:data:`CLEANUP_TIMEOUT_SECS`); one that fails
+or cannot finish (a reader holds SQLite's WAL) stays owed and is tried again with a
+backoff. A stop tries an owed clean-up once more, briefly.
 """
 
 from __future__ import annotations
@@ -89,6 +98,10 @@ RETRY_MAX_SECS: Final = 2.0  # so recovery is noticed within 2 s of the database
 # of step: a person must look. Retrying it meanwhile costs a query a while.
 REFUSED_RETRY_FIRST_SECS: Final = 1.0
 REFUSED_RETRY_MAX_SECS: Final = 30.0
+CLEANUP_DELAY_SECS: Final = 1.0  # erases come in bursts (a room ending): one clean-up each
+CLEANUP_TIMEOUT_SECS: Final = 900.0  # a VACUUM of big tables takes minutes; it blocks no one
+CLEANUP_RETRY_FIRST_SECS: Final = 5.0
+CLEANUP_RETRY_MAX_SECS: Final = 300.0
 FLUSH_ON_CLOSE_SECS: Final = 5.0  # how long shutdown waits for the backlog to be written
 # In the data dir: ids only, never text. The base of this process's own file's name
 # (``storage-pending-<random>.json``); a start replays every ``storage-pending*.json``.
@@ -157,6 +170,14 @@ class Recorder:
         self.max_pending_lines = MAX_PENDING_LINES
         self.failing = False  # the last write found the database unavailable
         self.refused_retry_secs = (REFUSED_RETRY_FIRST_SECS, REFUSED_RETRY_MAX_SECS)
+        self.cleanup_owed = False  # an erase deleted rows that may linger in the files
+        self.cleanup_delay_secs = CLEANUP_DELAY_SECS
+        self.cleanup_timeout_secs = CLEANUP_TIMEOUT_SECS
+        self.cleanup_retry_secs = (CLEANUP_RETRY_FIRST_SECS, CLEANUP_RETRY_MAX_SECS)
+        self._cleanup_wake = asyncio.Event()
+        self._cleaned = asyncio.Event()
+        self._cleaned.set()
+        self._cleaner: asyncio.Task[None] | None = None
         self._items: deque[_Item] = deque()
         # The batch the writer has taken off the queue and not yet written (while the
         # database is away, it retries this one): still part of the backlog and of a spill.
@@ -182,6 +203,12 @@ class Recorder:
         )
         self.m_unsaved = Counter(
             "peerroom_transcript_unsaved", "Transcript lines not stored", ["reason"], registry=r
+        )
+        self.m_cleanups = Counter(
+            "peerroom_storage_cleanups",
+            "Clean-ups after erases (scrubs), by outcome: done, owed (could not finish), failed",
+            ["outcome"],
+            registry=r,
         )
         self.m_refused = Counter(
             "peerroom_storage_refused",
@@ -252,7 +279,9 @@ class Recorder:
 
     def start(self) -> None:
         self._load_spills()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="recorder")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="recorder")
+        self._cleaner = loop.create_task(self._clean(), name="recorder-cleanup")
 
     async def flush(self, within_secs: float) -> bool:
         """Wait until everything submitted so far is written; False if not within_secs."""
@@ -263,12 +292,64 @@ class Recorder:
             return False
         return True
 
+    async def clean(self, within_secs: float) -> bool:
+        """Wait until no clean-up is owed; False if one still is after within_secs."""
+        try:
+            async with asyncio.timeout(within_secs):
+                await self._cleaned.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self) -> None:
         try:
             if not await self.flush(self.flush_on_close_secs):
                 self._spill()
         finally:
-            await stop_tasks(self._task)
+            await stop_tasks(self._task, self._cleaner)
+        if self.cleanup_owed and not await self._clean_once(self.flush_on_close_secs):
+            log.warning(
+                "stopping with a clean-up owed: erased rows may remain in the database "
+                "files until the next erase or retention sweep cleans up"
+            )
+
+    # clean-up after erases, off the writer path ---------------------------------------------
+
+    def _owe_cleanup(self) -> None:
+        self.cleanup_owed = True
+        self._cleaned.clear()
+        self._cleanup_wake.set()
+
+    async def _clean(self) -> None:
+        failures = 0
+        while True:
+            await self._cleanup_wake.wait()
+            first, most = self.cleanup_retry_secs
+            # A pause first: the erases of a burst share one clean-up (and a failed one
+            # waits a while before its next try).
+            pause = min(first * 2 ** (failures - 1), most) if failures else 0.0
+            await asyncio.sleep(self.cleanup_delay_secs + pause)
+            if await self._clean_once(self.cleanup_timeout_secs):
+                failures = 0
+            else:
+                failures += 1
+                self._cleanup_wake.set()  # still owed
+
+    async def _clean_once(self, within_secs: float) -> bool:
+        """One clean-up; whether it finished. Never raises (but a cancellation)."""
+        self._cleanup_wake.clear()  # an erase from now on owes another clean-up
+        try:
+            async with asyncio.timeout(within_secs):
+                done = await self.storage.scrub()
+        except Exception as e:  # an outage, a timeout, a bug: still owed either way
+            self.m_cleanups.labels("failed").inc()
+            log.warning("the clean-up after an erase failed (%s); still owed", type(e).__name__)
+            return False
+        self.m_cleanups.labels("done" if done else "owed").inc()
+        if done and self.cleanup_owed and not self._cleanup_wake.is_set():
+            self.cleanup_owed = False
+            self._cleaned.set()
+        return done
 
     # the spill file: what must outlive a restart during an outage ----------------------------
 
@@ -484,23 +565,19 @@ class Recorder:
         ev = item.event
         kind = type(ev).__name__
         count = 0
-        deleted: int | None = None  # an erase's delete went through: retries only scrub
         healing = False  # refused once: its session is recorded again before each retry
 
         async def write() -> None:
-            nonlocal count, deleted
+            nonlocal count
             if healing:
                 await self._record_again(ev)
             if not isinstance(ev, Unstore):
                 count = await self._write(ev)
                 return
-            if deleted is None:
-                deleted = await self._delete(ev)
-            if deleted:
-                # The delete's rows are gone from the table but maybe not from the file:
-                # a scrub that fails is retried on its own (a retried delete finds 0 rows).
-                await self.storage.scrub()
-            count = deleted
+            count = await self._delete(ev)
+            if count:
+                # Gone from the table, maybe not yet from the files: the clean-up's.
+                self._owe_cleanup()
 
         def refused() -> None:
             nonlocal healing
@@ -528,7 +605,7 @@ class Recorder:
             await self.storage.record_session(SessionRecord(ev.session_id, ev.room_id, ev.ts))
 
     async def _delete(self, ev: Unstore) -> int:
-        """An erase's delete (its scrub is the caller's); the number of lines deleted."""
+        """An erase's delete (its clean-up is owed by the caller); lines deleted."""
         if ev.message_id is not None:
             return await self.storage.delete_line(ev.session_id, ev.message_id)
         if ev.participant_id is not None:
@@ -538,7 +615,7 @@ class Recorder:
         return 0
 
     async def _write(self, ev: StorageEvent) -> int:
-        """One event, one query (an erase is :meth:`_delete` and a scrub)."""
+        """One event, one query (an erase is :meth:`_delete`)."""
         s = self.storage
         if isinstance(ev, Transcribe):
             await s.add_line(_line(ev))

@@ -199,9 +199,11 @@ class Storage(Protocol):
         """Check-ins created before ``cutoff``, except unresolved ones whose status is in
         ``keep_open``."""
 
-    async def scrub(self) -> None:
+    async def scrub(self) -> bool:
         """Make deleted rows unrecoverable from the database files as far as the backend
-        can (SQLite: checkpoint and truncate the WAL; PostgreSQL: VACUUM)."""
+        can (SQLite: checkpoint and truncate the WAL; PostgreSQL: VACUUM). False if it
+        could not be finished now (a reader holds the WAL): it is still owed. May take
+        long (a VACUUM): never on the recorder's writer path."""
 
     async def healthy(self) -> bool:
         """True when storage answers a trivial query now."""

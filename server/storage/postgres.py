@@ -9,8 +9,9 @@ on its own, so storage recovers when the database comes back without a restart.
 Erased rows disappear from every query and dump at once. PostgreSQL keeps dead row
 versions in its data files until VACUUM reclaims them (and in its WAL until the
 segments are recycled); :meth:`PostgresStorage.scrub` runs VACUUM on the tables that
-hold text or phone numbers after each erase or purge. For disk-level assurance, put
-the cluster on an encrypted volume (docs/storage.md).
+hold text or phone numbers, soon after an erase (the recorder's clean-up, off its
+writer path) and after a purge, with a timeout of its own (:data:`SCRUB_TIMEOUT_SECS`).
+For disk-level assurance, put the cluster on an encrypted volume (docs/storage.md).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 POOL_MAX: Final = 4  # one recorder writing, a few HTTP reads: more would only queue in PG
 CONNECT_TIMEOUT_SECS: Final = 3.0  # a reachable PostgreSQL answers in milliseconds
 QUERY_TIMEOUT_SECS: Final = 10.0  # every query here is an index lookup or a small delete
+SCRUB_TIMEOUT_SECS: Final = 900.0  # a VACUUM of big tables takes minutes; it blocks no writer
 HEALTH_TIMEOUT_SECS: Final = 1.0  # /healthz must answer quickly, even while PG is gone
 CLOSE_TIMEOUT_SECS: Final = 5.0
 MIGRATION_LOCK: Final = 0x70656572  # pg_advisory_lock key ("peer"): one migrator at a time
@@ -164,8 +166,11 @@ class PostgresStorage(SqlStorage):
                     for sql, args in statements
                 ]
 
-    async def scrub(self) -> None:
-        await self._execute("VACUUM transcript_lines, checkins")
+    async def scrub(self) -> bool:
+        with _translated():
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECS) as con:
+                await con.execute("VACUUM transcript_lines, checkins", timeout=SCRUB_TIMEOUT_SECS)
+        return True
 
     async def healthy(self) -> bool:
         try:

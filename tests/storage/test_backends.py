@@ -107,7 +107,7 @@ async def test_lines_add_list_and_delete(storage: Storage) -> None:
     assert await storage.delete_sender_lines("s1", "p1") == 2
     assert [x.id for x in await storage.list_lines("s1")] == ["m4"]
     assert [x.id for x in await storage.list_lines("s2")] == ["m5"]
-    await storage.scrub()
+    assert await storage.scrub()
 
 
 async def test_lines_in_one_statement(storage: Storage) -> None:
@@ -253,7 +253,7 @@ async def test_retention_deletes(storage: Storage) -> None:
     left = {c.id for c in await storage.list_checkins(include_resolved=True)}
     assert left == {"k3", "k4"}
     assert await storage.delete_checkins_before(cutoff, keep_open=()) == 1
-    await storage.scrub()
+    assert await storage.scrub()
 
 
 async def test_closed_storage_is_unavailable(storage: Storage) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from rooms.events import Audit, Consent, SessionClosed, Transcribe, Unstore
 from server.recorder import SPILL_FILE, Recorder
 from server.storage.base import SessionRecord, Storage, TranscriptLine
+from server.storage.postgres import PostgresStorage
 from server.storage.sqlite import SqliteStorage
 from tests.storage.helpers import scrub_fails_once
 from tests.storage.test_backends import room
@@ -285,16 +288,16 @@ async def replay_erase_and_removal(storage: Storage, spill: Path) -> None:
         await second.close()
 
 
-async def test_an_erase_whose_scrub_failed_is_scrubbed_on_the_retry(
+async def test_an_erase_whose_clean_up_failed_is_cleaned_up_later(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The delete went through, then the scrub met an outage: the retry must scrub,
-    not delete again (0 rows), skip the scrub and report 0 lines erased."""
+    """The delete went through, then the clean-up met an outage: the erase is done (its
+    ack counts its lines, the writer goes on) and the clean-up stays owed until done."""
     await storage.create_room(room())
     await storage.record_session(SessionRecord("s1", "r1", 0.0))
     await storage.add_lines([said_line(1), said_line(2)])
     scrubs = scrub_fails_once(storage, monkeypatch)
-    recorder = Recorder(storage)
+    recorder = quick_cleanups(Recorder(storage))
     erase = Unstore("s1", participant_id="p1")
     recorder.submit(erase)
     recorder.start()
@@ -302,10 +305,88 @@ async def test_an_erase_whose_scrub_failed_is_scrubbed_on_the_retry(
         assert await recorder.flush(10)
         done = recorder.erase_result(erase)
         assert done is not None and await done == 2
+        assert await recorder.clean(10)
         assert scrubs == ["failed", "done"]
         assert await storage.list_lines("s1") == []
     finally:
         await recorder.close()
+
+
+async def test_a_slow_clean_up_never_holds_the_writer(
+    storage: Storage, backend: str, tmp_path: Path
+) -> None:
+    """A VACUUM waiting for a lock (or a long one), or SQLite's WAL held by a reader:
+    before, the writer ran the clean-up itself, and every event waited behind it (on
+    PostgreSQL until the query timed out, then again, for ever). Now the erase is done,
+    the next events are written, and the clean-up stays owed until it can finish."""
+    await storage.create_room(room())
+    await storage.record_session(SessionRecord("s1", "r1", 0.0))
+    await storage.add_lines([said_line(1), said_line(2)])
+    recorder = quick_cleanups(Recorder(storage))
+    recorder.start()
+    async with holding_back_the_clean_up(storage, backend, tmp_path):
+        erase = Unstore("s1", participant_id="p1", ts=5.0)
+        recorder.submit(erase)
+        recorder.submit(Consent("r1", "s1", "p2", True, 6.0))
+        assert await recorder.flush(3)
+        done = recorder.erase_result(erase)
+        assert done is not None and await done == 2
+        assert await storage.latest_consent("s1", "p2") is True
+        assert not await recorder.clean(0.5)
+        assert recorder.cleanup_owed
+    try:
+        assert await recorder.clean(10)
+        assert not recorder.cleanup_owed
+    finally:
+        await recorder.close()
+
+
+async def test_a_burst_of_erases_shares_one_clean_up(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await storage.create_room(room())
+    await storage.record_session(SessionRecord("s1", "r1", 0.0))
+    await storage.add_lines([said_line(n) for n in range(1, 6)])
+    scrubs = scrub_fails_once(storage, monkeypatch)
+    scrubs.append("(not failing)")
+    recorder = quick_cleanups(Recorder(storage))
+    recorder.cleanup_delay_secs = 0.3
+    recorder.start()
+    try:
+        for n in range(1, 6):
+            recorder.submit(Unstore("s1", message_id=f"m{n}"))
+        assert await recorder.flush(10)
+        assert await recorder.clean(10)
+        assert scrubs == ["(not failing)", "done"]
+    finally:
+        await recorder.close()
+
+
+def quick_cleanups(recorder: Recorder) -> Recorder:
+    recorder.cleanup_delay_secs = 0.05
+    recorder.cleanup_retry_secs = (0.05, 0.2)
+    return recorder
+
+
+@contextlib.asynccontextmanager
+async def holding_back_the_clean_up(
+    storage: Storage, backend: str, tmp_path: Path
+) -> AsyncIterator[None]:
+    """PostgreSQL: a lock VACUUM must wait for, held in an open transaction. SQLite: a
+    reader on another connection holding a snapshot, so the WAL cannot be truncated."""
+    if backend == "postgres":
+        assert isinstance(storage, PostgresStorage)
+        async with storage._pool.acquire() as con, con.transaction():
+            await con.execute("LOCK TABLE transcript_lines IN SHARE UPDATE EXCLUSIVE MODE")
+            yield
+        return
+    reader = sqlite3.connect(tmp_path / "peerroom.sqlite3", isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM transcript_lines").fetchall()
+        yield
+    finally:
+        reader.close()
 
 
 async def test_a_line_one_node_writes_after_another_wrote_its_erase_stays_erased(
