@@ -180,11 +180,16 @@ class SqlStorage(ABC):
     async def list_checkins(
         self, *, include_resolved: bool = False, limit: int = 200
     ) -> list[CheckinRecord]:
-        where = "" if include_resolved else "WHERE resolved_at IS NULL"
+        rest = "NOT (resolved_at IS NULL AND status <> 'ok')"
+        if not include_resolved:
+            rest = f"resolved_at IS NULL AND {rest}"
         rows = await self._fetch(
-            f"SELECT {_CHECKIN_COLUMNS} FROM checkins {where} "  # noqa: S608
-            "ORDER BY CASE WHEN resolved_at IS NULL AND status <> 'ok' THEN 0 ELSE 1 END, "
-            "created_at DESC LIMIT ?",
+            f"SELECT {_CHECKIN_COLUMNS} FROM ("  # noqa: S608
+            f"SELECT {_CHECKIN_COLUMNS}, 0 AS part, created_at AS k FROM checkins "
+            "WHERE resolved_at IS NULL AND status <> 'ok' "
+            f"UNION ALL SELECT * FROM (SELECT {_CHECKIN_COLUMNS}, 1 AS part, -created_at AS k "
+            f"FROM checkins WHERE {rest} ORDER BY created_at DESC LIMIT ?) later"
+            ") listed ORDER BY part, k, id",
             limit,
         )
         return [CheckinRecord(*row) for row in rows]

@@ -194,6 +194,9 @@ async def test_a_reused_call_id_is_a_new_checkin_unless_it_is_a_retry(storage: S
 
 
 async def test_a_run_of_oks_never_hides_someone_waiting_for_a_call(storage: Storage) -> None:
+    """Open requests for a call come first, the longest waiting first, and are never
+    cut by the limit (before: newest first and cut, so the callers who had waited
+    longest fell off the list); the rest follow, newest first, up to the limit."""
     waiting = CheckinRecord("w", None, "call-w", "callback", "********42", None, 1.0)
     await storage.create_checkin(waiting)
     talk = CheckinRecord("t", None, "call-t", "talk", "********43", None, 2.0)
@@ -201,11 +204,14 @@ async def test_a_run_of_oks_never_hides_someone_waiting_for_a_call(storage: Stor
     for n in range(5):  # newer, and nobody resolves an "I'm OK"
         ok = CheckinRecord(f"ok{n}", None, f"call{n}", "ok", "********44", None, 10.0 + n)
         await storage.create_checkin(ok)
-    listed = await storage.list_checkins(limit=3)
-    assert [c.id for c in listed] == ["t", "w", "ok4"]
+    for n in range(3):  # newer requests for a call still
+        late = CheckinRecord(f"c{n}", None, f"call-c{n}", "callback", "********45", None, 20.0 + n)
+        await storage.create_checkin(late)
+    listed = await storage.list_checkins(limit=2)
+    assert [c.id for c in listed] == ["w", "t", "c0", "c1", "c2", "ok4", "ok3"]
     await storage.resolve_checkin("t", by="f1", at=30.0)
-    listed = await storage.list_checkins(include_resolved=True, limit=3)
-    assert [c.id for c in listed] == ["w", "ok4", "ok3"]
+    listed = await storage.list_checkins(include_resolved=True, limit=6)
+    assert [c.id for c in listed] == ["w", "c0", "c1", "c2", "ok4", "ok3", "ok2", "ok1", "ok0", "t"]
 
 
 async def test_retention_deletes(storage: Storage) -> None:
