@@ -397,9 +397,9 @@ class Recorder:
             log.exception("the storage spill files cannot be listed; none replayed")
             return
         events: list[StorageEvent] = []
-        for path in found:
+        for n, path in enumerate(found):
             claimed = self.spill_path.with_name(
-                f"{self.spill_path.stem}.{len(self._claimed)}{self.spill_path.suffix}"
+                f"{self.spill_path.stem}.{n}{self.spill_path.suffix}"
             )
             try:
                 path.rename(claimed)
@@ -410,7 +410,7 @@ class Recorder:
                 continue
             try:
                 data = json.loads(claimed.read_bytes())
-                events.extend(_SPILLED[d.pop("kind")](**d) for d in data)
+                kept: list[StorageEvent] = [_SPILLED[d.pop("kind")](**d) for d in data]
             except OSError:
                 log.exception("the storage spill file %s cannot be read; left", claimed.name)
                 continue  # not claimed for good: the next start tries again
@@ -421,6 +421,7 @@ class Recorder:
                     claimed.rename(aside)
                 log.exception("a storage spill file is unreadable; moved to %s", aside.name)
                 continue
+            events.extend(kept)
             self._claimed.append(claimed)
         for ev in events:
             if isinstance(ev, SessionStarted):

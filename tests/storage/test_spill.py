@@ -190,3 +190,22 @@ def test_two_writers_of_one_file_never_share_a_temporary_file(
     assert interleaved
     assert path.read_bytes() == b"first"  # the last to finish
     assert [p.name for p in tmp_path.iterdir()] == ["kept.json"]  # no temporary left
+
+
+async def test_a_spill_with_one_bad_entry_is_set_aside_whole(tmp_path: Path) -> None:
+    """None of its events is replayed (a person looks at the whole file), and the next
+    file is replayed as usual."""
+    data = tmp_path / "data"
+    data.mkdir()
+    good = {"kind": "Unstore", "session_id": "s1", "participant_id": "p1", "ts": 5.0}
+    (data / "storage-pending-aaaa.json").write_text(json.dumps([good, {"kind": "Nope"}]))
+    (data / "storage-pending-bbbb.json").write_text(json.dumps([good]))
+    node = Recorder(await away(tmp_path), spill_path=data / SPILL_FILE)
+    node.flush_on_close_secs = 0.2
+    node.start()
+    try:
+        assert node.backlog == 1  # the second file's erase only
+    finally:
+        await node.close()
+    (aside,) = [p.name for p in data.iterdir() if ".unreadable-" in p.name]
+    assert aside.startswith("storage-pending-aaaa.unreadable-")
