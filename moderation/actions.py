@@ -3,7 +3,8 @@
 Each ``do_*`` takes the transition in progress, the acting participant and the command.
 It checks permission first (:mod:`moderation.permissions`), then changes state and
 emits events through the :class:`~rooms.tx.Tx`; nothing else changes room state. Every
-action is audited (ids only, never names or text).
+action is passed to :meth:`~rooms.tx.Tx.audit`, which keeps only what the transcript
+access rule needs: the removal or ban of someone who opted in (ids only).
 """
 
 from __future__ import annotations
@@ -257,7 +258,10 @@ def do_remove_chat(tx: Tx, actor: Participant, cmd: RemoveChat) -> None:
         recent_messages=tuple(m for m in tx.state.recent_messages if m != cmd.message_id)
     )
     tx.broadcast("chat.removed", message_id=cmd.message_id)
-    tx.emit(Unstore(tx.state.session_id, message_id=cmd.message_id))
+    if cmd.message_id in tx.state.transcribed:
+        tx.emit(Unstore(tx.state.session_id, message_id=cmd.message_id))
+    else:  # never stored: nothing to delete, and no erase kept on disk for it
+        tx.reply["erased"] = 0
     tx.audit(actor, "chat.remove", cmd.message_id)
 
 

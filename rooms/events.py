@@ -9,7 +9,7 @@ decide nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +71,16 @@ class Consent:
     ts: float
 
 
+# The moderator actions an Audit event is made for: what the transcript access rule
+# (server/transcript_access.py) reads. Nothing else a moderator does is kept.
+AUDITED_ACTIONS: Final = frozenset({"remove", "ban"})
+
+
 @dataclass(frozen=True, slots=True)
 class Audit:
-    """A moderator action, for the audit log. Pseudonyms and ids only, never text."""
+    """A removal or ban of someone who opted in, for the transcript access rule
+    (:meth:`rooms.tx.Tx.audit`). Ids only, never names or text; ``actor`` is '' unless
+    the moderator opted in too."""
 
     room_id: str
     session_id: str

@@ -136,6 +136,9 @@ class RoomState:
     next_ticket: int = 1
     banned: frozenset[str] = frozenset()
     recent_messages: tuple[str, ...] = ()  # ids of recent chat lines, for mod.chat.remove
+    # What may reach disk (the consent rule: nothing of someone who never opted in).
+    consented: frozenset[str] = frozenset()  # participants whose consent was ever on here
+    transcribed: tuple[str, ...] = ()  # ids of recent lines that were stored (Transcribe)
     empty_since: float | None = None  # when the last participant left; the session ends later
 
     def copy_and_replace(self, **changes: object) -> Self:

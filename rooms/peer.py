@@ -4,7 +4,9 @@ Chat and the consent rule (protocol.md, "Transcripts: the consent rule"): a line
 becomes a :class:`~rooms.events.Transcribe` event only if the room allows transcripts,
 its sender has consent on at that moment, and it is not a line to moderators. That
 event is the only way chat text can reach storage; everything else about a line lives
-only in memory and on the wire.
+only in memory and on the wire. Nor does anyone's id reach storage unless they opted
+in this session (``RoomState.consented``): an erase by someone who never did is not
+stored, nor a moderator's removal of a line that never was (``RoomState.transcribed``).
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ def chat(tx: Tx, p: Participant, cmd: SendChat) -> None:
     else:
         tx.broadcast("chat", message=message)
         if state.settings.transcripts_allowed and p.consent:
+            tx.state = tx.state.copy_and_replace(
+                transcribed=(*state.transcribed, cmd.message_id)[-RECENT_MESSAGES_KEPT:]
+            )
             tx.emit(
                 Transcribe(
                     room_id=state.room_id,
@@ -110,6 +115,8 @@ def consent(tx: Tx, p: Participant, cmd: SetConsent) -> None:
         raise RoomError(ErrorCode.NOT_ALLOWED_NOW, "This room does not keep transcripts.")
     if p.consent != cmd.on:
         tx.put(p.copy_and_replace(consent=cmd.on))
+        if cmd.on:
+            tx.state = tx.state.copy_and_replace(consented=tx.state.consented | {p.id})
         tx.broadcast("consent", consenting=tx.state.consenting())
         tx.emit(Consent(tx.state.room_id, tx.state.session_id, p.id, cmd.on, tx.now))
     tx.reply["consent"] = cmd.on
@@ -129,4 +136,9 @@ def withdraw_all_consent(tx: Tx) -> None:
 
 
 def erase(tx: Tx, p: Participant, cmd: EraseTranscript) -> None:
+    """Someone who never opted in this session has nothing stored: no erase is kept
+    either (it would put their id on disk), and the ack says 0 lines."""
+    if p.id not in tx.state.consented:
+        tx.reply["erased"] = 0
+        return
     tx.emit(Unstore(tx.state.session_id, participant_id=p.id, ts=tx.now))

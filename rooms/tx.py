@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from rooms.errors import ErrorCode, RoomError
-from rooms.events import Audit, Emit, Event
+from rooms.events import AUDITED_ACTIONS, Audit, Emit, Event
 from rooms.model import Participant, RoomState
 
 
@@ -87,11 +87,19 @@ class Tx:
         )
 
     def audit(self, actor: Participant, action: str, target: str | None = None) -> None:
+        """A moderator action, kept (an :class:`Audit` event: noted for the transcript
+        access rule, stored) only if that rule needs it: the removal or ban of someone
+        who opted in this session, whose resume token must no longer read the
+        transcript. Nothing else is kept: a row would put on disk the id of someone who
+        never opted in (a muted peer, a moderator), which the consent rule forbids. The
+        actor's id is kept only if they opted in too ('' otherwise)."""
+        if action not in AUDITED_ACTIONS or target not in self.state.consented:
+            return
         self.events.append(
             Audit(
                 room_id=self.state.room_id,
                 session_id=self.state.session_id,
-                actor=actor.id,
+                actor=actor.id if actor.id in self.state.consented else "",
                 action=action,
                 target=target,
                 ts=self.now,

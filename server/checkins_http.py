@@ -1,8 +1,13 @@
 """The phone check-in queue for peer support workers (protocol.md, HTTP table).
 
-- ``GET /api/checkins[?resolved=1]``: newest first. Admin or any facilitator token:
-  the check-in line belongs to the organisation, not to one room. The full number is
-  in ``number`` only on ``callback`` and ``talk`` entries, the ones someone must call.
+- ``GET /api/checkins[?resolved=1]``: ``{checkins, partial}``. Every open request for a
+  call (``callback``, ``talk``, unresolved) first, the longest waiting first, never cut;
+  then the rest, newest first, up to :data:`LIST_LIMIT`. Admin or any facilitator
+  token: the check-in line belongs to the organisation, not to one room. The full
+  number is in ``number`` only on ``callback`` and ``talk`` entries, the ones someone
+  must call. ``partial: true`` when the database cannot be read: the list then holds
+  only the check-ins this node keeps on its disk, which are exactly the ones the outage
+  put at risk, rather than a 503 that would hide them.
 - ``POST /api/checkins/{id}/resolve``: done; moderators of live sessions hear it as
   ``checkins.updated`` (docs/phone.md).
 
@@ -26,7 +31,7 @@ from server.storage.base import CheckinRecord
 
 log = logging.getLogger(__name__)
 
-LIST_LIMIT = 200  # open requests for a call come first (storage), then the newest others
+LIST_LIMIT = 200  # check-ins other than open requests for a call (those are never cut)
 MAX_ID_CHARS = 64
 
 routes = web.RouteTableDef()
@@ -47,34 +52,43 @@ def _who(request: web.Request) -> str:
 async def list_checkins(request: web.Request) -> web.Response:
     require_admin_or_facilitator(request, None)
     include_resolved = request.query.get("resolved") in ("1", "true")
+    partial = False
     try:
         records = await request.app[STORAGE].list_checkins(
             include_resolved=include_resolved, limit=LIST_LIMIT
         )
     except Exception:
-        log.exception("listing check-ins failed")
-        raise http_error(ErrorCode.UNAVAILABLE, "Check-ins cannot be read now; retry.") from None
+        log.exception("listing check-ins failed; answering with those kept on this node")
+        records, partial = [], True
     records = _with_pending(request.app[PHONE].pending.records(), records, include_resolved)
     return web.json_response(
-        {"checkins": [checkin_public(r, with_number=_with_number(r)) for r in records]},
+        {
+            "checkins": [checkin_public(r, with_number=_with_number(r)) for r in records],
+            "partial": partial,
+        },
         headers={"Cache-Control": "no-store"},
     )
+
+
+def _open(rec: CheckinRecord) -> bool:
+    """Someone waits for a call: never cut from the list."""
+    return rec.resolved_at is None and rec.status != CheckinStatus.OK.value
 
 
 def _with_pending(
     pending: list[CheckinRecord], stored: list[CheckinRecord], include_resolved: bool
 ) -> list[CheckinRecord]:
     """Check-ins kept on this node's disk (the database was away) with the stored ones,
-    in the storage's order: open requests for a call first, then the rest, newest first."""
+    in the storage's order: open requests for a call first, oldest first, all of them;
+    then the rest, newest first, up to :data:`LIST_LIMIT`."""
     ids = {r.id for r in stored}
     extra = [r for r in pending if r.id not in ids and (include_resolved or r.resolved_at is None)]
     if not extra:
         return stored
-    merged = sorted(
-        [*stored, *extra],
-        key=lambda r: (not (r.resolved_at is None and r.status != "ok"), -r.created_at),
-    )
-    return merged[:LIST_LIMIT]
+    merged = [*stored, *extra]
+    waiting = sorted((r for r in merged if _open(r)), key=lambda r: (r.created_at, r.id))
+    rest = sorted((r for r in merged if not _open(r)), key=lambda r: (-r.created_at, r.id))
+    return [*waiting, *rest[:LIST_LIMIT]]
 
 
 @routes.post("/api/checkins/{checkin_id}/resolve")

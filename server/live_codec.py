@@ -34,8 +34,11 @@ from rooms.events import (
 )
 from rooms.model import Participant, QueueOrder, Role, RoomState, Settings, Via, Waiting
 
-CODEC_VERSION: Final = 2  # 2: participants as one packed bin value
-READABLE_VERSIONS: Final = (1, 2)  # 1: participants inline; read so an upgrade keeps sessions
+CODEC_VERSION: Final = 3  # 3: who ever consented, which recent lines were stored
+# Read so that an upgrade keeps sessions. 1: participants inline. 1 and 2 lack the two
+# fields of 3, read as what errs on the side of an erase: everyone present may have
+# consented, every recent line may have been stored.
+READABLE_VERSIONS: Final = (1, 2, 3)
 
 
 class CodecError(ValueError):
@@ -136,16 +139,21 @@ def state_to_list(s: RoomState, cache: PartsCache | None = None) -> list[Any]:
         sorted(s.banned),
         list(s.recent_messages),
         s.empty_since,
+        sorted(s.consented),
+        list(s.transcribed),
     ]
 
 
 def state_from_list(v: Any, cache: PartsCache | None = None) -> RoomState:
     try:
-        (version, room_id, title, session_id, started_at, st, seq, ps, ws, floor, nt, banned,
-         recent, empty_since) = v  # fmt: skip
+        version, *fields_ = v
         if version not in READABLE_VERSIONS:
             raise CodecError(f"state codec version {version!r}, expected {CODEC_VERSION}")
-        return RoomState(
+        (room_id, title, session_id, started_at, st, seq, ps, ws, floor, nt, banned, recent,
+         empty_since, *since_3) = fields_  # fmt: skip
+        if len(since_3) != (2 if version >= 3 else 0):
+            raise CodecError(f"a version {version} state of {len(v)} fields")
+        state = RoomState(
             room_id=room_id,
             title=title,
             session_id=session_id,
@@ -165,6 +173,15 @@ def state_from_list(v: Any, cache: PartsCache | None = None) -> RoomState:
             banned=frozenset(banned),
             recent_messages=tuple(recent),
             empty_since=empty_since,
+        )
+        if not since_3:  # versions 1 and 2: err on the side of an erase (above)
+            return state.copy_and_replace(
+                consented=frozenset(p.id for p in state.participants),
+                transcribed=state.recent_messages,
+            )
+        consented, transcribed = since_3
+        return state.copy_and_replace(
+            consented=frozenset(consented), transcribed=tuple(transcribed)
         )
     except CodecError:
         raise

@@ -17,9 +17,15 @@ Failures:
   it a line is not kept and its sender is told (``transcript.unsaved``), never a
   silent loss. Erases, consent changes, audit rows and session records are always
   queued: they are small, and an erase must happen.
-- Any other error is a bug or a refused row: it is logged (event kind and error type
-  only, never text or names), the event is skipped, and a skipped line's sender is
-  told.
+- Any other error is a bug or a refused row (the event kind and error type are
+  logged, never text or names, and counted: ``peerroom_storage_refused``). Before the
+  next attempt the event's session is recorded again (another node's retention sweep
+  may have deleted a quiet one: its rows would be refused for want of it). A line is
+  then tried once more and, refused again, skipped and its sender told. An erase, a
+  consent change, an audit row or a session record is never dropped: it is retried,
+  logged at ERROR each time, with a backoff up to :data:`REFUSED_RETRY_MAX_SECS`, and
+  the events behind it wait (the order is kept) until a person has put it right; at a
+  stop it is spilled with the rest.
 
 Consecutive lines are written in one multi-row INSERT (at most :data:`MAX_BATCH`), so a
 backlog drains quickly after an outage; if the database refuses such a batch, its lines
@@ -31,11 +37,26 @@ Stopping with a backlog (the database is still down): events that carry no text 
 erases, consent changes, audit rows, session records — are written to a spill file in
 the data directory (mode 0600) and replayed on the next start, so an erase or a removal
 is not forgotten by a restart. Queued lines are not spilled (they hold text, and would
-put it on disk outside the database); their number is logged.
+put it on disk outside the database); their number is logged. Nodes may share a data
+directory, so each process spills to a file of its own
+(``storage-pending-<random>.json``) and a start replays every such file it finds,
+claiming each by renaming it to a name of its own first (two nodes starting together
+never both delete one); a claimed file is deleted once its events are written, or once
+this process's own spill holds what is left of them. A file that cannot be read is moved
+aside (``.unreadable-<time>``) for a person to look at, never overwritten.
 
 Every write is idempotent (rows are keyed by ids derived from the event), so a retry
 after a connection that died mid-commit cannot store a line twice, and several nodes
 recording the same event store it once.
+
+Clean-up after an erase (``Storage.scrub``: SQLite's WAL checkpoint, PostgreSQL's
+VACUUM) is not the writer's: a long VACUUM there would hold every event behind it, and
+one that timed out would be retried for ever. An erase that deleted rows only marks a
+clean-up owed (:attr:`Recorder.cleanup_owed`) and is done: its ack counts its lines. A
+task of its own runs the clean-up :data:`CLEANUP_DELAY_SECS` later (so a burst of
+erases shares one), with its own timeout (:data:`CLEANUP_TIMEOUT_SECS`); one that fails
+or cannot finish (a reader holds SQLite's WAL) stays owed and is tried again with a
+backoff. A stop tries an owed clean-up once more, briefly.
 """
 
 from __future__ import annotations
@@ -45,6 +66,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import secrets
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -71,8 +94,18 @@ log = logging.getLogger(__name__)
 MAX_PENDING_LINES: Final = 10_000  # ~8 hours of a busy 20-person room; at most ~80 MB
 RETRY_FIRST_SECS: Final = 0.1  # a dropped connection is usually back at once
 RETRY_MAX_SECS: Final = 2.0  # so recovery is noticed within 2 s of the database returning
+# A refused erase, consent change, audit row or session record is a bug or a schema out
+# of step: a person must look. Retrying it meanwhile costs a query a while.
+REFUSED_RETRY_FIRST_SECS: Final = 1.0
+REFUSED_RETRY_MAX_SECS: Final = 30.0
+CLEANUP_DELAY_SECS: Final = 1.0  # erases come in bursts (a room ending): one clean-up each
+CLEANUP_TIMEOUT_SECS: Final = 900.0  # a VACUUM of big tables takes minutes; it blocks no one
+CLEANUP_RETRY_FIRST_SECS: Final = 5.0
+CLEANUP_RETRY_MAX_SECS: Final = 300.0
 FLUSH_ON_CLOSE_SECS: Final = 5.0  # how long shutdown waits for the backlog to be written
-SPILL_FILE: Final = "storage-pending.json"  # in the data dir: ids only, never text
+# In the data dir: ids only, never text. The base of this process's own file's name
+# (``storage-pending-<random>.json``); a start replays every ``storage-pending*.json``.
+SPILL_FILE: Final = "storage-pending.json"
 MAX_BATCH: Final = 100  # lines or sessions per INSERT (at most 600 parameters)
 KNOWN_SESSIONS_KEPT: Final = 10_000  # session ids already recorded (a cache, not a rule)
 ERASES_TRACKED: Final = 1_000  # erase results kept for the ack that asks for them
@@ -110,6 +143,8 @@ def record_id(*parts: object) -> str:
 class _Item:
     event: StorageEvent
     done: asyncio.Future[int] | None = None
+    replayed: bool = False  # from a spill file this process claimed at its start
+    written: bool = False
 
 
 class Recorder:
@@ -121,11 +156,28 @@ class Recorder:
         spill_path: Path | None = None,
     ) -> None:
         self.storage = storage
-        self.spill_path = spill_path
+        # This process's own spill file, next to ``spill_path`` (whose name is the base).
+        self.spill_path = (
+            spill_path.with_name(f"{spill_path.stem}-{secrets.token_hex(4)}{spill_path.suffix}")
+            if spill_path is not None
+            else None
+        )
+        self._spill_glob = f"{spill_path.stem}*{spill_path.suffix}" if spill_path else ""
+        self._claimed: list[Path] = []  # spill files taken at start, deleted once written
+        self._replay_left = 0  # their events not yet written
+        self._replay_failed = False  # one of them was not written: keep the files
         self.flush_on_close_secs = FLUSH_ON_CLOSE_SECS
-        self._replaying: asyncio.Task[None] | None = None
         self.max_pending_lines = MAX_PENDING_LINES
         self.failing = False  # the last write found the database unavailable
+        self.refused_retry_secs = (REFUSED_RETRY_FIRST_SECS, REFUSED_RETRY_MAX_SECS)
+        self.cleanup_owed = False  # an erase deleted rows that may linger in the files
+        self.cleanup_delay_secs = CLEANUP_DELAY_SECS
+        self.cleanup_timeout_secs = CLEANUP_TIMEOUT_SECS
+        self.cleanup_retry_secs = (CLEANUP_RETRY_FIRST_SECS, CLEANUP_RETRY_MAX_SECS)
+        self._cleanup_wake = asyncio.Event()
+        self._cleaned = asyncio.Event()
+        self._cleaned.set()
+        self._cleaner: asyncio.Task[None] | None = None
         self._items: deque[_Item] = deque()
         # The batch the writer has taken off the queue and not yet written (while the
         # database is away, it retries this one): still part of the backlog and of a spill.
@@ -151,6 +203,18 @@ class Recorder:
         )
         self.m_unsaved = Counter(
             "peerroom_transcript_unsaved", "Transcript lines not stored", ["reason"], registry=r
+        )
+        self.m_cleanups = Counter(
+            "peerroom_storage_cleanups",
+            "Clean-ups after erases (scrubs), by outcome: done, owed (could not finish), failed",
+            ["outcome"],
+            registry=r,
+        )
+        self.m_refused = Counter(
+            "peerroom_storage_refused",
+            "Writes the database refused (not an outage); all but lines are retried",
+            ["kind"],
+            registry=r,
         )
 
     def set_unsaved(self, unsaved: Unsaved) -> None:
@@ -214,11 +278,10 @@ class Recorder:
     # the writer task ---------------------------------------------------------------------
 
     def start(self) -> None:
+        self._load_spills()
         loop = asyncio.get_running_loop()
-        replayed = self._load_spill()
         self._task = loop.create_task(self._run(), name="recorder")
-        if replayed:
-            self._replaying = loop.create_task(self._forget_spill_when_written(replayed))
+        self._cleaner = loop.create_task(self._clean(), name="recorder-cleanup")
 
     async def flush(self, within_secs: float) -> bool:
         """Wait until everything submitted so far is written; False if not within_secs."""
@@ -229,10 +292,64 @@ class Recorder:
             return False
         return True
 
+    async def clean(self, within_secs: float) -> bool:
+        """Wait until no clean-up is owed; False if one still is after within_secs."""
+        try:
+            async with asyncio.timeout(within_secs):
+                await self._cleaned.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self) -> None:
-        if not await self.flush(self.flush_on_close_secs):
-            self._spill()
-        await stop_tasks(self._task, self._replaying)
+        try:
+            if not await self.flush(self.flush_on_close_secs):
+                self._spill()
+        finally:
+            await stop_tasks(self._task, self._cleaner)
+        if self.cleanup_owed and not await self._clean_once(self.flush_on_close_secs):
+            log.warning(
+                "stopping with a clean-up owed: erased rows may remain in the database "
+                "files until the next erase or retention sweep cleans up"
+            )
+
+    # clean-up after erases, off the writer path ---------------------------------------------
+
+    def _owe_cleanup(self) -> None:
+        self.cleanup_owed = True
+        self._cleaned.clear()
+        self._cleanup_wake.set()
+
+    async def _clean(self) -> None:
+        failures = 0
+        while True:
+            await self._cleanup_wake.wait()
+            first, most = self.cleanup_retry_secs
+            # A pause first: the erases of a burst share one clean-up (and a failed one
+            # waits a while before its next try).
+            pause = min(first * 2 ** (failures - 1), most) if failures else 0.0
+            await asyncio.sleep(self.cleanup_delay_secs + pause)
+            if await self._clean_once(self.cleanup_timeout_secs):
+                failures = 0
+            else:
+                failures += 1
+                self._cleanup_wake.set()  # still owed
+
+    async def _clean_once(self, within_secs: float) -> bool:
+        """One clean-up; whether it finished. Never raises (but a cancellation)."""
+        self._cleanup_wake.clear()  # an erase from now on owes another clean-up
+        try:
+            async with asyncio.timeout(within_secs):
+                done = await self.storage.scrub()
+        except Exception as e:  # an outage, a timeout, a bug: still owed either way
+            self.m_cleanups.labels("failed").inc()
+            log.warning("the clean-up after an erase failed (%s); still owed", type(e).__name__)
+            return False
+        self.m_cleanups.labels("done" if done else "owed").inc()
+        if done and self.cleanup_owed and not self._cleanup_wake.is_set():
+            self.cleanup_owed = False
+            self._cleaned.set()
+        return done
 
     # the spill file: what must outlive a restart during an outage ----------------------------
 
@@ -242,49 +359,102 @@ class Recorder:
         lost = len(items) - len(keep)
         if self.spill_path is None or not keep:
             log.error("shutting down with %d storage events not written", len(items))
+            self._forget_claimed()  # what they held is written, or (lines) never kept
             return
         data = [{"kind": type(ev).__name__, **asdict(ev)} for ev in keep]
-        write_atomic(self.spill_path, json.dumps(data).encode())
+        try:
+            self.spill_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_atomic(self.spill_path, json.dumps(data).encode())
+        except OSError:
+            # Said as loudly as we can: these erases and removals are lost with this process.
+            log.exception(
+                "shutting down with storage unavailable, and the spill file cannot be "
+                "written: %d erases, consent changes, audit rows and session records are "
+                "lost, and %d transcript lines not stored",
+                len(keep),
+                lost,
+            )
+            return
+        self._forget_claimed()  # what is left of them is in this process's own file now
         log.error(
-            "shutting down with storage unavailable: %d events kept for the next start, "
-            "%d transcript lines not stored",
+            "shutting down with storage unavailable: %d events kept for the next start "
+            "(%s), %d transcript lines not stored",
             len(keep),
+            self.spill_path.name,
             lost,
         )
 
-    def _load_spill(self) -> list[asyncio.Future[int]]:
-        """Queue what the last run could not write; returns the erases' futures."""
-        if self.spill_path is None or not self.spill_path.exists():
-            return []
+    def _load_spills(self) -> None:
+        """Queue what earlier runs (this node's, or another's sharing the data dir)
+        could not write, each file claimed first by renaming it to a name of this
+        process's: two nodes starting at once never both take one."""
+        if self.spill_path is None:
+            return
+        directory = self.spill_path.parent
         try:
-            data = json.loads(self.spill_path.read_text())
-            events = [_SPILLED[d.pop("kind")](**d) for d in data]
-        except (ValueError, KeyError, TypeError):
-            log.exception("the storage spill file is unreadable; left in place")
-            return []
-        futures: list[asyncio.Future[int]] = []
+            found = sorted(directory.glob(self._spill_glob))
+        except OSError:
+            log.exception("the storage spill files cannot be listed; none replayed")
+            return
+        events: list[StorageEvent] = []
+        for n, path in enumerate(found):
+            claimed = self.spill_path.with_name(
+                f"{self.spill_path.stem}.{n}{self.spill_path.suffix}"
+            )
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:
+                continue  # another process claimed it first
+            except OSError:
+                log.exception("the storage spill file %s cannot be claimed; left", path.name)
+                continue
+            try:
+                data = json.loads(claimed.read_bytes())
+                kept: list[StorageEvent] = [_SPILLED[d.pop("kind")](**d) for d in data]
+            except OSError:
+                log.exception("the storage spill file %s cannot be read; left", claimed.name)
+                continue  # not claimed for good: the next start tries again
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # Never overwritten or lost: moved aside for a person to look at.
+                aside = path.with_suffix(f".unreadable-{int(time.time())}")
+                with contextlib.suppress(OSError):
+                    claimed.rename(aside)
+                log.exception("a storage spill file is unreadable; moved to %s", aside.name)
+                continue
+            events.extend(kept)
+            self._claimed.append(claimed)
         for ev in events:
             if isinstance(ev, SessionStarted):
                 self._known[ev.session_id] = None
-                self._put(_Item(ev))
-            else:
-                self.submit(ev)
-                if isinstance(ev, Unstore):
-                    done = self.erase_result(ev)
-                    if done is not None:
-                        futures.append(done)
-        log.warning("replaying %d storage events kept by the last run", len(events))
-        if not futures:
-            futures.append(asyncio.get_running_loop().create_future())
-            futures[0].set_result(0)
-        return futures
+            self._put(_Item(ev, replayed=True))
+        self._replay_left = len(events)
+        if events:
+            log.warning("replaying %d storage events kept by earlier runs", len(events))
+        elif self._claimed:
+            self._forget_claimed()
 
-    async def _forget_spill_when_written(self, futures: list[asyncio.Future[int]]) -> None:
-        await asyncio.gather(*futures, return_exceptions=True)
-        await self._idle.wait()
-        if self.spill_path is not None and not self.failing:
-            with contextlib.suppress(FileNotFoundError):
-                self.spill_path.unlink()
+    def _replayed_done(self, batch: list[_Item]) -> None:
+        """Called as each batch ends: once every replayed event is written, the files
+        they came from go."""
+        for item in batch:
+            if item.replayed:
+                self._replay_left -= 1
+                self._replay_failed |= not item.written
+        if self._claimed and self._replay_left == 0:
+            self._forget_claimed()
+
+    def _forget_claimed(self) -> None:
+        if self._replay_failed:
+            log.error("storage spill files kept (an event in them was not written): %s",
+                      ", ".join(p.name for p in self._claimed))  # fmt: skip
+            self._claimed = []
+            return
+        for path in self._claimed:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                log.exception("a replayed storage spill file cannot be deleted: %s", path.name)
+        self._claimed = []
 
     async def _run(self) -> None:
         while True:
@@ -307,6 +477,7 @@ class Recorder:
                         self._pending_lines -= 1
                     if item.done is not None and not item.done.done():
                         item.done.cancel()
+                self._replayed_done(batch)
                 self.m_backlog.set(self.backlog)
 
     def _take(self) -> list[_Item]:
@@ -335,14 +506,27 @@ class Recorder:
         kind = type(events[0]).__name__
         if await self._retrying(write, kind):
             self.m_written.labels(kind).inc(len(batch))
+            for item in batch:
+                item.written = True
         else:  # a row was refused: write one by one, so only that one is reported
             for item in batch:
                 await self._write_until_done(item)
 
-    async def _retrying(self, write: Callable[[], Awaitable[object]], kind: str) -> bool:
-        """Run ``write`` until the database takes it. False if it refused it (not an
-        outage: a bug or a bad row), logged without content."""
+    async def _retrying(
+        self,
+        write: Callable[[], Awaitable[object]],
+        kind: str,
+        *,
+        tries_after_refusal: int | None = 0,
+        refused: Callable[[], None] = lambda: None,
+    ) -> bool:
+        """Run ``write`` until the database takes it, through any outage. If it refuses
+        it (not an outage: a bug or a bad row; logged without content), ``refused`` is
+        called and it is tried ``tries_after_refusal`` times more (None: until taken,
+        with a backoff); False if it is still refused then."""
         delay = RETRY_FIRST_SECS
+        refusals = 0
+        refused_delay, refused_max = self.refused_retry_secs
         while True:
             try:
                 await write()
@@ -355,43 +539,74 @@ class Recorder:
                 delay = min(delay * 2, RETRY_MAX_SECS)
                 continue
             except Exception as e:
-                log.error("could not store a %s event (%s); skipped", kind, type(e).__name__)
-                return False
+                self.m_refused.labels(kind).inc()
+                refused()
+                if tries_after_refusal is not None and refusals >= tries_after_refusal:
+                    log.error("could not store a %s event (%s); skipped", kind, type(e).__name__)
+                    return False
+                refusals += 1
+                if tries_after_refusal is None:
+                    log.error(
+                        "the database refused a %s event (%s), %d time(s); it must not be "
+                        "dropped: retrying in %g s, and the events behind it wait",
+                        kind,
+                        type(e).__name__,
+                        refusals,
+                        refused_delay,
+                    )
+                    await asyncio.sleep(refused_delay)
+                    refused_delay = min(refused_delay * 2, refused_max)
+                continue
             if self.failing:
                 log.warning("storage is back; writing the backlog (%d events)", self.backlog)
             self.failing = False
             return True
 
     async def _write_until_done(self, item: _Item) -> None:
-        kind = type(item.event).__name__
+        ev = item.event
+        kind = type(ev).__name__
         count = 0
-        deleted: int | None = None  # an erase's delete went through: retries only scrub
+        healing = False  # refused once: its session is recorded again before each retry
 
         async def write() -> None:
-            nonlocal count, deleted
-            ev = item.event
+            nonlocal count
+            if healing:
+                await self._record_again(ev)
             if not isinstance(ev, Unstore):
                 count = await self._write(ev)
                 return
-            if deleted is None:
-                deleted = await self._delete(ev)
-            if deleted:
-                # The delete's rows are gone from the table but maybe not from the file:
-                # a scrub that fails is retried on its own (a retried delete finds 0 rows).
-                await self.storage.scrub()
-            count = deleted
+            count = await self._delete(ev)
+            if count:
+                # Gone from the table, maybe not yet from the files: the clean-up's.
+                self._owe_cleanup()
 
-        if not await self._retrying(write, kind):
-            if isinstance(item.event, Transcribe):
+        def refused() -> None:
+            nonlocal healing
+            healing = True
+            # Recorded again at its next event, should this one never be.
+            self._known.pop(ev.session_id, None)
+
+        line = isinstance(ev, Transcribe)
+        if not await self._retrying(
+            write, kind, tries_after_refusal=1 if line else None, refused=refused
+        ):
+            if isinstance(ev, Transcribe):
                 self.m_unsaved.labels("error").inc()
-                self._unsaved(item.event, "error")
+                self._unsaved(ev, "error")
             return
         self.m_written.labels(kind).inc()
+        item.written = True
         if item.done is not None and not item.done.done():
             item.done.set_result(count)
 
+    async def _record_again(self, ev: StorageEvent) -> None:
+        """The session of ``ev``, recorded if its row is not there (an insert that
+        changes nothing if it is): from when this event happened, if it must be."""
+        if isinstance(ev, Transcribe | Consent | Audit):
+            await self.storage.record_session(SessionRecord(ev.session_id, ev.room_id, ev.ts))
+
     async def _delete(self, ev: Unstore) -> int:
-        """An erase's delete (its scrub is the caller's); the number of lines deleted."""
+        """An erase's delete (its clean-up is owed by the caller); lines deleted."""
         if ev.message_id is not None:
             return await self.storage.delete_line(ev.session_id, ev.message_id)
         if ev.participant_id is not None:
@@ -401,7 +616,7 @@ class Recorder:
         return 0
 
     async def _write(self, ev: StorageEvent) -> int:
-        """One event, one query (an erase is :meth:`_delete` and a scrub)."""
+        """One event, one query (an erase is :meth:`_delete`)."""
         s = self.storage
         if isinstance(ev, Transcribe):
             await s.add_line(_line(ev))

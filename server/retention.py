@@ -11,7 +11,8 @@ Deleted once older than the retention period:
   nobody has resolved yet: someone asked to be called back, and that request must
   never get lost (USERS.md). It goes in the first sweep after it is resolved.
 
-After a sweep that deleted anything, storage is scrubbed (see ``Storage.scrub``).
+After a sweep that deleted anything, storage is scrubbed (see ``Storage.scrub``); a
+scrub that could not finish is owed to the next sweep.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from server.storage.base import Storage, StorageUnavailable
@@ -36,6 +37,7 @@ class Purged:
     lines: int
     sessions: int
     checkins: int
+    scrub_owed: bool = False  # the scrub could not finish now (a reader held the file)
 
     @property
     def total(self) -> int:
@@ -53,8 +55,8 @@ async def purge_expired(
         sessions=await storage.delete_sessions_before(cutoff),
         checkins=await storage.delete_checkins_before(cutoff, keep_open=OPEN_CHECKIN_STATUSES),
     )
-    if purged.total or scrub_owed:
-        await storage.scrub()
+    if (purged.total or scrub_owed) and not await storage.scrub():
+        return replace(purged, scrub_owed=True)
     return purged
 
 
@@ -85,7 +87,7 @@ async def run_retention(
             scrub_owed = True
             log.exception("retention sweep failed")
         else:
-            scrub_owed = False
+            scrub_owed = purged.scrub_owed
             if purged.total:
                 log.info(
                     "retention: deleted %d lines, %d sessions, %d check-ins",

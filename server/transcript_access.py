@@ -20,9 +20,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-from rooms.events import Audit, Consent
+from rooms.events import AUDITED_ACTIONS, Audit, Consent
 
-REMOVAL_ACTIONS: Final = frozenset({"remove", "ban"})
+REMOVAL_ACTIONS: Final = AUDITED_ACTIONS  # the only moderator actions kept, for this rule
 SESSIONS_KEPT: Final = 2_000  # sessions whose live facts are cached on this node
 
 

@@ -134,9 +134,10 @@ class Storage(Protocol):
     async def list_checkins(
         self, *, include_resolved: bool = False, limit: int = 200
     ) -> list[CheckinRecord]:
-        """Open requests for a call (``callback``, ``talk``) first, then the rest; each
-        newest first. A limit must never hide someone waiting for a call behind a run of
-        "I'm OK" check-ins, which nobody needs to resolve."""
+        """Every open request for a call (``callback``, ``talk``, unresolved) first,
+        oldest first: the longest waiting at the top, and never cut. Then the rest,
+        newest first, at most ``limit`` of them. No limit may hide someone waiting for a
+        call, behind a run of "I'm OK" check-ins or newer requests."""
 
     async def get_checkin(self, checkin_id: str) -> CheckinRecord | None: ...
 
@@ -204,9 +205,11 @@ class Storage(Protocol):
         """Check-ins created before ``cutoff``, except unresolved ones whose status is in
         ``keep_open``."""
 
-    async def scrub(self) -> None:
+    async def scrub(self) -> bool:
         """Make deleted rows unrecoverable from the database files as far as the backend
-        can (SQLite: checkpoint and truncate the WAL; PostgreSQL: VACUUM)."""
+        can (SQLite: checkpoint and truncate the WAL; PostgreSQL: VACUUM). False if it
+        could not be finished now (a reader holds the WAL): it is still owed. May take
+        long (a VACUUM): never on the recorder's writer path."""
 
     async def healthy(self) -> bool:
         """True when storage answers a trivial query now."""

@@ -4,7 +4,8 @@ A small explicit runner rather than Alembic or yoyo: the schema is a handful of 
 both backends are driven through async drivers (aiosqlite, asyncpg) that those tools do
 not speak natively, and a runner this size is read in a minute. Files are
 ``migrations/NNNN_name.sql``, applied in order, each in its own transaction, recorded in
-``schema_migrations``; an applied file is never edited, only followed by a new one.
+``schema_migrations``; an applied file's SQL is never edited, only followed by a new
+one (its ``--`` comments may be corrected: they are never run).
 """
 
 from __future__ import annotations

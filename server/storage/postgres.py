@@ -9,16 +9,20 @@ on its own, so storage recovers when the database comes back without a restart.
 Erased rows disappear from every query and dump at once. PostgreSQL keeps dead row
 versions in its data files until VACUUM reclaims them (and in its WAL until the
 segments are recycled); :meth:`PostgresStorage.scrub` runs VACUUM on the tables that
-hold text or phone numbers after each erase or purge. For disk-level assurance, put
-the cluster on an encrypted volume (docs/storage.md).
+hold text or phone numbers, soon after an erase (the recorder's clean-up, off its
+writer path) and after a purge, with a timeout of its own (:data:`SCRUB_TIMEOUT_SECS`).
+For disk-level assurance, put the cluster on an encrypted volume (docs/storage.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import hashlib
 import logging
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -32,9 +36,13 @@ log = logging.getLogger(__name__)
 POOL_MAX: Final = 4  # one recorder writing, a few HTTP reads: more would only queue in PG
 CONNECT_TIMEOUT_SECS: Final = 3.0  # a reachable PostgreSQL answers in milliseconds
 QUERY_TIMEOUT_SECS: Final = 10.0  # every query here is an index lookup or a small delete
+SCRUB_TIMEOUT_SECS: Final = 900.0  # a VACUUM of big tables takes minutes; it blocks no writer
 HEALTH_TIMEOUT_SECS: Final = 1.0  # /healthz must answer quickly, even while PG is gone
 CLOSE_TIMEOUT_SECS: Final = 5.0
 MIGRATION_LOCK: Final = 0x70656572  # pg_advisory_lock key ("peer"): one migrator at a time
+# pg_advisory_xact_lock(class, key) for SqlStorage._execute_locked (a session's lines and
+# erases, a check-in's retries). Two-int keys are a lock space apart from MIGRATION_LOCK's.
+WRITE_LOCK_CLASS: Final = 0x7072  # "pr"
 
 _TRANSIENT: Final = (
     OSError,
@@ -53,6 +61,29 @@ def numbered(sql: str) -> str:
     """``?`` placeholders to PostgreSQL's ``$1, $2, ...`` (our SQL has no ``?`` literals)."""
     counter = iter(range(1, 1000))
     return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+def lock_key(name: str) -> int:
+    """A named lock's advisory key (32 bits: two names sharing one only make their
+    writes wait for each other now and then)."""
+    digest = hashlib.blake2b(name.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _rows_changed(status: object) -> int:
+    last = str(status).rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """The driver's errors as storage's: an outage, a duplicate key, or as they are."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as e:
+        raise DuplicateKey(str(e)) from e
+    except _TRANSIENT as e:
+        raise StorageUnavailable(f"PostgreSQL: {type(e).__name__}") from e
 
 
 class PostgresStorage(SqlStorage):
@@ -103,25 +134,43 @@ class PostgresStorage(SqlStorage):
                 await con.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
 
     async def _execute(self, sql: str, *args: object) -> int:
-        status = await self._run("execute", sql, args)
-        last = str(status).rsplit(" ", 1)[-1]
-        return int(last) if last.isdigit() else 0
+        return _rows_changed(await self._run("execute", sql, args))
 
     async def _fetch(self, sql: str, *args: object) -> list[Row]:
         rows = await self._run("fetch", sql, args)
         return [tuple(r) for r in rows]
 
     async def _run(self, method: str, sql: str, args: tuple[object, ...]) -> Any:
-        try:
+        with _translated():
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECS) as con:
                 return await getattr(con, method)(numbered(sql), *args)
-        except asyncpg.UniqueViolationError as e:
-            raise DuplicateKey(str(e)) from e
-        except _TRANSIENT as e:
-            raise StorageUnavailable(f"PostgreSQL: {type(e).__name__}") from e
 
-    async def scrub(self) -> None:
-        await self._execute("VACUUM transcript_lines, checkins")
+    async def _execute_locked(
+        self, locks: Iterable[str], *statements: tuple[str, Sequence[object]]
+    ) -> list[int]:
+        """One transaction holding each lock's advisory lock, taken in key order (a
+        batch of lines spanning sessions never deadlocks with another), until it
+        commits. Each statement's snapshot is taken after the locks: a line being
+        stored and an erase of it never overlap, so the erase's delete sees the line, or
+        the line's insert sees the erase."""
+        keys = sorted({lock_key(name) for name in locks})
+        with _translated():
+            async with (
+                self._pool.acquire(timeout=CONNECT_TIMEOUT_SECS) as con,
+                con.transaction(),
+            ):
+                for key in keys:
+                    await con.execute("SELECT pg_advisory_xact_lock($1, $2)", WRITE_LOCK_CLASS, key)
+                return [
+                    _rows_changed(await con.execute(numbered(sql), *args))
+                    for sql, args in statements
+                ]
+
+    async def scrub(self) -> bool:
+        with _translated():
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECS) as con:
+                await con.execute("VACUUM transcript_lines, checkins", timeout=SCRUB_TIMEOUT_SECS)
+        return True
 
     async def healthy(self) -> bool:
         try:

@@ -3,15 +3,29 @@
 Storage decides nothing: one method per query, each a single statement (so each is its
 own transaction: autocommit), no rules in SQL. The SQL is the common subset of SQLite
 and PostgreSQL, with ``?`` placeholders; the PostgreSQL backend numbers them (``$1``).
-A backend supplies three primitives (``_execute``, ``_fetch``, and the driver-specific
-``healthy``/``scrub``/``close``) and turns its driver's errors into
+A backend supplies its primitives (``_execute``, ``_fetch``, ``_execute_locked``, and
+the driver-specific ``healthy``/``scrub``/``close``) and turns its driver's errors into
 :class:`~server.storage.base.StorageUnavailable` and :class:`DuplicateKey`.
+
+Writes that check before they write, which several nodes may do at once, go through
+:meth:`SqlStorage._execute_locked`: PostgreSQL runs them as one transaction holding a
+named lock (``pg_advisory_xact_lock``), taken before the first statement's snapshot.
+SQLite needs no more than its statements: its writers take turns on the one file, and
+each statement sees every write committed before it. They are:
+
+- storing lines and erasing them (lock: the session). A line is stored only if no
+  erase covers it, and an erase keeps its row then deletes the lines; on PostgreSQL a
+  line being inserted by one node is invisible to another node's delete until it
+  commits, and the insert's check ran on a snapshot taken before the erase committed,
+  so the line could survive its erase;
+- creating a check-in (lock: its call and status), so that a retry reaching two nodes
+  at once stores one row.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import astuple
 from typing import Any, Final
 
@@ -68,6 +82,15 @@ class SqlStorage(ABC):
     @abstractmethod
     async def _fetch(self, sql: str, *args: object) -> list[Row]: ...
 
+    async def _execute_locked(
+        self, locks: Iterable[str], *statements: tuple[str, Sequence[object]]
+    ) -> list[int]:
+        """Run ``statements`` in order, none of them interleaved with another call of
+        this that names one of ``locks``; the rows each changed. Here (SQLite) each
+        statement is its own transaction, which is enough: writers take turns on the
+        file. PostgreSQL runs them in one transaction holding the locks."""
+        return [await self._execute(sql, *args) for sql, args in statements]
+
     async def _fetchone(self, sql: str, *args: object) -> Row | None:
         rows = await self._fetch(sql, *args)
         return rows[0] if rows else None
@@ -118,11 +141,14 @@ class SqlStorage(ABC):
     # check-ins -------------------------------------------------------------------------
 
     async def create_checkin(self, checkin: CheckinRecord) -> CheckinRecord:
-        row = await self._fetchone(
-            f"SELECT {_CHECKIN_COLUMNS} FROM checkins "  # noqa: S608
-            "WHERE id = ? OR (call_id = ? AND status = ? AND caller_masked = ? "
-            "AND COALESCE(caller_full, '') = ? AND created_at >= ? AND created_at <= ?) "
-            "ORDER BY created_at, id LIMIT 1",
+        """One insert that checks for the record it would be a retry of (storage/base.py's
+        rule), under the lock of its call and status on PostgreSQL: two nodes taking one
+        retried request at once store one row. Then the first such record is read back."""
+        match = (
+            "id = ? OR (call_id = ? AND status = ? AND caller_masked = ? "
+            "AND COALESCE(caller_full, '') = ? AND created_at >= ? AND created_at <= ?)"
+        )
+        match_args = [
             checkin.id,
             checkin.call_id,
             checkin.status,
@@ -130,24 +156,40 @@ class SqlStorage(ABC):
             checkin.caller_full or "",
             checkin.created_at - RETRY_WINDOW_SECS,
             checkin.created_at + RETRY_WINDOW_SECS,
+        ]
+        (inserted,) = await self._execute_locked(
+            [f"checkin:{checkin.call_id}:{checkin.status}"],
+            (
+                f"INSERT INTO checkins ({_CHECKIN_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, "  # noqa: S608
+                "CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), ? "
+                f"WHERE NOT EXISTS (SELECT 1 FROM checkins WHERE {match}) "
+                "ON CONFLICT (id) DO NOTHING",
+                [*astuple(checkin), *match_args],
+            ),
         )
-        if row is not None:
-            return CheckinRecord(*row)  # a retry: the first record
-        await self._execute(
-            f"INSERT INTO checkins ({_CHECKIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
-            "ON CONFLICT (id) DO NOTHING",
-            *astuple(checkin),
+        if inserted:
+            return checkin
+        row = await self._fetchone(
+            f"SELECT {_CHECKIN_COLUMNS} FROM checkins WHERE {match} "  # noqa: S608
+            "ORDER BY created_at, id LIMIT 1",
+            *match_args,
         )
-        return checkin
+        # None only if it went meanwhile (a retention sweep): this one is not stored then.
+        return CheckinRecord(*row) if row is not None else await self.create_checkin(checkin)
 
     async def list_checkins(
         self, *, include_resolved: bool = False, limit: int = 200
     ) -> list[CheckinRecord]:
-        where = "" if include_resolved else "WHERE resolved_at IS NULL"
+        rest = "NOT (resolved_at IS NULL AND status <> 'ok')"
+        if not include_resolved:
+            rest = f"resolved_at IS NULL AND {rest}"
         rows = await self._fetch(
-            f"SELECT {_CHECKIN_COLUMNS} FROM checkins {where} "  # noqa: S608
-            "ORDER BY CASE WHEN resolved_at IS NULL AND status <> 'ok' THEN 0 ELSE 1 END, "
-            "created_at DESC LIMIT ?",
+            f"SELECT {_CHECKIN_COLUMNS} FROM ("  # noqa: S608
+            f"SELECT {_CHECKIN_COLUMNS}, 0 AS part, created_at AS k FROM checkins "
+            "WHERE resolved_at IS NULL AND status <> 'ok' "
+            f"UNION ALL SELECT * FROM (SELECT {_CHECKIN_COLUMNS}, 1 AS part, -created_at AS k "
+            f"FROM checkins WHERE {rest} ORDER BY created_at DESC LIMIT ?) later"
+            ") listed ORDER BY part, k, id",
             limit,
         )
         return [CheckinRecord(*row) for row in rows]
@@ -229,28 +271,34 @@ class SqlStorage(ABC):
         if not lines:
             return
         row = "(?, ?, ?, ?, ?, CAST(? AS DOUBLE PRECISION))"
-        await self._execute(
-            f"WITH v ({_LINE_COLUMNS}) AS (VALUES {', '.join([row] * len(lines))}) "  # noqa: S608
-            f"INSERT INTO transcript_lines ({_LINE_COLUMNS}) SELECT {_LINE_COLUMNS} FROM v "
-            "WHERE NOT EXISTS (SELECT 1 FROM transcript_erasures e "
-            "WHERE e.session_id = v.session_id AND (e.line_id = v.id "
-            "OR (e.sender_id = v.sender_id AND v.ts <= e.up_to))) "
-            "ON CONFLICT (id) DO NOTHING",
-            *(v for line in lines for v in astuple(line)),
+        await self._execute_locked(
+            {_session_lock(line.session_id) for line in lines},
+            (
+                f"WITH v ({_LINE_COLUMNS}) AS (VALUES {', '.join([row] * len(lines))}) "  # noqa: S608
+                f"INSERT INTO transcript_lines ({_LINE_COLUMNS}) SELECT {_LINE_COLUMNS} FROM v "
+                "WHERE NOT EXISTS (SELECT 1 FROM transcript_erasures e "
+                "WHERE e.session_id = v.session_id AND (e.line_id = v.id "
+                "OR (e.sender_id = v.sender_id AND v.ts <= e.up_to))) "
+                "ON CONFLICT (id) DO NOTHING",
+                [v for line in lines for v in astuple(line)],
+            ),
         )
 
     async def delete_line(self, session_id: str, line_id: str) -> int:
         """The erase is kept first, so a copy of the line written later is refused."""
-        await self._execute(
-            "INSERT INTO transcript_erasures (id, session_id, line_id) VALUES (?, ?, ?) "
-            "ON CONFLICT (id) DO NOTHING",
-            f"line:{session_id}:{line_id}",
-            session_id,
-            line_id,
+        _, deleted = await self._execute_locked(
+            [_session_lock(session_id)],
+            (
+                "INSERT INTO transcript_erasures (id, session_id, line_id) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                [f"line:{session_id}:{line_id}", session_id, line_id],
+            ),
+            (
+                "DELETE FROM transcript_lines WHERE session_id = ? AND id = ?",
+                [session_id, line_id],
+            ),
         )
-        return await self._execute(
-            "DELETE FROM transcript_lines WHERE session_id = ? AND id = ?", session_id, line_id
-        )
+        return deleted
 
     async def delete_sender_lines(
         self, session_id: str, sender_id: str, up_to: float | None = None
@@ -258,25 +306,27 @@ class SqlStorage(ABC):
         """Every line of ``sender_id`` sent at or before ``up_to`` (all, if None: an
         erase queued by an older version); the erase is kept first, as above."""
         if up_to is None:
-            return await self._execute(
-                "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ?",
-                session_id,
-                sender_id,
+            (deleted,) = await self._execute_locked(
+                [_session_lock(session_id)],
+                (
+                    "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ?",
+                    [session_id, sender_id],
+                ),
             )
-        await self._execute(
-            "INSERT INTO transcript_erasures (id, session_id, sender_id, up_to) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            f"sender:{session_id}:{sender_id}:{up_to!r}",
-            session_id,
-            sender_id,
-            up_to,
+            return deleted
+        _, deleted = await self._execute_locked(
+            [_session_lock(session_id)],
+            (
+                "INSERT INTO transcript_erasures (id, session_id, sender_id, up_to) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                [f"sender:{session_id}:{sender_id}:{up_to!r}", session_id, sender_id, up_to],
+            ),
+            (
+                "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ? AND ts <= ?",
+                [session_id, sender_id, up_to],
+            ),
         )
-        return await self._execute(
-            "DELETE FROM transcript_lines WHERE session_id = ? AND sender_id = ? AND ts <= ?",
-            session_id,
-            sender_id,
-            up_to,
-        )
+        return deleted
 
     async def list_lines(self, session_id: str) -> list[TranscriptLine]:
         rows = await self._fetch(
@@ -327,6 +377,10 @@ class SqlStorage(ABC):
             target_id,
         )
         return {row[0] for row in rows}
+
+
+def _session_lock(session_id: str) -> str:
+    return f"session:{session_id}"
 
 
 def _room(row: Row | None) -> RoomRecord | None:

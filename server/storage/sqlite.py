@@ -1,9 +1,10 @@
 """SQLite storage, the embedded default: one file under ``--data-dir``.
 
 Erased text must not linger in the files: ``secure_delete`` overwrites deleted cells
-and freed pages with zeros, and :meth:`SqliteStorage.scrub` (run by the recorder after
-every batch that deleted something) checkpoints the WAL into the main file and
-truncates it, so the frames that still held the old page images are gone too.
+and freed pages with zeros, and :meth:`SqliteStorage.scrub` (run by the recorder's
+clean-up soon after an erase, and by retention after a purge) checkpoints the WAL into
+the main file and truncates it, so the frames that still held the old page images are
+gone too.
 """
 
 from __future__ import annotations
@@ -63,9 +64,21 @@ async def _set_wal(db: aiosqlite.Connection) -> None:
             await asyncio.sleep(0.02)
 
 
+def _checkpoint(path: Path) -> bool:
+    """One non-waiting ``wal_checkpoint(TRUNCATE)``; True if readers held it back."""
+    # mode=rw: a file that is gone is an error here, not a new empty database.
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", timeout=0, uri=True)
+    try:
+        ((busy, *_),) = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        con.close()
+    return bool(busy)
+
+
 class SqliteStorage(SqlStorage):
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
+        self._path = path
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStorage:
@@ -75,7 +88,7 @@ class SqliteStorage(SqlStorage):
             await _set_wal(db)
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA secure_delete=ON")  # erased text is overwritten, not left
-            storage = cls(db)
+            storage = cls(db, path)
             await storage._migrate()
         except BaseException:
             # aiosqlite's worker thread would keep the process alive after a failed start.
@@ -129,15 +142,22 @@ class SqliteStorage(SqlStorage):
         except ValueError as e:
             raise StorageUnavailable("the SQLite connection is closed") from e
 
-    async def scrub(self) -> None:
-        """Checkpoint the WAL into the file and truncate it. Another connection reading
-        (a ``peerroom create-room`` next to the server) can hold it back: retry briefly."""
+    async def scrub(self) -> bool:
+        """Checkpoint the WAL into the file and truncate it; False if that could not be
+        done now. Another connection reading (another node on this file, a ``peerroom
+        create-room`` next to the server) can hold it back: retry briefly, then leave it
+        owed. On a connection of its own that never waits for a lock: on the server's,
+        each busy try would wait out the busy timeout (5 s) with every query behind it."""
         for _ in range(SCRUB_TRIES):
-            (busy, *_), *_ = await self._fetch("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                busy = await asyncio.to_thread(_checkpoint, self._path)
+            except sqlite3.Error as e:
+                raise _translate(e) from e
             if not busy:
-                return
+                return True
             await asyncio.sleep(SCRUB_RETRY_SECS)
-        log.warning("the WAL could not be truncated now; it will be at the next scrub")
+        log.warning("the WAL could not be truncated now (a reader holds it); still owed")
+        return False
 
     async def healthy(self) -> bool:
         try:

@@ -62,7 +62,9 @@ async def test_checkins_from_a_bridge(live_server: LiveServer, clients: Any, bri
     assert by_id[ids["callback"]]["number"] == "+15550100017"
     assert by_id[ids["talk"]]["number"] == "+15550100027"
     assert by_id[withheld["id"]]["caller"] == "withheld" and "number" not in by_id[withheld["id"]]
-    assert body["checkins"][0]["id"] == withheld["id"]  # newest first
+    # Open requests for a call first, the longest waiting first; then the rest.
+    order = [ids["callback"], ids["talk"], withheld["id"], ids["ok"]]
+    assert [c["id"] for c in body["checkins"]] == order and body["partial"] is False
 
     assert (await api(live_server, "GET", "/api/checkins", None))[0] == 401
     assert (await api(live_server, "GET", "/api/checkins", room["invite_token"]))[0] == 403

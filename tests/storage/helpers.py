@@ -43,8 +43,10 @@ async def healthz(server: LiveServer) -> tuple[int, Any]:
 
 
 async def flushed(server: LiveServer, within: float = 10.0) -> None:
-    """Wait until the recorder has written everything delivered so far."""
+    """Wait until the recorder has written everything delivered so far, and cleaned up
+    after its erases (a second or so later: the files are scrubbed then)."""
     assert await server.app[RECORDER].flush(within), "the recorder did not catch up"
+    assert await server.app[RECORDER].clean(within), "the recorder did not clean up"
 
 
 async def lines_of(server: LiveServer, session_id: str, fac_token: str) -> list[str]:
@@ -109,12 +111,12 @@ def scrub_fails_once(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> list[
     real_scrub = storage.scrub
     scrubs: list[str] = []
 
-    async def scrub() -> None:
+    async def scrub() -> bool:
         if not scrubs:
             scrubs.append("failed")
             raise StorageUnavailable("gone for a moment")
         scrubs.append("done")
-        await real_scrub()
+        return await real_scrub()
 
     monkeypatch.setattr(storage, "scrub", scrub)
     return scrubs

@@ -6,7 +6,9 @@ import asyncio
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
 from rooms.model import QueueOrder
@@ -105,7 +107,7 @@ async def test_lines_add_list_and_delete(storage: Storage) -> None:
     assert await storage.delete_sender_lines("s1", "p1") == 2
     assert [x.id for x in await storage.list_lines("s1")] == ["m4"]
     assert [x.id for x in await storage.list_lines("s2")] == ["m5"]
-    await storage.scrub()
+    assert await storage.scrub()
 
 
 async def test_lines_in_one_statement(storage: Storage) -> None:
@@ -192,6 +194,9 @@ async def test_a_reused_call_id_is_a_new_checkin_unless_it_is_a_retry(storage: S
 
 
 async def test_a_run_of_oks_never_hides_someone_waiting_for_a_call(storage: Storage) -> None:
+    """Open requests for a call come first, the longest waiting first, and are never
+    cut by the limit (before: newest first and cut, so the callers who had waited
+    longest fell off the list); the rest follow, newest first, up to the limit."""
     waiting = CheckinRecord("w", None, "call-w", "callback", "********42", None, 1.0)
     await storage.create_checkin(waiting)
     talk = CheckinRecord("t", None, "call-t", "talk", "********43", None, 2.0)
@@ -199,11 +204,14 @@ async def test_a_run_of_oks_never_hides_someone_waiting_for_a_call(storage: Stor
     for n in range(5):  # newer, and nobody resolves an "I'm OK"
         ok = CheckinRecord(f"ok{n}", None, f"call{n}", "ok", "********44", None, 10.0 + n)
         await storage.create_checkin(ok)
-    listed = await storage.list_checkins(limit=3)
-    assert [c.id for c in listed] == ["t", "w", "ok4"]
+    for n in range(3):  # newer requests for a call still
+        late = CheckinRecord(f"c{n}", None, f"call-c{n}", "callback", "********45", None, 20.0 + n)
+        await storage.create_checkin(late)
+    listed = await storage.list_checkins(limit=2)
+    assert [c.id for c in listed] == ["w", "t", "c0", "c1", "c2", "ok4", "ok3"]
     await storage.resolve_checkin("t", by="f1", at=30.0)
-    listed = await storage.list_checkins(include_resolved=True, limit=3)
-    assert [c.id for c in listed] == ["w", "ok4", "ok3"]
+    listed = await storage.list_checkins(include_resolved=True, limit=6)
+    assert [c.id for c in listed] == ["w", "c0", "c1", "c2", "ok4", "ok3", "ok2", "ok1", "ok0", "t"]
 
 
 async def test_retention_deletes(storage: Storage) -> None:
@@ -251,7 +259,7 @@ async def test_retention_deletes(storage: Storage) -> None:
     left = {c.id for c in await storage.list_checkins(include_resolved=True)}
     assert left == {"k3", "k4"}
     assert await storage.delete_checkins_before(cutoff, keep_open=()) == 1
-    await storage.scrub()
+    assert await storage.scrub()
 
 
 async def test_closed_storage_is_unavailable(storage: Storage) -> None:
@@ -298,3 +306,98 @@ async def test_an_erased_line_is_not_stored_again_by_a_late_copy(storage: Storag
     await with_session(storage)
     await storage.add_line(TranscriptLine("m1", "s1", "p1", "Bo", "a new session", 1.0))
     assert [x.id for x in await storage.list_lines("s1")] == ["m1"]
+
+
+@pytest.mark.postgres
+async def test_an_erase_never_misses_a_line_another_node_is_storing(pg_url: str) -> None:
+    """Node A's insert of a line is in flight (its check for an erase already made) when
+    node B erases the sender's lines. Before, B's delete could not see A's uncommitted
+    line and A's check had not seen B's erase: the line stayed stored after its erase.
+    A trigger (this test's own) holds A's insert until the test lets it go."""
+    node_a, node_b = await PostgresStorage.open(pg_url), await PostgresStorage.open(pg_url)
+    admin = await asyncpg.connect(pg_url)
+    try:
+        await with_session(node_a, started=50.0)
+        await hold_inserts(admin, "transcript_lines")
+        storing = asyncio.create_task(
+            node_a.add_line(TranscriptLine("m1", "s1", "p1", "Bo", "one", 1.0))
+        )
+        await waiting_for_locks(admin, 1)  # A's insert is held in the trigger
+        erasing = asyncio.create_task(node_b.delete_sender_lines("s1", "p1", up_to=10.0))
+        # Old code: the erase runs to its end now. Now: it waits for A's transaction.
+        await done_or_waiting(erasing, admin, 2)
+        await admin.execute("SELECT pg_advisory_unlock(4242)")
+        await storing
+        await erasing
+        assert await node_a.list_lines("s1") == []
+        await node_a.add_line(TranscriptLine("m1", "s1", "p1", "Bo", "one", 1.0))  # a late copy
+        assert await node_a.list_lines("s1") == []
+    finally:
+        await admin.close()
+        await node_a.close()
+        await node_b.close()
+
+
+async def locks_waiting(con: asyncpg.Connection) -> int:
+    """Advisory locks someone in this database is waiting for."""
+    n: int = await con.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    return n
+
+
+async def waiting_for_locks(con: asyncpg.Connection, n: int) -> None:
+    for _ in range(250):
+        if await locks_waiting(con) == n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not {n} advisory locks waited for")
+
+
+async def hold_inserts(admin: asyncpg.Connection, table: str) -> None:
+    """Every insert into ``table`` waits, after its statement's snapshot and checks, in
+    a trigger of the test's own, until ``admin`` unlocks advisory lock 4242."""
+    await admin.execute(
+        "CREATE OR REPLACE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242); "
+        "RETURN NEW; END $$"
+    )
+    await admin.execute(
+        f"CREATE TRIGGER test_hold BEFORE INSERT ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION test_hold()"
+    )
+    await admin.execute("SELECT pg_advisory_lock(4242)")
+
+
+async def done_or_waiting(task: asyncio.Task[Any], admin: asyncpg.Connection, n: int) -> None:
+    """Until ``task`` has ended (the old code) or ``n`` advisory locks are waited for."""
+    for _ in range(250):
+        if task.done() or await locks_waiting(admin) == n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the task neither finished nor waited ({n} locks waited for)")
+
+
+@pytest.mark.postgres
+async def test_a_retry_reaching_two_nodes_at_once_is_one_checkin(pg_url: str) -> None:
+    """Before, each node looked for the first record, found none (the other's insert
+    not committed yet), and inserted its own: two rows for one request for a call."""
+    node_a, node_b = await PostgresStorage.open(pg_url), await PostgresStorage.open(pg_url)
+    admin = await asyncpg.connect(pg_url)
+    first = CheckinRecord("k1", None, "call1", "callback", "********42", "+4712345642", 1000.0)
+    retry = replace(first, id="k2", created_at=1001.0)  # each node draws its own id
+    try:
+        await hold_inserts(admin, "checkins")
+        creating = asyncio.create_task(node_a.create_checkin(first))
+        await waiting_for_locks(admin, 1)  # A's insert is held in the trigger
+        retrying = asyncio.create_task(node_b.create_checkin(retry))
+        await done_or_waiting(retrying, admin, 2)
+        await admin.execute("SELECT pg_advisory_unlock(4242)")
+        assert await creating == first
+        assert await retrying == first
+        assert [c.id for c in await node_a.list_checkins()] == ["k1"]
+    finally:
+        await admin.close()
+        await node_a.close()
+        await node_b.close()

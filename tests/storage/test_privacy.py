@@ -93,14 +93,14 @@ async def test_nothing_of_the_unconsenting_or_erased_reaches_disk(
     kept = {k: marker(k) for k in ("EdName", "EdText")}
 
     fac, bo, cy, ed = (people(server) for _ in range(4))
-    await fac.join(room["facilitator_token"], never["AnnName"])
+    wf = await fac.join(room["facilitator_token"], never["AnnName"])
     wc = await cy.join(room["invite_token"], never["CyName"])
     wb = await bo.join(room["invite_token"], erased["BoName"])
     await ed.join(room["invite_token"], kept["EdName"])
 
     await bo.ok("transcript.consent", {"on": True})
     await ed.ok("transcript.consent", {"on": True})
-    await cy.ok("chat.send", {"text": never["CyText"]})
+    cy_line = await cy.ok("chat.send", {"text": never["CyText"]})
     await cy.ok("chat.send", {"text": never["CyPrivate"], "to": "moderators"})
     await fac.ok("chat.send", {"text": never["AnnText"]})
     await bo.ok("chat.send", {"text": erased["BoText"]})
@@ -108,10 +108,14 @@ async def test_nothing_of_the_unconsenting_or_erased_reaches_disk(
     await bo.ok("chat.send", {"text": erased["BoLong"] + " " + "w" * 1900})
     await ed.ok("chat.send", {"text": kept["EdText"]})
     await ed.ok("chat.send", {"text": private, "to": "moderators"})
-    # Moderator actions on the unconsenting are audited, by id only.
+    # Moderator actions on the unconsenting, by a moderator who never opted in either:
+    # no audit row (it would hold their ids), and removing a line never stored, or an
+    # erase by someone who never opted in, keeps no erase (ids again) either.
     await cy.ok("hand.raise")
     await fac.ok("mod.mute", {"id": wc["you"]["id"]})
     await fac.ok("mod.floor.next")
+    assert (await fac.ok("mod.chat.remove", {"message_id": cy_line["id"]}))["erased"] == 0
+    assert (await cy.ok("transcript.erase"))["erased"] == 0
 
     await flushed(server)
     before_erase = await dump(server, backend_url)
@@ -129,6 +133,13 @@ async def test_nothing_of_the_unconsenting_or_erased_reaches_disk(
             assert value.encode() in blob, f"{name} should be stored (consented)"
         # the erase keeps Bo's consent history, by id only: an id identifies nobody
         assert wb["you"]["id"].encode() in blob, "Bo's consent history should be kept"
+        # but nothing of those who never opted in, not even their ids
+        for name, value in (
+            ("Ann's id", wf["you"]["id"]),
+            ("Cy's id", wc["you"]["id"]),
+            ("the id of Cy's line", cy_line["id"]),
+        ):
+            assert value.encode() not in blob, f"{name} reached disk"
 
     await check(await dump(server, backend_url))
     logged = caplog.text

@@ -155,6 +155,15 @@ def test_consent_is_broadcast_so_nobody_is_transcribed_silently() -> None:
 
 
 def test_erase_asks_storage_to_delete_my_lines() -> None:
-    out = do(session("p1"), "p1", c.EraseTranscript(), now=9.0)
+    state = live(do(session("p1"), "p1", c.SetConsent(on=True)))
+    state = live(do(state, "p1", c.SetConsent(on=False)))  # lines before this were kept
+    out = do(state, "p1", c.EraseTranscript(), now=9.0)
     # Until now: lines sent after, having opted in again, are not erased by it.
     assert out.events == (Unstore("s1", participant_id="p1", ts=9.0),)
+
+
+def test_an_erase_by_someone_who_never_opted_in_stores_nothing() -> None:
+    """Nothing of theirs is stored, so there is nothing to erase. Before, the erase was
+    kept all the same, and with it their id on disk (the consent rule forbids it)."""
+    out = do(session("p1"), "p1", c.EraseTranscript(), now=9.0)
+    assert out.events == () and out.reply == {"erased": 0}

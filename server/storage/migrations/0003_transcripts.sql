@@ -1,6 +1,9 @@
--- Sessions, opt-in transcript lines, consent changes and the moderator audit log.
--- Ids and pseudonyms of consenting senders only: a participant who never opted in
--- appears nowhere here (consent rows and audit rows carry participant ids, never names).
+-- Sessions, opt-in transcript lines, consent changes, and (audit_log) the removals and
+-- bans the transcript access rule reads. Ids and pseudonyms of participants who opted
+-- in only: one who never did appears nowhere here, not even by id (consent and audit
+-- rows carry ids, never names; an audit row is kept only for the removal or ban of
+-- someone who opted in, with the moderator's id only if they did too, else ''). Rows
+-- written by versions before that (every moderator action, every id) go at retention.
 CREATE TABLE sessions (
     id TEXT PRIMARY KEY,
     room_id TEXT NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
