@@ -6,11 +6,11 @@ import asyncio
 import re
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from tests.support import LiveServer
 
-from .conftest import NARROW, WIDE, Person, PersonFactory, fay_and_ana, shoot
+from .conftest import NARROW, WIDE, Person, PersonFactory, check_axe, fay_and_ana, shoot
 
 pytestmark = pytest.mark.browser
 
@@ -192,3 +192,101 @@ async def test_a_broadcast_the_page_cannot_read_is_replaced_by_a_fresh_snapshot(
     await ben.page.get_by_role("button", name="Raise my hand").click()
     await expect(ana.tile("Ben")).to_contain_text("Hand up, 1st")
     await expect(ana.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+
+
+ENDED_PLACE = "Your earlier place in this group has ended. Join again?"
+
+
+async def copy_of_tab(person: Person) -> Page:
+    """A new tab holding this tab's sessionStorage (its saved place), as a tab restored
+    by the browser later, or "Duplicate tab", has."""
+    saved = await person.page.evaluate("JSON.stringify(Object.assign({}, sessionStorage))")
+    page = await person.context.new_page()
+    person.watch(page)
+    await page.add_init_script(
+        f"Object.entries(JSON.parse({saved!r})).forEach(([k, v]) => sessionStorage.setItem(k, v));"
+    )
+    return page
+
+
+async def test_a_saved_place_that_has_ended_is_not_taken_up_unasked(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """A tab restored after its place ended: before, the reload walked Ana back into
+    the group as someone new (everyone saw her join) without her pressing Join."""
+    room, fac, ana = await fay_and_ana(live_server, people, "Monday circle")
+    restored = await copy_of_tab(ana)
+    await ana.page.get_by_role("button", name="Leave").click()
+    await ana.page.get_by_role("button", name="Leave now").click()
+    await expect(fac.page.get_by_role("heading", name="Here now (1)")).to_be_visible()
+
+    await restored.goto(room["invite_url"])
+    await expect(restored.get_by_role("heading", name="Join your group")).to_be_visible()
+    await expect(restored.locator("main").get_by_text(ENDED_PLACE)).to_be_visible()
+    await expect(restored.get_by_label("Your name in the group")).to_have_value("Ana")
+    await restored.wait_for_timeout(500)
+    await expect(fac.page.get_by_role("heading", name="Here now (1)")).to_be_visible()
+    await check_axe(restored, "join screen after a place ended")
+
+    await restored.get_by_role("button", name="Join the group").click()  # her choice
+    await expect(restored.get_by_role("button", name="Raise my hand")).to_be_visible()
+    await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+
+
+async def fay_starts_a_new_session_while_ana_is_away(fac: Person, ana: Person) -> None:
+    await ana.wait_for_websocket()
+    await ana.go_offline()
+    await expect(fac.tile("Ana")).to_contain_text("Reconnecting")
+    await fac.page.get_by_role("button", name="End the session").click()
+    await fac.page.get_by_role("button", name="Yes, end it").click()
+    await fac.page.get_by_role("button", name="Join again").click()
+    await fac.page.get_by_role("button", name="Join the group").click()
+    await expect(fac.page.get_by_role("heading", name="Here now (1)")).to_be_visible()
+
+
+async def test_back_online_after_the_session_ended_offers_join_again(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """A phone that slept through the end of the session: before, its reconnect joined
+    the next session as someone new, unasked."""
+    _room, fac, ana = await fay_and_ana(live_server, people, "Monday circle", tap=True)
+    await fay_starts_a_new_session_while_ana_is_away(fac, ana)
+
+    await ana.go_online()
+    await expect(ana.page.locator("main").get_by_text(ENDED_PLACE)).to_be_visible(timeout=20_000)
+    await expect(ana.page.get_by_label("Your name in the group")).to_have_value("Ana")
+    await ana.page.wait_for_timeout(500)
+    await expect(fac.page.get_by_role("heading", name="Here now (1)")).to_be_visible()
+    await shoot(ana.page, "place-ended", NARROW)
+
+
+async def test_a_welcome_to_another_session_clears_what_was_on_screen(
+    live_server: LiveServer, people: PersonFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that does not know resume_only (an older one) lets a resume attempt in
+    as someone new: the page must not show the old chat, private notes and all, as if
+    it were the same place. Before, it did, and said nothing."""
+    from server.keys import SERVICE
+
+    service = live_server.app[SERVICE]
+    real_connect = service.connect
+
+    async def older_server(sid: str, auth: object) -> None:
+        if isinstance(auth, dict):
+            auth = {k: v for k, v in auth.items() if k != "resume_only"}
+        await real_connect(sid, auth)
+
+    monkeypatch.setattr(service, "connect", older_server)
+    _room, fac, ana = await fay_and_ana(live_server, people, "Monday circle", tap=True)
+    await ana.page.get_by_label("Private note: only the facilitators see it").check()
+    await ana.page.get_by_label("Your message").fill("a note from before")
+    await ana.page.get_by_role("button", name="Send privately").click()
+    await expect(ana.page.get_by_role("log").get_by_text("a note from before")).to_be_visible()
+    await fay_starts_a_new_session_while_ana_is_away(fac, ana)
+
+    await ana.go_online()
+    await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible(timeout=20_000)
+    await expect(
+        ana.page.locator("#notice").get_by_text("This is a new session of your group.")
+    ).to_be_visible()
+    await expect(ana.page.get_by_role("log").get_by_text("a note from before")).to_have_count(0)

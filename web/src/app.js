@@ -43,6 +43,8 @@ const S = {
   phase: "",
   me: null, // {id, name, role}
   resume: null,
+  place: null, // {id, session}: who the resume token takes back, and in which session
+  resumeSent: false, // the latest connect asked for a place back (auth.resume_only)
   room: null, // snapshot minus participants
   people: new Map(), // id -> Participant
   last: 0,
@@ -92,8 +94,10 @@ function storage(kind) {
 function saveResume() {
   const s = storage("session");
   if (!s || !S.token) return;
-  if (S.resume) s.setItem(RESUME_KEY + S.token, JSON.stringify({ resume: S.resume, name: S.name }));
-  else s.removeItem(RESUME_KEY + S.token);
+  if (S.resume) {
+    const place = S.place || {};
+    s.setItem(RESUME_KEY + S.token, JSON.stringify({ resume: S.resume, name: S.name, id: place.id, session: place.session }));
+  } else s.removeItem(RESUME_KEY + S.token);
 }
 
 function loadResume() {
@@ -246,7 +250,9 @@ function showNoToken() {
   );
 }
 
-function showJoin(error) {
+/** The join screen. ``error`` is about the name typed; ``note`` is something to know
+ * first (a place that has ended), said plainly above the form. */
+function showJoin(error, note) {
   S.phase = "join";
   const saved = (storage("local") && storage("local").getItem(NAME_KEY)) || "";
   const nameInput = h("input", {
@@ -301,6 +307,7 @@ function showJoin(error) {
   );
   screen(
     "Join your group",
+    note ? h("p", { class: "lead", id: "join-note" }, note) : null,
     form,
     h(
       "section",
@@ -316,6 +323,7 @@ function showJoin(error) {
     crisisNote(),
   );
   if (error) nameInput.focus();
+  if (note) announce(note);
 }
 
 function showConnecting(text) {
@@ -402,7 +410,14 @@ function connect() {
     // Evaluated on every (re)connect, so a resume token always rides along.
     auth: (cb) => {
       const a = { token: S.token, name: S.name };
-      if (S.resume) a.resume = S.resume;
+      if (S.resume) {
+        // Our place back, or nothing: never walk the person into the group as someone
+        // new without their pressing Join (a phone asleep past the grace, a session
+        // ended meanwhile). The server refuses "resume_expired" then.
+        a.resume = S.resume;
+        a.resume_only = true;
+      }
+      S.resumeSent = !!S.resume;
       const device = deviceId();
       if (device) a.device = device;
       cb(a);
@@ -514,7 +529,13 @@ function refused(data) {
   }
   S.resume = null;
   saveResume();
-  if (data.code === "banned" || data.code === "bad_token") showEnd("refused", text);
+  if (data.code === "resume_expired") {
+    // The place is gone (the session ended, or we were away too long). Nothing of it
+    // stays on screen; the person decides whether to join again, name filled in.
+    forgetRoom();
+    stopCheckinPoll();
+    showJoin(null, text);
+  } else if (data.code === "banned" || data.code === "bad_token") showEnd("refused", text);
   else showJoin(text);
 }
 
@@ -537,6 +558,7 @@ function forgetRoom() {
   S.messages = [];
   S.everConsented = false;
   S.me = null;
+  S.place = null;
   S.people = new Map();
   S.room = null;
   S.last = 0;
@@ -561,14 +583,27 @@ function resync() {
 
 function onWelcome(p) {
   const first = !S.welcomed;
+  const askedBack = S.resumeSent ? S.place : null; // the place this connect asked for
+  S.resumeSent = false;
   S.welcomed = true;
   S.retries = 0;
   S.resyncing = false;
+  const room = Object.assign({}, p.room);
+  // Not the place we asked for (a server that does not know resume_only let us in as
+  // someone new): nothing of the old place may stay on screen as if it were this one,
+  // private notes least of all.
+  const other = !!(askedBack && askedBack.id && (askedBack.id !== p.you.id || askedBack.session !== room.session_id));
+  if (other) {
+    S.messages = [];
+    S.everConsented = false;
+    S.unmutePrompt = false;
+    S.chatLogModerator = null; // redraw the log
+  }
   S.me = p.you;
   S.resume = p.resume || null;
   S.name = p.you.name;
+  S.place = { id: p.you.id, session: room.session_id };
   saveResume();
-  const room = Object.assign({}, p.room);
   S.people = new Map((room.participants || []).map((x) => [x.id, x]));
   delete room.participants;
   room.hands = room.hands || [];
@@ -589,6 +624,14 @@ function onWelcome(p) {
     act("presence.set", want);
   }
   if (first) announce(`You joined ${room.title || "the room"}.`);
+  if (other) {
+    setNotice(
+      askedBack.session !== room.session_id
+        ? "This is a new session of your group. Messages from before are not shown."
+        : "Your earlier place had ended, so you are here as a new arrival. A raised hand or role from before was not kept.",
+      "info",
+    );
+  }
 }
 
 function onBroadcast(ev, p) {
@@ -1445,8 +1488,10 @@ function start() {
   const saved = loadResume();
   if (saved && saved.resume && saved.name) {
     // A reload inside the room (old phones drop tabs): come back to the same place.
+    // Only that place, never a new one: if it has ended, the join screen says so.
     S.name = saved.name;
     S.resume = saved.resume;
+    S.place = saved.id ? { id: saved.id, session: saved.session } : null;
     connect();
     return;
   }
