@@ -586,6 +586,9 @@ function onWelcome(p) {
   const askedBack = S.resumeSent ? S.place : null; // the place this connect asked for
   S.resumeSent = false;
   S.welcomed = true;
+  // This connection is the one in use now (also after "Use this window instead"): a
+  // later close with no reason given is a restart to come back from, not a takeover.
+  S.replaced = false;
   S.retries = 0;
   S.resyncing = false;
   const room = Object.assign({}, p.room);
