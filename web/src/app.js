@@ -5,7 +5,7 @@
 import { io } from "socket.io-client";
 import msgpackParser from "socket.io-msgpack-parser";
 import { gate, DUPLICATE, GAP } from "./seq.js";
-import { h, icon, swap } from "./dom.js";
+import { h, icon, swap, fill } from "./dom.js";
 import { initials, ordinal, ROLE_LABEL, isModerator, clock, REFUSAL } from "./words.js";
 
 const NAME_KEY = "peerroom.name"; // localStorage: the pseudonym, this device only
@@ -188,7 +188,7 @@ function screen(title, ...content) {
   S.confirmEnd = false;
   const heading = h("h1", { tabindex: "-1" }, title);
   const main = h("main", { class: "screen" }, heading, ...content);
-  app.replaceChildren(main);
+  fill(app, main);
   heading.focus();
   document.title = title + " · peerroom";
   return main;
@@ -810,7 +810,7 @@ function rebuildChatLog() {
   const log = document.getElementById("chatlog");
   if (!log) return;
   S.chatLogModerator = amModerator(); // the one thing in a line that depends on the reader
-  log.replaceChildren();
+  fill(log);
   if (!S.messages.length) log.appendChild(h("li", { class: "empty" }, "No messages yet."));
   for (const m of S.messages) log.appendChild(messageItem(m));
   log.parentElement.scrollTop = log.parentElement.scrollHeight;
@@ -895,7 +895,7 @@ function buildRoom() {
     ),
     h("footer", { class: "foot" }, crisisNote()),
   );
-  app.replaceChildren(root);
+  fill(app, root);
   rebuildChatLog();
   title.focus();
   if (amModerator()) startCheckinPoll();
