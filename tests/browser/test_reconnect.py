@@ -297,3 +297,30 @@ async def test_a_welcome_to_another_session_clears_what_was_on_screen(
         ana.page.locator("#notice").get_by_text("This is a new session of your group.")
     ).to_be_visible()
     await expect(ana.page.get_by_role("log").get_by_text("a note from before")).to_have_count(0)
+
+
+async def test_a_line_sent_as_the_connection_drops_is_not_offered_again_blindly(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """The connection drops after the line reached the server, before its ack came
+    back. Before, the page said "No answer from the server. Try again.": trying again
+    sent the line twice."""
+    _room, fac, ana = await fay_and_ana(live_server, people, "Monday circle", tap=True)
+    await ana.wait_for_websocket()
+    ana.tap.drop_next = lambda frame: frame.startswith("43")  # the ack of chat.send
+    await ana.page.get_by_label("Your message").fill("did this go?")
+    await ana.page.get_by_role("button", name="Send", exact=True).click()
+    await expect(fac.page.get_by_role("log").get_by_text("did this go?")).to_be_visible()
+    for _ in range(50):
+        if ana.tap.dropped:
+            break
+        await asyncio.sleep(0.1)
+    assert ana.tap.dropped, "the ack never came past the tap"
+
+    await ana.go_offline()
+    await expect(
+        ana.page.get_by_text("Connection dropped; check whether it went through.")
+    ).to_be_visible()
+    await expect(ana.page.get_by_text("Try again")).to_have_count(0)
+    await ana.go_online()
+    await expect(ana.page.get_by_role("log").get_by_text("did this go?")).to_be_visible()

@@ -322,3 +322,21 @@ async def test_a_ban_that_cannot_hold_is_explained(
         await expect(fac.tile("Caller")).to_have_count(0)
     finally:
         await bridge.close()
+
+
+async def test_ending_the_session_reports_no_false_error(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """The server sends session.ended before the ack of mod.end, and socket.io fails a
+    pending ack when its socket closes: before, "Yes, end it" was followed by "No answer
+    from the server. Try again." read out to the facilitator."""
+    _room, fac, ana = await fay_and_ana(live_server, people, "Friday circle")
+    await fac.page.get_by_role("button", name="End the session").click()
+    await fac.page.get_by_role("button", name="Yes, end it").click()
+    for person in (fac, ana):
+        await expect(
+            person.page.get_by_role("heading", name="The session has ended")
+        ).to_be_visible()
+    await fac.page.wait_for_timeout(600)  # the announcer speaks after a short batching
+    await expect(fac.announcer()).not_to_contain_text("No answer")
+    await expect(fac.page.get_by_text("No answer")).to_have_count(0)

@@ -152,16 +152,30 @@ function amModerator() {
   return !!S.me && isModerator(S.me.role);
 }
 
-/** Emit with an ack; resolves to the ack ({ok:false, error} on timeout). */
+const PRESENT = ["connecting", "waiting", "room"]; // phases in which an answer still matters
+
+/** Emit with an ack; resolves to the ack, or ``{ok: false, error}`` if none came. An
+ * answer that comes after the page moved on (the session ended, we left, another window
+ * took over) is ``{ok: false, stale: true}``: say nothing about it. */
 function send(event, payload) {
   return new Promise((resolve) => {
-    if (!S.socket || !S.socket.connected) {
+    const socket = S.socket;
+    if (!socket || !socket.connected) {
       resolve({ ok: false, error: { code: "offline", message: "You are offline. Try again in a moment." } });
       return;
     }
-    S.socket.timeout(ACK_TIMEOUT_MS).emit(event, payload || {}, (err, ack) => {
-      if (err) resolve({ ok: false, error: { code: "timeout", message: "No answer from the server. Try again." } });
-      else resolve(ack || { ok: false, error: { code: "bad_reply", message: "Unexpected answer." } });
+    socket.timeout(ACK_TIMEOUT_MS).emit(event, payload || {}, (err, ack) => {
+      if (S.socket !== socket || PRESENT.indexOf(S.phase) === -1) {
+        // socket.io fails a pending ack when its socket closes, and the server sends
+        // session.ended before the ack of mod.end: no "No answer" after the end.
+        resolve({ ok: false, stale: true, error: { code: "gone", message: "" } });
+      } else if (err) {
+        // It may well have reached the server: "try again" could send a line twice.
+        const message = socket.connected
+          ? "No answer from the server yet; check whether it went through."
+          : "Connection dropped; check whether it went through.";
+        resolve({ ok: false, error: { code: socket.connected ? "timeout" : "dropped", message } });
+      } else resolve(ack || { ok: false, error: { code: "bad_reply", message: "Unexpected answer." } });
     });
   });
 }
@@ -169,6 +183,7 @@ function send(event, payload) {
 /** A moderator or personal action: report failures in plain words. */
 async function act(event, payload) {
   const ack = await send(event, payload);
+  if (ack.stale) return ack;
   if (!ack.ok) {
     const msg = (ack.error && ack.error.message) || "That did not work.";
     setNotice(msg, "error");
@@ -848,6 +863,7 @@ function buildRoom() {
         const ack = await send("chat.send", payload);
         sendBtn.disabled = false;
         const status = document.getElementById("chat-status");
+        if (ack.stale || !status) return; // the room is no longer on screen
         if (ack.ok) {
           chatInput.value = "";
           status.textContent = payload.to ? "Private note sent to the facilitators." : "";
