@@ -340,3 +340,46 @@ async def test_ending_the_session_reports_no_false_error(
     await fac.page.wait_for_timeout(600)  # the announcer speaks after a short batching
     await expect(fac.announcer()).not_to_contain_text("No answer")
     await expect(fac.page.get_by_text("No answer")).to_have_count(0)
+
+
+async def test_a_line_storage_could_not_keep_is_said_plainly(
+    live_server: LiveServer, people: PersonFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage's backlog is full (docs/storage.md): the server tells the sender with
+    `transcript.unsaved`, which the page used to ignore, so Ana believed it kept."""
+    from server.keys import RECORDER
+
+    monkeypatch.setattr(live_server.app[RECORDER], "max_pending_lines", 0)
+    _room, _fac, ana = await fay_and_ana(live_server, people, "Tuesday circle")
+    await ana.page.get_by_role("switch", name="Keep my chat messages").click()
+    await expect(ana.page.get_by_role("switch", name="Keep my chat messages")).to_have_attribute(
+        "aria-checked", "true"
+    )
+    await ana.page.get_by_label("Your message").fill("please keep this")
+    await ana.page.get_by_role("button", name="Send", exact=True).click()
+    await expect(
+        ana.page.locator("#notice").get_by_text(
+            "Your message reached the group, but it could not be kept in the transcript."
+        )
+    ).to_be_visible()
+    line = ana.page.get_by_role("log").locator("li").filter(has_text="please keep this")
+    await expect(line).to_contain_text("Not kept")
+
+
+async def test_an_erase_still_queued_says_will_be_deleted(
+    live_server: LiveServer, people: PersonFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`transcript.erase` acks `erased: null` when storage has not done it yet (it stays
+    queued): before, the page said "were deleted" all the same."""
+    from server.keys import RECORDER
+
+    monkeypatch.setattr(live_server.app[RECORDER], "erase_result", lambda event: None)
+    _room, _fac, ana = await fay_and_ana(live_server, people, "Tuesday circle")
+    await ana.page.get_by_role("switch", name="Keep my chat messages").click()
+    await ana.page.get_by_role("button", name="Delete my kept messages").click()
+    await expect(
+        ana.page.get_by_text(
+            "Your kept chat messages from this session will be deleted as soon as the server can."
+        )
+    ).to_be_visible()
+    await expect(ana.page.get_by_text("were deleted")).to_have_count(0)

@@ -95,3 +95,22 @@ async def test_a_dropped_waiting_person_comes_back_to_the_waiting_list(
     )
     await fac.page.get_by_role("button", name="Let in: Ana").click()
     await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_visible()
+
+
+async def test_someone_waiting_is_told_their_place_in_line(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """The server says where a waiting person stands (`waiting {position}`); before, the
+    page ignored it."""
+    room = await live_server.create_room("Evening circle", waiting_room=True)
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW)
+    ben = await people("Ben", NARROW)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"], expect_room=False)
+    await expect(ana.page.get_by_text("You are first in line to be let in.")).to_be_visible()
+    await ben.join(room["invite_url"], expect_room=False)
+    await expect(
+        ben.page.get_by_text("When you arrived, you were 2nd in line to be let in.")
+    ).to_be_visible()
+    await check_axe(ben.page, "waiting screen with a place in line")

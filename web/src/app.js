@@ -57,6 +57,7 @@ const S = {
   confirmEnd: false,
   confirmLeave: false,
   waitRetries: 0, // a dropped waiting place is freed a moment after we reconnect
+  waitPosition: null, // place in the waiting line on arrival (`waiting {position}`)
   checkins: { state: "idle", items: [], message: "" },
   checkinTimer: null,
   chatError: "",
@@ -351,11 +352,21 @@ function showWaiting() {
   screen(
     "You are in the waiting room",
     h("p", { class: "lead" }, "A facilitator will let you in soon. You can leave this page open and take your time."),
+    h("p", { id: "wait-position" }, waitingLine(S.waitPosition)),
     h("p", null, "Your camera and microphone are off."),
     h("p", { id: "wait-status", class: "status offline", role: "status" }),
     h("button", { type: "button", class: "secondary", onclick: leave }, "Leave"),
     crisisNote(),
   );
+}
+
+/** Where the person stands in the waiting line. The server says it on arrival only
+ * (`waiting {position}`) and facilitators may let people in in any order, so a place
+ * further back is said as of arrival: it can only have got nearer since. */
+function waitingLine(position) {
+  if (typeof position !== "number" || position < 1) return "";
+  if (position === 1) return "You are first in line to be let in.";
+  return `When you arrived, you were ${ordinal(position)} in line to be let in.`;
 }
 
 function showEnd(kind, extra) {
@@ -478,12 +489,15 @@ function connect() {
   });
 
   socket.on("welcome", onWelcome);
-  socket.on("waiting", () => {
+  socket.on("waiting", (p) => {
     S.welcomed = false;
     S.waitRetries = 0;
+    S.waitPosition = p && p.position;
     if (S.phase !== "waiting") showWaiting();
     const waitStatus = document.getElementById("wait-status");
     if (waitStatus) waitStatus.textContent = "";
+    const where = document.getElementById("wait-position");
+    if (where) where.textContent = waitingLine(S.waitPosition);
   });
   socket.on("admitted", () => showConnecting("You are in. Opening the room…"));
   socket.on("denied", () => finish("denied"));
@@ -491,6 +505,17 @@ function connect() {
   socket.on("you.removed", () => finish("removed"));
   socket.on("you.replaced", () => {
     S.replaced = true;
+  });
+  // A line of ours that storage could not keep (docs/storage.md): never a silent loss.
+  socket.on("transcript.unsaved", (p) => {
+    if (!S.room || !p || (p.session_id && p.session_id !== S.room.session_id)) return;
+    const m = S.messages.find((x) => x.id === p.message_id);
+    if (m) {
+      m.unsaved = true;
+      const el = document.querySelector(`#chatlog [data-mid="${CSS.escape(String(m.id))}"]`);
+      if (el) el.replaceWith(messageItem(m));
+    }
+    setNotice("Your message reached the group, but it could not be kept in the transcript.", "info");
   });
   socket.on("you.muted", () => setNotice("A facilitator turned your microphone off.", "info"));
   socket.on("you.camera_stopped", () => setNotice("A facilitator turned your camera off.", "info"));
@@ -802,6 +827,7 @@ function messageItem(m) {
       { class: "msg-head" },
       h("span", { class: "msg-from" }, who),
       privateNote ? h("span", { class: "tag" }, fromMe ? "Private note to facilitators" : "Private note to you") : null,
+      m.unsaved ? h("span", { class: "tag" }, "Not kept") : null,
       h("span", { class: "msg-time" }, clock(m.ts)),
       canRemove
         ? h(
@@ -1464,7 +1490,14 @@ function renderConsent() {
             "data-key": "erase",
             onclick: async () => {
               const ack = await act("transcript.erase", {});
-              if (ack.ok) setNotice("Your kept chat messages from this session were deleted.", "info");
+              if (!ack.ok) return;
+              // erased: null is an erase still queued (storage away or slow): it will run.
+              setNotice(
+                ack.erased === null
+                  ? "Your kept chat messages from this session will be deleted as soon as the server can."
+                  : "Your kept chat messages from this session were deleted.",
+                "info",
+              );
             },
           },
           "Delete my kept messages",
