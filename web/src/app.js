@@ -667,6 +667,10 @@ function onWelcome(p) {
     act("presence.set", want);
   }
   if (first) announce(`You joined ${room.title || "the room"}.`);
+  // The snapshot has no chat history: say so rather than let a gap in the talk pass
+  // unseen (lines sent while we were away, or before a reload, are not shown).
+  if (!other && !first) chatNote("You were disconnected for a moment. Messages sent meanwhile are not shown.");
+  else if (!other && askedBack) chatNote("Messages from before this page was reloaded are not shown.");
   if (other) {
     setNotice(
       askedBack.session !== room.session_id
@@ -801,7 +805,16 @@ function addMessage(m) {
   const empty = log.querySelector(".empty");
   if (empty) empty.remove();
   log.appendChild(messageItem(m));
-  if (atBottom || m.from === S.me.id) box.scrollTop = box.scrollHeight;
+  if (atBottom || m.system || m.from === S.me.id) box.scrollTop = box.scrollHeight;
+}
+
+let notes = 0;
+/** A line of the page's own in the chat log (not a message from anyone). */
+function chatNote(text) {
+  const last = S.messages[S.messages.length - 1];
+  if (last && last.system && last.text === text) return; // once for a run of drops
+  notes += 1;
+  addMessage({ id: "note-" + notes, system: true, text });
 }
 
 function removeMessage(id) {
@@ -812,6 +825,7 @@ function removeMessage(id) {
 }
 
 function messageItem(m) {
+  if (m.system) return h("li", { class: "msg system", "data-mid": String(m.id) }, m.text);
   if (m.removed) {
     return h("li", { class: "msg removed", "data-mid": String(m.id) }, "A message was removed by a facilitator.");
   }
