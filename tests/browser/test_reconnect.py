@@ -336,3 +336,20 @@ async def test_a_line_sent_as_the_connection_drops_is_not_offered_again_blindly(
     await expect(ana.page.get_by_text("Try again")).to_have_count(0)
     await ana.go_online()
     await expect(ana.page.get_by_role("log").get_by_text("did this go?")).to_be_visible()
+
+
+async def test_leave_now_on_a_line_gone_quiet_leaves_within_seconds(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """Before, "Leave now" waited up to 10 s for the server's answer, with nothing to
+    show it had been pressed."""
+    _room, _fac, ana = await fay_and_ana(live_server, people, "Monday circle", tap=True)
+    await ana.wait_for_websocket()
+    ana.tap.stalled = True
+    await ana.page.get_by_role("button", name="Leave").click()
+    await ana.page.get_by_role("button", name="Leave now").click()
+    await expect(ana.page.get_by_role("button", name="Leave now")).to_be_disabled(timeout=1_000)
+    await expect(ana.page.locator("#leave").get_by_text("Leaving…")).to_be_visible()
+    await expect(ana.page.get_by_role("heading", name="You left the room")).to_be_visible(
+        timeout=4_000
+    )

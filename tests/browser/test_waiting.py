@@ -114,3 +114,22 @@ async def test_someone_waiting_is_told_their_place_in_line(
         ben.page.get_by_text("When you arrived, you were 2nd in line to be let in.")
     ).to_be_visible()
     await check_axe(ben.page, "waiting screen with a place in line")
+
+
+async def test_leaving_the_waiting_room_on_a_line_gone_quiet_is_quick(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """Before, Leave waited up to 10 s for the server's answer, with no sign of it."""
+    room = await live_server.create_room("Evening circle", waiting_room=True)
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW, tap=True)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"], expect_room=False)
+    await expect(ana.page.get_by_text("You are first in line to be let in.")).to_be_visible()
+    await ana.wait_for_websocket()
+    ana.tap.stalled = True
+    await ana.page.get_by_role("button", name="Leave").click()
+    await expect(ana.page.get_by_role("button", name="Leaving…")).to_be_disabled(timeout=1_000)
+    await expect(ana.page.get_by_role("heading", name="You left the room")).to_be_visible(
+        timeout=4_000
+    )

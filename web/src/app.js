@@ -17,6 +17,7 @@ const ACK_TIMEOUT_MS = 10000; // slow shared connections: give acks time
 // button the server would refuse ("not in this session any more") misleads.
 const MAX_CHAT_LINES = 200;
 const CHECKIN_POLL_MS = 60000; // a call-back request must not sit unseen for long
+const LEAVE_WAIT_MS = 2500; // "Leave now" is told to the server, not waited on for long
 const NAME_MAX = 40;
 
 const BROADCASTS = [
@@ -56,6 +57,7 @@ const S = {
   unmutePrompt: false,
   confirmEnd: false,
   confirmLeave: false,
+  leaving: false, // "Leave now" pressed: on the way out
   waitRetries: 0, // a dropped waiting place is freed a moment after we reconnect
   waitPosition: null, // place in the waiting line on arrival (`waiting {position}`)
   checkins: { state: "idle", items: [], message: "" },
@@ -355,7 +357,7 @@ function showWaiting() {
     h("p", { id: "wait-position" }, waitingLine(S.waitPosition)),
     h("p", null, "Your camera and microphone are off."),
     h("p", { id: "wait-status", class: "status offline", role: "status" }),
-    h("button", { type: "button", class: "secondary", onclick: leave }, "Leave"),
+    h("button", { type: "button", class: "secondary", id: "wait-leave", onclick: leave }, "Leave"),
     crisisNote(),
   );
 }
@@ -580,6 +582,7 @@ function refused(data) {
 }
 
 function finish(kind) {
+  S.leaving = false;
   const s = S.socket;
   S.socket = null;
   S.resume = null;
@@ -607,9 +610,22 @@ function forgetRoom() {
   S.chatLogModerator = null;
 }
 
+/** Leave now: tell the server, and go at once if it answers, or after LEAVE_WAIT_MS
+ * if it does not (a slow line must not hold someone who wants to go). */
 async function leave() {
-  await send("session.leave", {});
-  finish("left");
+  if (S.leaving) return;
+  S.leaving = true;
+  announce("Leaving…");
+  renderLeave();
+  const btn = document.getElementById("wait-leave");
+  if (btn) {
+    btn.disabled = true;
+    btn.textContent = "Leaving…";
+  }
+  await Promise.race([send("session.leave", {}), new Promise((done) => setTimeout(done, LEAVE_WAIT_MS))]);
+  const stillHere = S.leaving && PRESENT.indexOf(S.phase) !== -1; // not ended or removed meanwhile
+  S.leaving = false;
+  if (stillHere) finish("left");
 }
 
 /** A gap in seq: drop the socket and come back with `resume` for a fresh snapshot. */
@@ -989,7 +1005,12 @@ function renderLeave() {
   };
   swap(
     el,
-    S.confirmLeave
+    S.leaving
+      ? [
+          h("span", { class: "leave-q", role: "status" }, "Leaving…"),
+          h("button", { type: "button", class: "danger small", "data-key": "leave-yes", disabled: true }, "Leave now"),
+        ]
+      : S.confirmLeave
       ? [
           h("span", { class: "leave-q", id: "leave-q" }, "Leave the room?"),
           h("button", { type: "button", class: "danger small", "data-key": "leave-yes", "aria-describedby": "leave-q", onclick: leave }, "Leave now"),
