@@ -383,3 +383,22 @@ async def test_an_erase_still_queued_says_will_be_deleted(
         )
     ).to_be_visible()
     await expect(ana.page.get_by_text("were deleted")).to_have_count(0)
+
+
+async def test_asking_to_unmute_says_it_was_done_and_is_not_repeated_at_once(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """Before, "Ask to unmute" gave the facilitator no sign it had worked, inviting
+    asks again and again that pressure the peer."""
+    _room, fac, ana = await fay_and_ana(live_server, people, "Tuesday circle")
+    await fac.tile("Ana").get_by_text("Actions").click()
+    await fac.tile("Ana").get_by_role("button", name="Ask to unmute").click()
+    await expect(
+        fac.page.locator("#notice").get_by_text("Ana was asked. It's their choice.")
+    ).to_be_visible()
+    await expect(fac.tile("Ana").get_by_role("button", name="Asked to unmute")).to_be_disabled()
+    await expect(fac.tile("Ana").get_by_role("button", name="Ask to unmute")).to_have_count(0)
+    await expect(
+        ana.page.get_by_text("A facilitator invites you to turn your microphone on.")
+    ).to_be_visible()
+    await check_axe(fac.page, "a peer just asked to unmute")

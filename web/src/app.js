@@ -17,6 +17,7 @@ const ACK_TIMEOUT_MS = 10000; // slow shared connections: give acks time
 // button the server would refuse ("not in this session any more") misleads.
 const MAX_CHAT_LINES = 200;
 const CHECKIN_POLL_MS = 60000; // a call-back request must not sit unseen for long
+const ASKED_MS = 30000; // one invitation to unmute at a time: asking again and again is pressure
 const LEAVE_WAIT_MS = 2500; // "Leave now" is told to the server, not waited on for long
 const NAME_MAX = 40;
 
@@ -56,6 +57,7 @@ const S = {
   notice: null, // {text, kind}
   unmutePrompt: false,
   confirmEnd: false,
+  asked: new Map(), // participant id -> timer: asked to unmute a moment ago
   confirmLeave: false,
   leaving: false, // "Leave now" pressed: on the way out
   waitRetries: 0, // a dropped waiting place is freed a moment after we reconnect
@@ -608,6 +610,8 @@ function forgetRoom() {
   S.unmutePrompt = false;
   S.notice = null;
   S.chatLogModerator = null;
+  for (const timer of S.asked.values()) clearTimeout(timer);
+  S.asked = new Map();
 }
 
 /** Leave now: tell the server, and go at once if it answers, or after LEAVE_WAIT_MS
@@ -1256,7 +1260,11 @@ function personActions(p, raised) {
   const buttons = [
     btn("floor", S.room.floor === p.id ? "Take back the floor" : "Give the floor", S.room.floor === p.id ? "mod.floor.clear" : "mod.floor.give", { id: p.id }),
     raised ? btn("lower", "Lower hand", "mod.hand.lower", { id: p.id }) : null,
-    p.mic ? btn("mute", "Mute", "mod.mute", { id: p.id }) : btn("unmute", "Ask to unmute", "mod.ask_unmute", { id: p.id }),
+    p.mic
+      ? btn("mute", "Mute", "mod.mute", { id: p.id })
+      : S.asked.has(p.id)
+        ? h("button", { type: "button", class: "secondary small", "data-key": k("unmute"), "aria-label": "Asked to unmute", disabled: true }, "Asked")
+        : h("button", { type: "button", class: "secondary small", "data-key": k("unmute"), onclick: () => askToUnmute(p) }, "Ask to unmute"),
     p.camera ? btn("cam", "Stop camera", "mod.stop_camera", { id: p.id }) : null,
   ];
   if (S.me.role === "facilitator") {
@@ -1272,6 +1280,24 @@ function personActions(p, raised) {
     h("summary", { "data-key": k("summary"), "aria-label": `Actions for ${p.name}` }, "Actions"),
     h("div", { class: "action-list" }, buttons),
   );
+}
+
+/** The person is invited, never unmuted: say it was done, and hold the button for a
+ * while, so that a facilitator unsure whether it worked does not ask again and again. */
+async function askToUnmute(p) {
+  const ack = await act("mod.ask_unmute", { id: p.id });
+  if (!ack.ok) return;
+  clearTimeout(S.asked.get(p.id));
+  const asked = S.asked;
+  S.asked.set(
+    p.id,
+    setTimeout(() => {
+      asked.delete(p.id);
+      if (S.asked === asked) renderPeople();
+    }, ASKED_MS),
+  );
+  setNotice(`${p.name} was asked. It's their choice.`, "info");
+  renderPeople();
 }
 
 function renderMod() {
