@@ -226,6 +226,7 @@ async def test_removal_and_end_of_session(live_server: LiveServer, people: Perso
 
     await fac.tile("Ben").get_by_text("Actions").click()
     await fac.tile("Ben").get_by_role("button", name="Remove and keep out").click()
+    await fac.tile("Ben").get_by_role("button", name="Yes, remove and keep out").click()
     await expect(ben.page.get_by_role("heading", name="You have left the room")).to_be_visible()
     await expect(ben.page.get_by_text("A facilitator removed you")).to_be_visible()
     await check_axe(ben.page, "removed screen")
@@ -317,6 +318,7 @@ async def test_a_ban_that_cannot_hold_is_explained(
         assert (await bridge.call("call.join", join))["ok"]
         await fac.tile("Caller").get_by_text("Actions").click()
         await fac.tile("Caller").get_by_role("button", name="Remove and keep out").click()
+        await fac.tile("Caller").get_by_role("button", name="Yes, remove and keep out").click()
         await expect(fac.page.get_by_text("their number is hidden")).to_be_visible()
         await expect(fac.announcer()).to_contain_text("Lock the room to keep new people out")
         await expect(fac.tile("Caller")).to_have_count(0)
@@ -402,3 +404,32 @@ async def test_asking_to_unmute_says_it_was_done_and_is_not_repeated_at_once(
         ana.page.get_by_text("A facilitator invites you to turn your microphone on.")
     ).to_be_visible()
     await check_axe(fac.page, "a peer just asked to unmute")
+
+
+async def test_removing_someone_is_asked_once_more(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """Before, one tap on "Remove from room" or "Remove and keep out" put the person out
+    (a mis-tap on a small screen): now it asks, as ending the session does."""
+    room, fac, ana = await fay_and_ana(live_server, people, "Friday circle")
+    tile = fac.tile("Ana")
+    await tile.get_by_text("Actions").click()
+    await tile.get_by_role("button", name="Remove and keep out").click()
+    await expect(tile.get_by_text("Remove Ana and keep them out of this session?")).to_be_visible()
+    await expect(tile.get_by_role("button", name="Cancel")).to_be_focused()
+    await check_axe(fac.page, "asked to confirm a removal")
+    await shoot(fac.page, "confirm-remove", NARROW)
+    await tile.get_by_role("button", name="Cancel").click()
+    await expect(tile.get_by_role("button", name="Remove and keep out")).to_be_focused()
+
+    await tile.get_by_role("button", name="Remove from room").click()
+    await expect(tile.get_by_text("Remove Ana from the room?")).to_be_visible()
+    await fac.page.wait_for_timeout(300)
+    await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_visible()
+    await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+    await tile.get_by_role("button", name="Yes, remove").click()
+    await expect(ana.page.get_by_role("heading", name="You have left the room")).to_be_visible()
+    await expect(fac.page.get_by_role("heading", name="Here now (1)")).to_be_visible()
+    # Not kept out: a plain removal lets her come back.
+    again = await people("Ana", NARROW)
+    await again.join(room["invite_url"])

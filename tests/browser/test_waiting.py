@@ -51,6 +51,10 @@ async def test_waiting_room_admit_and_deny(live_server: LiveServer, people: Pers
     await expect(fac.page.get_by_role("button", name="Keep out: Ben")).to_be_visible()
     await shoot(fac.page, "waiting-list", NARROW)
     await fac.page.get_by_role("button", name="Keep out: Ben").click()
+    await expect(fac.page.get_by_text("Keep Ben out of this session?")).to_be_visible()
+    await expect(fac.page.get_by_role("button", name="Cancel")).to_be_focused()
+    await shoot(fac.page, "waiting-keep-out", NARROW)
+    await fac.page.get_by_role("button", name="Yes, keep out").click()
     await expect(
         ben.page.get_by_role("heading", name="You could not join this time")
     ).to_be_visible()

@@ -57,6 +57,8 @@ const S = {
   notice: null, // {text, kind}
   unmutePrompt: false,
   confirmEnd: false,
+  confirmRemove: null, // {id, ban}: "Remove" pressed for this person, asking to be sure
+  confirmKeepOut: null, // id of someone waiting: "Keep out" pressed, asking to be sure
   asked: new Map(), // participant id -> timer: asked to unmute a moment ago
   confirmLeave: false,
   leaving: false, // "Leave now" pressed: on the way out
@@ -610,6 +612,8 @@ function forgetRoom() {
   S.unmutePrompt = false;
   S.notice = null;
   S.chatLogModerator = null;
+  S.confirmRemove = null;
+  S.confirmKeepOut = null;
   for (const timer of S.asked.values()) clearTimeout(timer);
   S.asked = new Map();
 }
@@ -1272,8 +1276,7 @@ function personActions(p, raised) {
     if (p.role !== "peer") buttons.push(btn("peer", "Make participant", "mod.role", { id: p.id, role: "peer" }));
     if (p.role !== "facilitator") buttons.push(btn("fac", "Make facilitator", "mod.role", { id: p.id, role: "facilitator" }));
   }
-  buttons.push(btn("remove", "Remove from room", "mod.remove", { id: p.id }, "danger small"));
-  buttons.push(btn("ban", "Remove and keep out", "mod.remove", { id: p.id, ban: true }, "danger small"));
+  buttons.push(...removeButtons(p, k));
   return h(
     "details",
     { class: "actions", "data-key": k("menu") },
@@ -1298,6 +1301,86 @@ async function askToUnmute(p) {
   );
   setNotice(`${p.name} was asked. It's their choice.`, "info");
   renderPeople();
+}
+
+/** Removing someone (and keeping them out) is asked once more, inline, as "End the
+ * session" is: a mis-tap on a small screen must not put a person out of their group. */
+function removeButtons(p, k) {
+  const sure = S.confirmRemove && S.confirmRemove.id === p.id ? S.confirmRemove : null;
+  const ask = (ban) => {
+    S.confirmRemove = { id: p.id, ban };
+    renderPeople();
+    focusKey(k("remove-no"));
+  };
+  if (!sure) {
+    return [
+      h("button", { type: "button", class: "danger small", "data-key": k("remove"), onclick: () => ask(false) }, "Remove from room"),
+      h("button", { type: "button", class: "danger small", "data-key": k("ban"), onclick: () => ask(true) }, "Remove and keep out"),
+    ];
+  }
+  const cancel = () => {
+    S.confirmRemove = null;
+    renderPeople();
+    focusKey(k(sure.ban ? "ban" : "remove"));
+  };
+  const yes = () => {
+    S.confirmRemove = null;
+    renderPeople();
+    act("mod.remove", sure.ban ? { id: p.id, ban: true } : { id: p.id });
+  };
+  return [
+    h(
+      "div",
+      { class: "confirm", role: "group", "aria-labelledby": k("remove-q") },
+      h("p", { id: k("remove-q") }, sure.ban ? `Remove ${p.name} and keep them out of this session?` : `Remove ${p.name} from the room?`),
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "button", class: "danger small", "data-key": k("remove-yes"), onclick: yes }, sure.ban ? "Yes, remove and keep out" : "Yes, remove"),
+        h("button", { type: "button", class: "secondary small", "data-key": k("remove-no"), onclick: cancel }, "Cancel"),
+      ),
+    ),
+  ];
+}
+
+/** One person waiting to be let in: let in, not now, or keep out (asked once more). */
+function waitingItem(w) {
+  if (S.confirmKeepOut === w.id) {
+    const cancel = () => {
+      S.confirmKeepOut = null;
+      renderMod();
+      focusKey("ban-" + w.id);
+    };
+    const yes = () => {
+      S.confirmKeepOut = null;
+      renderMod();
+      act("mod.deny", { id: w.id, ban: true });
+    };
+    return h(
+      "li",
+      { class: "confirm", role: "group", "aria-labelledby": "keep-q-" + w.id },
+      h("p", { id: "keep-q-" + w.id }, `Keep ${w.name} out of this session?`),
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "button", class: "danger small", "data-key": "keep-yes-" + w.id, onclick: yes }, "Yes, keep out"),
+        h("button", { type: "button", class: "secondary small", "data-key": "keep-no-" + w.id, onclick: cancel }, "Cancel"),
+      ),
+    );
+  }
+  const keepOut = () => {
+    S.confirmKeepOut = w.id;
+    renderMod();
+    focusKey("keep-no-" + w.id);
+  };
+  return h(
+    "li",
+    null,
+    h("span", { class: "wname" }, w.name),
+    h("button", { type: "button", class: "primary small", "data-key": "admit-" + w.id, "aria-label": `Let in: ${w.name}`, onclick: () => act("mod.admit", { id: w.id }) }, "Let in"),
+    h("button", { type: "button", class: "secondary small", "data-key": "deny-" + w.id, "aria-label": `Not now: ${w.name}`, onclick: () => act("mod.deny", { id: w.id }) }, "Not now"),
+    h("button", { type: "button", class: "danger small", "data-key": "ban-" + w.id, "aria-label": `Keep out: ${w.name}`, onclick: keepOut }, "Keep out"),
+  );
 }
 
 function renderMod() {
@@ -1343,16 +1426,7 @@ function renderMod() {
     ? h(
         "ul",
         { class: "waiting" },
-        waiting.map((w) =>
-          h(
-            "li",
-            null,
-            h("span", { class: "wname" }, w.name),
-            h("button", { type: "button", class: "primary small", "data-key": "admit-" + w.id, "aria-label": `Let in: ${w.name}`, onclick: () => act("mod.admit", { id: w.id }) }, "Let in"),
-            h("button", { type: "button", class: "secondary small", "data-key": "deny-" + w.id, "aria-label": `Not now: ${w.name}`, onclick: () => act("mod.deny", { id: w.id }) }, "Not now"),
-            h("button", { type: "button", class: "danger small", "data-key": "ban-" + w.id, "aria-label": `Keep out: ${w.name}`, onclick: () => act("mod.deny", { id: w.id, ban: true }) }, "Keep out"),
-          ),
-        ),
+        waiting.map(waitingItem),
       )
     : h("p", { class: "empty" }, "Nobody is waiting.");
 
