@@ -32,6 +32,9 @@ class Join:
     conn: str | None
     ban_keys: frozenset[str] = frozenset()
     resume_id: str | None = None  # participant to restore, from a verified resume token
+    # Only take a place back, never join afresh: a page reloaded days later, or a phone
+    # that slept past the grace, must not walk its person into a new session unasked.
+    resume_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     ROOM_LOCKED = "room_locked"
     ROOM_FULL = "room_full"
     BANNED = "banned"
+    RESUME_EXPIRED = "resume_expired"  # asked to take a place back only, and it is gone
     # Phone bridge.
     BAD_PIN = "bad_pin"
     # Storage is down and the request needs it.

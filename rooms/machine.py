@@ -75,6 +75,8 @@ def apply(
     if state is None:
         if not isinstance(command, Join):
             raise RoomError(ErrorCode.NOT_FOUND, "This session has ended.")
+        if command.resume_only:
+            raise session.place_gone()  # a place to take back, and no session to start
         state = session.new_session(command, now)
     tx = Tx(state, now)
     ended = False

@@ -9,6 +9,9 @@
           | admitted: participant.joined + Welcome
     Join with resume_id of a participant still in the session: restored, same id,
           role, hand ticket, turns and consent; camera and mic off.
+    Join with resume_only that restores nobody (the grace passed, the session ended,
+          a token of another room or none): refused (banned, else resume_expired);
+          nothing changes and no session starts. Without resume_only: a fresh join.
     Drop: connected false, place kept; Tick after the grace period: left ("timeout").
 
 Moderators (joined with a facilitator token) are never held by the lock, the size cap
@@ -26,6 +29,11 @@ from rooms.names import name_key
 from rooms.tx import Tx
 
 MAX_NAME_CHARS = 40
+RESUME_EXPIRED_MESSAGE = "Your earlier place in this group has ended. You can join again."
+
+
+def place_gone() -> RoomError:
+    return RoomError(ErrorCode.RESUME_EXPIRED, RESUME_EXPIRED_MESSAGE)
 
 
 def new_session(cmd: Join, now: float) -> RoomState:
@@ -54,6 +62,8 @@ def join(tx: Tx, cmd: Join, max_participants: int) -> None:
     state = tx.state
     if cmd.ban_keys & state.banned:
         raise RoomError(ErrorCode.BANNED, "You cannot join this session.")
+    if cmd.resume_only:
+        raise place_gone()
     if _name_in_use(state, cmd.name):
         raise RoomError(ErrorCode.NAME_TAKEN, "Someone here already uses that name: pick another.")
     moderator = cmd.role.is_moderator

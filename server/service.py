@@ -206,6 +206,7 @@ class RoomService:
             conn=self.conn_of(sid),
             ban_keys=frozenset(ban_keys),
             resume_id=claim.participant_id if claim and claim.room_id == room.id else None,
+            resume_only=a.get("resume_only") is True,
         )
         outcome = await self.execute(room.id, None, join)
         pid = outcome.reply["participant_id"]

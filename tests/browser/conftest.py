@@ -89,6 +89,7 @@ class WsTap:
         self.seen: list[str] = []  # text frames from the server, in order
         self.upgraded = False  # the traffic rides the tapped websocket
         self.opened_here = False  # a session opened on a websocket, not upgraded to one
+        self.stalled = False  # frames both ways are swallowed: a line gone quiet, not closed
 
     async def handle(self, ws: WebSocketRoute) -> None:
         if self.blocked:
@@ -103,6 +104,8 @@ class WsTap:
         self.server_sides.append(server)
 
         def from_server(msg: str | bytes) -> None:
+            if self.stalled:
+                return
             text = msg if isinstance(msg, str) else ""
             if text.startswith("0{"):  # Engine.IO open: the session began on this socket
                 self.opened_here = True
@@ -115,6 +118,8 @@ class WsTap:
             ws.send(msg)
 
         def from_page(msg: str | bytes) -> None:
+            if self.stalled:
+                return
             if msg == "5":  # Engine.IO upgrade done: from now on everything rides here
                 self.upgraded = True
             server.send(msg)

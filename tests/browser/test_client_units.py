@@ -32,3 +32,11 @@ def test_the_client_shows_no_line_a_moderator_could_not_remove() -> None:
     found = re.search(r"^const MAX_CHAT_LINES = (\d+);", source, re.MULTILINE)
     assert found, "MAX_CHAT_LINES not found in web/src/app.js"
     assert int(found.group(1)) <= RECENT_MESSAGES_KEPT
+
+
+def test_the_built_client_uses_no_replace_children() -> None:
+    """Element.replaceChildren is Chrome 86+; the client promises Chrome 64+ (build.mjs).
+    Screens are drawn with dom.js's fill() instead."""
+    built = ROOT / "web" / "dist" / "app.js"
+    assert built.exists(), "build the client first: scripts/web-build"
+    assert "replaceChildren" not in built.read_text()

@@ -161,3 +161,38 @@ async def test_a_link_cut_in_the_middle_of_an_escape_does_not_hang_the_page(
     await bo.page.get_by_label("Your group link").fill(live_server.url + "/r/x%E0%A4%A")
     await bo.page.get_by_role("button", name="Open my group").click()
     await expect(bo.page.get_by_text("does not look like a group link")).to_be_visible()
+
+
+# What Chrome 64-85 and Firefox 68-77 lack (build.mjs promises Chrome 64+, Firefox 68+).
+OLD_BROWSER = """
+for (const kind of [Element, Document, DocumentFragment]) delete kind.prototype.replaceChildren;
+"""
+
+
+async def test_an_old_browser_without_replace_children_gets_in_and_takes_part(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """Before, every screen was drawn with Element.replaceChildren (Chrome 86+): on an
+    older phone the page threw at once and stayed on "Loading…"."""
+    room = await live_server.create_room("Tuesday circle")
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW)
+    for person in (fac, ana):
+        await person.page.add_init_script(OLD_BROWSER)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"])
+    assert await ana.page.evaluate("typeof document.body.replaceChildren") == "undefined"
+
+    await ana.page.get_by_role("button", name="Raise my hand").click()
+    await expect(fac.tile("Ana")).to_contain_text("Hand up, 1st")
+    await ana.page.get_by_label("Your message").fill("hello from an old phone")
+    await ana.page.get_by_role("button", name="Send", exact=True).click()
+    await expect(fac.page.get_by_role("log").get_by_text("hello from an old phone")).to_be_visible()
+    await fac.tile("Ana").get_by_text("Actions").click()
+    await fac.tile("Ana").get_by_role("button", name="Make co-facilitator").click()
+    await expect(ana.page.get_by_role("heading", name="Facilitator tools")).to_be_visible()
+    await ana.page.get_by_role("button", name="Leave").click()
+    await ana.page.get_by_role("button", name="Leave now").click()
+    await expect(ana.page.get_by_role("heading", name="You left the room")).to_be_visible()
+    await ana.page.get_by_role("button", name="Join again").click()
+    await expect(ana.page.get_by_role("heading", name="Join your group")).to_be_visible()

@@ -51,6 +51,10 @@ async def test_waiting_room_admit_and_deny(live_server: LiveServer, people: Pers
     await expect(fac.page.get_by_role("button", name="Keep out: Ben")).to_be_visible()
     await shoot(fac.page, "waiting-list", NARROW)
     await fac.page.get_by_role("button", name="Keep out: Ben").click()
+    await expect(fac.page.get_by_text("Keep Ben out of this session?")).to_be_visible()
+    await expect(fac.page.get_by_role("button", name="Cancel")).to_be_focused()
+    await shoot(fac.page, "waiting-keep-out", NARROW)
+    await fac.page.get_by_role("button", name="Yes, keep out").click()
     await expect(
         ben.page.get_by_role("heading", name="You could not join this time")
     ).to_be_visible()
@@ -95,3 +99,41 @@ async def test_a_dropped_waiting_person_comes_back_to_the_waiting_list(
     )
     await fac.page.get_by_role("button", name="Let in: Ana").click()
     await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_visible()
+
+
+async def test_someone_waiting_is_told_their_place_in_line(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """The server says where a waiting person stands (`waiting {position}`); before, the
+    page ignored it."""
+    room = await live_server.create_room("Evening circle", waiting_room=True)
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW)
+    ben = await people("Ben", NARROW)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"], expect_room=False)
+    await expect(ana.page.get_by_text("You are first in line to be let in.")).to_be_visible()
+    await ben.join(room["invite_url"], expect_room=False)
+    await expect(
+        ben.page.get_by_text("When you arrived, you were 2nd in line to be let in.")
+    ).to_be_visible()
+    await check_axe(ben.page, "waiting screen with a place in line")
+
+
+async def test_leaving_the_waiting_room_on_a_line_gone_quiet_is_quick(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """Before, Leave waited up to 10 s for the server's answer, with no sign of it."""
+    room = await live_server.create_room("Evening circle", waiting_room=True)
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW, tap=True)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"], expect_room=False)
+    await expect(ana.page.get_by_text("You are first in line to be let in.")).to_be_visible()
+    await ana.wait_for_websocket()
+    ana.tap.stalled = True
+    await ana.page.get_by_role("button", name="Leave").click()
+    await expect(ana.page.get_by_role("button", name="Leaving…")).to_be_disabled(timeout=1_000)
+    await expect(ana.page.get_by_role("heading", name="You left the room")).to_be_visible(
+        timeout=4_000
+    )

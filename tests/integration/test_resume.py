@@ -107,3 +107,77 @@ async def test_an_empty_session_ends_after_the_grace_period(
         await asyncio.sleep(0.1)
     w2 = await clients(server.url).join(room["invite_token"], "Bo")
     assert w2["room"]["session_id"] != w["room"]["session_id"]
+
+
+async def test_resume_only_takes_the_place_back_within_the_grace(
+    live_server: Any, clients: MakeClient
+) -> None:
+    room = await live_server.create_room()
+    bo = clients()
+    bw = await bo.join(room["invite_token"], "Bo")
+    await bo.ok("hand.raise")
+    await bo.sio.disconnect()
+    w = await clients().join(room["invite_token"], "Bo", resume=bw["resume"], resume_only=True)
+    assert w["you"] == bw["you"]
+    assert w["room"]["hands"] == [bw["you"]["id"]]
+
+
+async def test_resume_only_after_the_grace_is_refused_and_nobody_joins(
+    server_factory: Callable[..., Any], clients: MakeClient
+) -> None:
+    """A phone asleep past the grace: before, its reconnect joined as a new person."""
+    server = await server_factory(grace_secs=0.5)
+    room = await server.create_room()
+    fac, bo = clients(server.url), clients(server.url)
+    await fac.join(room["facilitator_token"], "Ann")
+    bw = await bo.join(room["invite_token"], "Bo")
+    await bo.sio.disconnect()
+    await fac.wait_for("participant.left", lambda d: d["reason"] == "timeout")
+    mark = fac.mark()
+
+    late = clients(server.url)
+    refusal = await late.refused(room["invite_token"], "Bo", resume=bw["resume"], resume_only=True)
+    assert refusal["data"]["code"] == "resume_expired"
+    assert "join again" in refusal["data"]["message"]
+    await asyncio.sleep(0.3)
+    assert fac.received("participant.joined", after=mark) == []
+    # The name is free: joining on purpose still works.
+    w = await clients(server.url).join(room["invite_token"], "Bo")
+    assert w["you"]["id"] != bw["you"]["id"]
+
+
+async def test_resume_only_after_the_session_ended_starts_no_session(
+    server_factory: Callable[..., Any], clients: MakeClient
+) -> None:
+    """A tab restored days later: before, it started a new session all by itself."""
+    server = await server_factory(grace_secs=30)
+    room = await server.create_room()
+    fac, bo = clients(server.url), clients(server.url)
+    await fac.join(room["facilitator_token"], "Ann")
+    bw = await bo.join(room["invite_token"], "Bo")
+    await fac.ok("mod.end")
+    await bo.wait_for("session.ended")
+    assert not await server.app[LIVE].room_ids()
+
+    refusal = await clients(server.url).refused(
+        room["invite_token"], "Bo", resume=bw["resume"], resume_only=True
+    )
+    assert refusal["data"]["code"] == "resume_expired"
+    assert not await server.app[LIVE].room_ids()
+
+
+async def test_resume_only_refuses_a_token_of_another_room_or_none(
+    live_server: Any, clients: MakeClient
+) -> None:
+    a = await live_server.create_room("A")
+    b = await live_server.create_room("B")
+    fac = clients()
+    await fac.join(b["facilitator_token"], "Ann")
+    mark = fac.mark()
+    w = await clients().join(a["invite_token"], "Bo")
+    for resume in (w["resume"], "forged.token", None):
+        extra = {"resume": resume} if resume else {}
+        refusal = await clients().refused(b["invite_token"], "Bo", resume_only=True, **extra)
+        assert refusal["data"]["code"] == "resume_expired", resume
+    await asyncio.sleep(0.3)
+    assert fac.received("participant.joined", after=mark) == []

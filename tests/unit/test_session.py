@@ -158,6 +158,39 @@ def test_resume_of_an_unknown_participant_is_a_fresh_join() -> None:
     assert out.reply["participant_id"] == "p9"
 
 
+def test_resume_only_restores_a_participant_still_in_the_session() -> None:
+    state = live(do(session("p1"), "p1", c.Drop("p1", "sid-p1"), now=10))
+    out = join(state, "x", resume_id="p1", resume_only=True, conn="sid-2", now=20)
+    assert out.reply == {"participant_id": "p1", "waiting": False, "resumed": True}
+    assert person(out, "p1").connected
+
+
+@pytest.mark.parametrize("resume_id", ["gone", None])
+def test_resume_only_that_restores_nobody_is_refused_and_changes_nothing(
+    resume_id: str | None,
+) -> None:
+    """A place past the grace (or no place at all) is not turned into a new join: nobody
+    hears of a participant.joined, the name is not taken, no seq is used."""
+    state = session("p1", settings=Settings(waiting_room=True))
+    with pytest.raises(RoomError) as e:
+        join(state, "p9", "Nine", resume_id=resume_id, resume_only=True)
+    assert e.value.code is ErrorCode.RESUME_EXPIRED
+    assert "join again" in e.value.message
+
+
+def test_resume_only_with_no_session_live_starts_none() -> None:
+    with pytest.raises(RoomError) as e:
+        join(None, "p1", resume_id="p1", resume_only=True)
+    assert e.value.code is ErrorCode.RESUME_EXPIRED
+
+
+def test_resume_only_of_someone_kept_out_says_so() -> None:
+    state = live(do(session("p1"), "fac", c.Remove("p1", ban=True)))
+    with pytest.raises(RoomError) as e:
+        join(state, "p1", resume_id="p1", resume_only=True)
+    assert e.value.code is ErrorCode.BANNED
+
+
 def test_after_the_grace_period_a_dropped_participant_leaves_with_timeout() -> None:
     state = live(do(session("p1"), "p1", c.RaiseHand()))
     state = live(do(state, "fac", c.Drop("p1", "sid-p1"), now=100))

@@ -5,7 +5,7 @@
 import { io } from "socket.io-client";
 import msgpackParser from "socket.io-msgpack-parser";
 import { gate, DUPLICATE, GAP } from "./seq.js";
-import { h, icon, swap } from "./dom.js";
+import { h, icon, swap, fill } from "./dom.js";
 import { initials, ordinal, ROLE_LABEL, isModerator, clock, REFUSAL } from "./words.js";
 
 const NAME_KEY = "peerroom.name"; // localStorage: the pseudonym, this device only
@@ -17,6 +17,8 @@ const ACK_TIMEOUT_MS = 10000; // slow shared connections: give acks time
 // button the server would refuse ("not in this session any more") misleads.
 const MAX_CHAT_LINES = 200;
 const CHECKIN_POLL_MS = 60000; // a call-back request must not sit unseen for long
+const ASKED_MS = 30000; // one invitation to unmute at a time: asking again and again is pressure
+const LEAVE_WAIT_MS = 2500; // "Leave now" is told to the server, not waited on for long
 const NAME_MAX = 40;
 
 const BROADCASTS = [
@@ -43,6 +45,8 @@ const S = {
   phase: "",
   me: null, // {id, name, role}
   resume: null,
+  place: null, // {id, session}: who the resume token takes back, and in which session
+  resumeSent: false, // the latest connect asked for a place back (auth.resume_only)
   room: null, // snapshot minus participants
   people: new Map(), // id -> Participant
   last: 0,
@@ -53,8 +57,13 @@ const S = {
   notice: null, // {text, kind}
   unmutePrompt: false,
   confirmEnd: false,
+  confirmRemove: null, // {id, ban}: "Remove" pressed for this person, asking to be sure
+  confirmKeepOut: null, // id of someone waiting: "Keep out" pressed, asking to be sure
+  asked: new Map(), // participant id -> timer: asked to unmute a moment ago
   confirmLeave: false,
+  leaving: false, // "Leave now" pressed: on the way out
   waitRetries: 0, // a dropped waiting place is freed a moment after we reconnect
+  waitPosition: null, // place in the waiting line on arrival (`waiting {position}`)
   checkins: { state: "idle", items: [], message: "" },
   checkinTimer: null,
   chatError: "",
@@ -92,8 +101,10 @@ function storage(kind) {
 function saveResume() {
   const s = storage("session");
   if (!s || !S.token) return;
-  if (S.resume) s.setItem(RESUME_KEY + S.token, JSON.stringify({ resume: S.resume, name: S.name }));
-  else s.removeItem(RESUME_KEY + S.token);
+  if (S.resume) {
+    const place = S.place || {};
+    s.setItem(RESUME_KEY + S.token, JSON.stringify({ resume: S.resume, name: S.name, id: place.id, session: place.session }));
+  } else s.removeItem(RESUME_KEY + S.token);
 }
 
 function loadResume() {
@@ -148,16 +159,30 @@ function amModerator() {
   return !!S.me && isModerator(S.me.role);
 }
 
-/** Emit with an ack; resolves to the ack ({ok:false, error} on timeout). */
+const PRESENT = ["connecting", "waiting", "room"]; // phases in which an answer still matters
+
+/** Emit with an ack; resolves to the ack, or ``{ok: false, error}`` if none came. An
+ * answer that comes after the page moved on (the session ended, we left, another window
+ * took over) is ``{ok: false, stale: true}``: say nothing about it. */
 function send(event, payload) {
   return new Promise((resolve) => {
-    if (!S.socket || !S.socket.connected) {
+    const socket = S.socket;
+    if (!socket || !socket.connected) {
       resolve({ ok: false, error: { code: "offline", message: "You are offline. Try again in a moment." } });
       return;
     }
-    S.socket.timeout(ACK_TIMEOUT_MS).emit(event, payload || {}, (err, ack) => {
-      if (err) resolve({ ok: false, error: { code: "timeout", message: "No answer from the server. Try again." } });
-      else resolve(ack || { ok: false, error: { code: "bad_reply", message: "Unexpected answer." } });
+    socket.timeout(ACK_TIMEOUT_MS).emit(event, payload || {}, (err, ack) => {
+      if (S.socket !== socket || PRESENT.indexOf(S.phase) === -1) {
+        // socket.io fails a pending ack when its socket closes, and the server sends
+        // session.ended before the ack of mod.end: no "No answer" after the end.
+        resolve({ ok: false, stale: true, error: { code: "gone", message: "" } });
+      } else if (err) {
+        // It may well have reached the server: "try again" could send a line twice.
+        const message = socket.connected
+          ? "No answer from the server yet; check whether it went through."
+          : "Connection dropped; check whether it went through.";
+        resolve({ ok: false, error: { code: socket.connected ? "timeout" : "dropped", message } });
+      } else resolve(ack || { ok: false, error: { code: "bad_reply", message: "Unexpected answer." } });
     });
   });
 }
@@ -165,6 +190,7 @@ function send(event, payload) {
 /** A moderator or personal action: report failures in plain words. */
 async function act(event, payload) {
   const ack = await send(event, payload);
+  if (ack.stale) return ack;
   if (!ack.ok) {
     const msg = (ack.error && ack.error.message) || "That did not work.";
     setNotice(msg, "error");
@@ -184,7 +210,7 @@ function screen(title, ...content) {
   S.confirmEnd = false;
   const heading = h("h1", { tabindex: "-1" }, title);
   const main = h("main", { class: "screen" }, heading, ...content);
-  app.replaceChildren(main);
+  fill(app, main);
   heading.focus();
   document.title = title + " · peerroom";
   return main;
@@ -246,7 +272,9 @@ function showNoToken() {
   );
 }
 
-function showJoin(error) {
+/** The join screen. ``error`` is about the name typed; ``note`` is something to know
+ * first (a place that has ended), said plainly above the form. */
+function showJoin(error, note) {
   S.phase = "join";
   const saved = (storage("local") && storage("local").getItem(NAME_KEY)) || "";
   const nameInput = h("input", {
@@ -301,6 +329,7 @@ function showJoin(error) {
   );
   screen(
     "Join your group",
+    note ? h("p", { class: "lead", id: "join-note" }, note) : null,
     form,
     h(
       "section",
@@ -316,6 +345,7 @@ function showJoin(error) {
     crisisNote(),
   );
   if (error) nameInput.focus();
+  if (note) announce(note);
 }
 
 function showConnecting(text) {
@@ -328,11 +358,21 @@ function showWaiting() {
   screen(
     "You are in the waiting room",
     h("p", { class: "lead" }, "A facilitator will let you in soon. You can leave this page open and take your time."),
+    h("p", { id: "wait-position" }, waitingLine(S.waitPosition)),
     h("p", null, "Your camera and microphone are off."),
     h("p", { id: "wait-status", class: "status offline", role: "status" }),
-    h("button", { type: "button", class: "secondary", onclick: leave }, "Leave"),
+    h("button", { type: "button", class: "secondary", id: "wait-leave", onclick: leave }, "Leave"),
     crisisNote(),
   );
+}
+
+/** Where the person stands in the waiting line. The server says it on arrival only
+ * (`waiting {position}`) and facilitators may let people in in any order, so a place
+ * further back is said as of arrival: it can only have got nearer since. */
+function waitingLine(position) {
+  if (typeof position !== "number" || position < 1) return "";
+  if (position === 1) return "You are first in line to be let in.";
+  return `When you arrived, you were ${ordinal(position)} in line to be let in.`;
 }
 
 function showEnd(kind, extra) {
@@ -402,7 +442,14 @@ function connect() {
     // Evaluated on every (re)connect, so a resume token always rides along.
     auth: (cb) => {
       const a = { token: S.token, name: S.name };
-      if (S.resume) a.resume = S.resume;
+      if (S.resume) {
+        // Our place back, or nothing: never walk the person into the group as someone
+        // new without their pressing Join (a phone asleep past the grace, a session
+        // ended meanwhile). The server refuses "resume_expired" then.
+        a.resume = S.resume;
+        a.resume_only = true;
+      }
+      S.resumeSent = !!S.resume;
       const device = deviceId();
       if (device) a.device = device;
       cb(a);
@@ -448,12 +495,15 @@ function connect() {
   });
 
   socket.on("welcome", onWelcome);
-  socket.on("waiting", () => {
+  socket.on("waiting", (p) => {
     S.welcomed = false;
     S.waitRetries = 0;
+    S.waitPosition = p && p.position;
     if (S.phase !== "waiting") showWaiting();
     const waitStatus = document.getElementById("wait-status");
     if (waitStatus) waitStatus.textContent = "";
+    const where = document.getElementById("wait-position");
+    if (where) where.textContent = waitingLine(S.waitPosition);
   });
   socket.on("admitted", () => showConnecting("You are in. Opening the room…"));
   socket.on("denied", () => finish("denied"));
@@ -461,6 +511,17 @@ function connect() {
   socket.on("you.removed", () => finish("removed"));
   socket.on("you.replaced", () => {
     S.replaced = true;
+  });
+  // A line of ours that storage could not keep (docs/storage.md): never a silent loss.
+  socket.on("transcript.unsaved", (p) => {
+    if (!S.room || !p || (p.session_id && p.session_id !== S.room.session_id)) return;
+    const m = S.messages.find((x) => x.id === p.message_id);
+    if (m) {
+      m.unsaved = true;
+      const el = document.querySelector(`#chatlog [data-mid="${CSS.escape(String(m.id))}"]`);
+      if (el) el.replaceWith(messageItem(m));
+    }
+    setNotice("Your message reached the group, but it could not be kept in the transcript.", "info");
   });
   socket.on("you.muted", () => setNotice("A facilitator turned your microphone off.", "info"));
   socket.on("you.camera_stopped", () => setNotice("A facilitator turned your camera off.", "info"));
@@ -514,11 +575,18 @@ function refused(data) {
   }
   S.resume = null;
   saveResume();
-  if (data.code === "banned" || data.code === "bad_token") showEnd("refused", text);
+  if (data.code === "resume_expired") {
+    // The place is gone (the session ended, or we were away too long). Nothing of it
+    // stays on screen; the person decides whether to join again, name filled in.
+    forgetRoom();
+    stopCheckinPoll();
+    showJoin(null, text);
+  } else if (data.code === "banned" || data.code === "bad_token") showEnd("refused", text);
   else showJoin(text);
 }
 
 function finish(kind) {
+  S.leaving = false;
   const s = S.socket;
   S.socket = null;
   S.resume = null;
@@ -537,17 +605,35 @@ function forgetRoom() {
   S.messages = [];
   S.everConsented = false;
   S.me = null;
+  S.place = null;
   S.people = new Map();
   S.room = null;
   S.last = 0;
   S.unmutePrompt = false;
   S.notice = null;
   S.chatLogModerator = null;
+  S.confirmRemove = null;
+  S.confirmKeepOut = null;
+  for (const timer of S.asked.values()) clearTimeout(timer);
+  S.asked = new Map();
 }
 
+/** Leave now: tell the server, and go at once if it answers, or after LEAVE_WAIT_MS
+ * if it does not (a slow line must not hold someone who wants to go). */
 async function leave() {
-  await send("session.leave", {});
-  finish("left");
+  if (S.leaving) return;
+  S.leaving = true;
+  announce("Leaving…");
+  renderLeave();
+  const btn = document.getElementById("wait-leave");
+  if (btn) {
+    btn.disabled = true;
+    btn.textContent = "Leaving…";
+  }
+  await Promise.race([send("session.leave", {}), new Promise((done) => setTimeout(done, LEAVE_WAIT_MS))]);
+  const stillHere = S.leaving && PRESENT.indexOf(S.phase) !== -1; // not ended or removed meanwhile
+  S.leaving = false;
+  if (stillHere) finish("left");
 }
 
 /** A gap in seq: drop the socket and come back with `resume` for a fresh snapshot. */
@@ -561,14 +647,30 @@ function resync() {
 
 function onWelcome(p) {
   const first = !S.welcomed;
+  const askedBack = S.resumeSent ? S.place : null; // the place this connect asked for
+  S.resumeSent = false;
   S.welcomed = true;
+  // This connection is the one in use now (also after "Use this window instead"): a
+  // later close with no reason given is a restart to come back from, not a takeover.
+  S.replaced = false;
   S.retries = 0;
   S.resyncing = false;
+  const room = Object.assign({}, p.room);
+  // Not the place we asked for (a server that does not know resume_only let us in as
+  // someone new): nothing of the old place may stay on screen as if it were this one,
+  // private notes least of all.
+  const other = !!(askedBack && askedBack.id && (askedBack.id !== p.you.id || askedBack.session !== room.session_id));
+  if (other) {
+    S.messages = [];
+    S.everConsented = false;
+    S.unmutePrompt = false;
+    S.chatLogModerator = null; // redraw the log
+  }
   S.me = p.you;
   S.resume = p.resume || null;
   S.name = p.you.name;
+  S.place = { id: p.you.id, session: room.session_id };
   saveResume();
-  const room = Object.assign({}, p.room);
   S.people = new Map((room.participants || []).map((x) => [x.id, x]));
   delete room.participants;
   room.hands = room.hands || [];
@@ -589,6 +691,18 @@ function onWelcome(p) {
     act("presence.set", want);
   }
   if (first) announce(`You joined ${room.title || "the room"}.`);
+  // The snapshot has no chat history: say so rather than let a gap in the talk pass
+  // unseen (lines sent while we were away, or before a reload, are not shown).
+  if (!other && !first) chatNote("You were disconnected for a moment. Messages sent meanwhile are not shown.");
+  else if (!other && askedBack) chatNote("Messages from before this page was reloaded are not shown.");
+  if (other) {
+    setNotice(
+      askedBack.session !== room.session_id
+        ? "This is a new session of your group. Messages from before are not shown."
+        : "Your earlier place had ended, so you are here as a new arrival. A raised hand or role from before was not kept.",
+      "info",
+    );
+  }
 }
 
 function onBroadcast(ev, p) {
@@ -715,7 +829,16 @@ function addMessage(m) {
   const empty = log.querySelector(".empty");
   if (empty) empty.remove();
   log.appendChild(messageItem(m));
-  if (atBottom || m.from === S.me.id) box.scrollTop = box.scrollHeight;
+  if (atBottom || m.system || m.from === S.me.id) box.scrollTop = box.scrollHeight;
+}
+
+let notes = 0;
+/** A line of the page's own in the chat log (not a message from anyone). */
+function chatNote(text) {
+  const last = S.messages[S.messages.length - 1];
+  if (last && last.system && last.text === text) return; // once for a run of drops
+  notes += 1;
+  addMessage({ id: "note-" + notes, system: true, text });
 }
 
 function removeMessage(id) {
@@ -726,6 +849,7 @@ function removeMessage(id) {
 }
 
 function messageItem(m) {
+  if (m.system) return h("li", { class: "msg system", "data-mid": String(m.id) }, m.text);
   if (m.removed) {
     return h("li", { class: "msg removed", "data-mid": String(m.id) }, "A message was removed by a facilitator.");
   }
@@ -741,6 +865,7 @@ function messageItem(m) {
       { class: "msg-head" },
       h("span", { class: "msg-from" }, who),
       privateNote ? h("span", { class: "tag" }, fromMe ? "Private note to facilitators" : "Private note to you") : null,
+      m.unsaved ? h("span", { class: "tag" }, "Not kept") : null,
       h("span", { class: "msg-time" }, clock(m.ts)),
       canRemove
         ? h(
@@ -764,7 +889,7 @@ function rebuildChatLog() {
   const log = document.getElementById("chatlog");
   if (!log) return;
   S.chatLogModerator = amModerator(); // the one thing in a line that depends on the reader
-  log.replaceChildren();
+  fill(log);
   if (!S.messages.length) log.appendChild(h("li", { class: "empty" }, "No messages yet."));
   for (const m of S.messages) log.appendChild(messageItem(m));
   log.parentElement.scrollTop = log.parentElement.scrollHeight;
@@ -802,6 +927,7 @@ function buildRoom() {
         const ack = await send("chat.send", payload);
         sendBtn.disabled = false;
         const status = document.getElementById("chat-status");
+        if (ack.stale || !status) return; // the room is no longer on screen
         if (ack.ok) {
           chatInput.value = "";
           status.textContent = payload.to ? "Private note sent to the facilitators." : "";
@@ -849,7 +975,7 @@ function buildRoom() {
     ),
     h("footer", { class: "foot" }, crisisNote()),
   );
-  app.replaceChildren(root);
+  fill(app, root);
   rebuildChatLog();
   title.focus();
   if (amModerator()) startCheckinPoll();
@@ -887,7 +1013,12 @@ function renderLeave() {
   };
   swap(
     el,
-    S.confirmLeave
+    S.leaving
+      ? [
+          h("span", { class: "leave-q", role: "status" }, "Leaving…"),
+          h("button", { type: "button", class: "danger small", "data-key": "leave-yes", disabled: true }, "Leave now"),
+        ]
+      : S.confirmLeave
       ? [
           h("span", { class: "leave-q", id: "leave-q" }, "Leave the room?"),
           h("button", { type: "button", class: "danger small", "data-key": "leave-yes", "aria-describedby": "leave-q", onclick: leave }, "Leave now"),
@@ -1133,7 +1264,11 @@ function personActions(p, raised) {
   const buttons = [
     btn("floor", S.room.floor === p.id ? "Take back the floor" : "Give the floor", S.room.floor === p.id ? "mod.floor.clear" : "mod.floor.give", { id: p.id }),
     raised ? btn("lower", "Lower hand", "mod.hand.lower", { id: p.id }) : null,
-    p.mic ? btn("mute", "Mute", "mod.mute", { id: p.id }) : btn("unmute", "Ask to unmute", "mod.ask_unmute", { id: p.id }),
+    p.mic
+      ? btn("mute", "Mute", "mod.mute", { id: p.id })
+      : S.asked.has(p.id)
+        ? h("button", { type: "button", class: "secondary small", "data-key": k("unmute"), "aria-label": "Asked to unmute", disabled: true }, "Asked")
+        : h("button", { type: "button", class: "secondary small", "data-key": k("unmute"), onclick: () => askToUnmute(p) }, "Ask to unmute"),
     p.camera ? btn("cam", "Stop camera", "mod.stop_camera", { id: p.id }) : null,
   ];
   if (S.me.role === "facilitator") {
@@ -1141,13 +1276,110 @@ function personActions(p, raised) {
     if (p.role !== "peer") buttons.push(btn("peer", "Make participant", "mod.role", { id: p.id, role: "peer" }));
     if (p.role !== "facilitator") buttons.push(btn("fac", "Make facilitator", "mod.role", { id: p.id, role: "facilitator" }));
   }
-  buttons.push(btn("remove", "Remove from room", "mod.remove", { id: p.id }, "danger small"));
-  buttons.push(btn("ban", "Remove and keep out", "mod.remove", { id: p.id, ban: true }, "danger small"));
+  buttons.push(...removeButtons(p, k));
   return h(
     "details",
     { class: "actions", "data-key": k("menu") },
     h("summary", { "data-key": k("summary"), "aria-label": `Actions for ${p.name}` }, "Actions"),
     h("div", { class: "action-list" }, buttons),
+  );
+}
+
+/** The person is invited, never unmuted: say it was done, and hold the button for a
+ * while, so that a facilitator unsure whether it worked does not ask again and again. */
+async function askToUnmute(p) {
+  const ack = await act("mod.ask_unmute", { id: p.id });
+  if (!ack.ok) return;
+  clearTimeout(S.asked.get(p.id));
+  const asked = S.asked;
+  S.asked.set(
+    p.id,
+    setTimeout(() => {
+      asked.delete(p.id);
+      if (S.asked === asked) renderPeople();
+    }, ASKED_MS),
+  );
+  setNotice(`${p.name} was asked. It's their choice.`, "info");
+  renderPeople();
+}
+
+/** Removing someone (and keeping them out) is asked once more, inline, as "End the
+ * session" is: a mis-tap on a small screen must not put a person out of their group. */
+function removeButtons(p, k) {
+  const sure = S.confirmRemove && S.confirmRemove.id === p.id ? S.confirmRemove : null;
+  const ask = (ban) => {
+    S.confirmRemove = { id: p.id, ban };
+    renderPeople();
+    focusKey(k("remove-no"));
+  };
+  if (!sure) {
+    return [
+      h("button", { type: "button", class: "danger small", "data-key": k("remove"), onclick: () => ask(false) }, "Remove from room"),
+      h("button", { type: "button", class: "danger small", "data-key": k("ban"), onclick: () => ask(true) }, "Remove and keep out"),
+    ];
+  }
+  const cancel = () => {
+    S.confirmRemove = null;
+    renderPeople();
+    focusKey(k(sure.ban ? "ban" : "remove"));
+  };
+  const yes = () => {
+    S.confirmRemove = null;
+    renderPeople();
+    act("mod.remove", sure.ban ? { id: p.id, ban: true } : { id: p.id });
+  };
+  return [
+    h(
+      "div",
+      { class: "confirm", role: "group", "aria-labelledby": k("remove-q") },
+      h("p", { id: k("remove-q") }, sure.ban ? `Remove ${p.name} and keep them out of this session?` : `Remove ${p.name} from the room?`),
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "button", class: "danger small", "data-key": k("remove-yes"), onclick: yes }, sure.ban ? "Yes, remove and keep out" : "Yes, remove"),
+        h("button", { type: "button", class: "secondary small", "data-key": k("remove-no"), onclick: cancel }, "Cancel"),
+      ),
+    ),
+  ];
+}
+
+/** One person waiting to be let in: let in, not now, or keep out (asked once more). */
+function waitingItem(w) {
+  if (S.confirmKeepOut === w.id) {
+    const cancel = () => {
+      S.confirmKeepOut = null;
+      renderMod();
+      focusKey("ban-" + w.id);
+    };
+    const yes = () => {
+      S.confirmKeepOut = null;
+      renderMod();
+      act("mod.deny", { id: w.id, ban: true });
+    };
+    return h(
+      "li",
+      { class: "confirm", role: "group", "aria-labelledby": "keep-q-" + w.id },
+      h("p", { id: "keep-q-" + w.id }, `Keep ${w.name} out of this session?`),
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "button", class: "danger small", "data-key": "keep-yes-" + w.id, onclick: yes }, "Yes, keep out"),
+        h("button", { type: "button", class: "secondary small", "data-key": "keep-no-" + w.id, onclick: cancel }, "Cancel"),
+      ),
+    );
+  }
+  const keepOut = () => {
+    S.confirmKeepOut = w.id;
+    renderMod();
+    focusKey("keep-no-" + w.id);
+  };
+  return h(
+    "li",
+    null,
+    h("span", { class: "wname" }, w.name),
+    h("button", { type: "button", class: "primary small", "data-key": "admit-" + w.id, "aria-label": `Let in: ${w.name}`, onclick: () => act("mod.admit", { id: w.id }) }, "Let in"),
+    h("button", { type: "button", class: "secondary small", "data-key": "deny-" + w.id, "aria-label": `Not now: ${w.name}`, onclick: () => act("mod.deny", { id: w.id }) }, "Not now"),
+    h("button", { type: "button", class: "danger small", "data-key": "ban-" + w.id, "aria-label": `Keep out: ${w.name}`, onclick: keepOut }, "Keep out"),
   );
 }
 
@@ -1194,16 +1426,7 @@ function renderMod() {
     ? h(
         "ul",
         { class: "waiting" },
-        waiting.map((w) =>
-          h(
-            "li",
-            null,
-            h("span", { class: "wname" }, w.name),
-            h("button", { type: "button", class: "primary small", "data-key": "admit-" + w.id, "aria-label": `Let in: ${w.name}`, onclick: () => act("mod.admit", { id: w.id }) }, "Let in"),
-            h("button", { type: "button", class: "secondary small", "data-key": "deny-" + w.id, "aria-label": `Not now: ${w.name}`, onclick: () => act("mod.deny", { id: w.id }) }, "Not now"),
-            h("button", { type: "button", class: "danger small", "data-key": "ban-" + w.id, "aria-label": `Keep out: ${w.name}`, onclick: () => act("mod.deny", { id: w.id, ban: true }) }, "Keep out"),
-          ),
-        ),
+        waiting.map(waitingItem),
       )
     : h("p", { class: "empty" }, "Nobody is waiting.");
 
@@ -1402,7 +1625,14 @@ function renderConsent() {
             "data-key": "erase",
             onclick: async () => {
               const ack = await act("transcript.erase", {});
-              if (ack.ok) setNotice("Your kept chat messages from this session were deleted.", "info");
+              if (!ack.ok) return;
+              // erased: null is an erase still queued (storage away or slow): it will run.
+              setNotice(
+                ack.erased === null
+                  ? "Your kept chat messages from this session will be deleted as soon as the server can."
+                  : "Your kept chat messages from this session were deleted.",
+                "info",
+              );
             },
           },
           "Delete my kept messages",
@@ -1445,8 +1675,10 @@ function start() {
   const saved = loadResume();
   if (saved && saved.resume && saved.name) {
     // A reload inside the room (old phones drop tabs): come back to the same place.
+    // Only that place, never a new one: if it has ended, the join screen says so.
     S.name = saved.name;
     S.resume = saved.resume;
+    S.place = saved.id ? { id: saved.id, session: saved.session } : null;
     connect();
     return;
   }

@@ -18,6 +18,15 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+/** Empty ``el`` and put ``children`` in (arrays, and null for nothing, as in h()).
+ * Element.replaceChildren would do it, but only from Chrome 86, and the client runs
+ * on Chrome 64+ and Firefox 68+ (build.mjs): old phones. */
+export function fill(el, ...children) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  append(el, children);
+  return el;
+}
+
 function append(el, children) {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;
@@ -58,7 +67,7 @@ export function swap(region, children) {
   const openKeys = new Set(
     Array.from(region.querySelectorAll("details[open][data-key]")).map((d) => d.getAttribute("data-key")),
   );
-  region.replaceChildren(...children.filter(Boolean));
+  fill(region, children);
   for (const d of region.querySelectorAll("details[data-key]")) {
     if (openKeys.has(d.getAttribute("data-key"))) d.open = true;
   }

@@ -38,4 +38,5 @@ export const REFUSAL = {
   room_locked: "The room is locked right now. Ask your facilitator to open it.",
   room_full: "The room is full right now. Please try again later.",
   banned: "You cannot rejoin this session.",
+  resume_expired: "Your earlier place in this group has ended. Join again?",
 };
