@@ -176,7 +176,7 @@ async def test_resume_only_refuses_a_token_of_another_room_or_none(
     mark = fac.mark()
     w = await clients().join(a["invite_token"], "Bo")
     for resume in (w["resume"], "forged.token", None):
-        extra = {"resume": resume} if resume else {}
+        extra: dict[str, Any] = {"resume": resume} if resume else {}
         refusal = await clients().refused(b["invite_token"], "Bo", resume_only=True, **extra)
         assert refusal["data"]["code"] == "resume_expired", resume
     await asyncio.sleep(0.3)
