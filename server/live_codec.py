@@ -153,18 +153,25 @@ def state_from_list(v: Any, cache: PartsCache | None = None) -> RoomState:
          empty_since, *since_3) = fields_  # fmt: skip
         if len(since_3) != (2 if version >= 3 else 0):
             raise CodecError(f"a version {version} state of {len(v)} fields")
-        state = RoomState(
+        participants = (
+            (cache or PartsCache()).unpack(ps)
+            if isinstance(ps, bytes)
+            else tuple(_participant_from(p) for p in ps)  # version 1
+        )
+        if since_3:
+            consented, transcribed = frozenset(since_3[0]), tuple(since_3[1])
+        else:  # versions 1 and 2: err on the side of an erase (above)
+            consented = frozenset(p.id for p in participants)
+            transcribed = tuple(recent)
+        # One constructor call: this runs for every commit another node makes.
+        return RoomState(
             room_id=room_id,
             title=title,
             session_id=session_id,
             started_at=started_at,
             settings=Settings(st[0], st[1], st[2], st[3], QueueOrder(st[4])),
             seq=seq,
-            participants=(
-                (cache or PartsCache()).unpack(ps)
-                if isinstance(ps, bytes)
-                else tuple(_participant_from(p) for p in ps)  # version 1
-            ),
+            participants=participants,
             waiting=tuple(
                 Waiting(w[0], w[1], Role(w[2]), Via(w[3]), w[4], frozenset(w[5])) for w in ws
             ),
@@ -172,16 +179,9 @@ def state_from_list(v: Any, cache: PartsCache | None = None) -> RoomState:
             next_ticket=nt,
             banned=frozenset(banned),
             recent_messages=tuple(recent),
+            consented=consented,
+            transcribed=transcribed,
             empty_since=empty_since,
-        )
-        if not since_3:  # versions 1 and 2: err on the side of an erase (above)
-            return state.copy_and_replace(
-                consented=frozenset(p.id for p in state.participants),
-                transcribed=state.recent_messages,
-            )
-        consented, transcribed = since_3
-        return state.copy_and_replace(
-            consented=frozenset(consented), transcribed=tuple(transcribed)
         )
     except CodecError:
         raise
