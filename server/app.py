@@ -171,6 +171,7 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
             every_secs=settings.retention_sweep_secs,
             clock=time.time,
             after_sweep=lambda: _forget_sessions(app),
+            data_dir=settings.data_dir,
         )
     )
     yield

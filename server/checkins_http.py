@@ -24,7 +24,7 @@ from aiohttp import web
 
 from rooms.errors import ErrorCode
 from server.errors import http_error
-from server.http import bearer, is_admin, require_admin_or_facilitator
+from server.http import ID_PATTERN, bearer, is_admin, require_admin_or_facilitator
 from server.keys import PHONE, ROOM_TOKENS, STORAGE
 from server.phone.lines import CheckinStatus, checkin_public
 from server.storage.base import CheckinRecord
@@ -95,7 +95,8 @@ def _with_pending(
 async def resolve_checkin(request: web.Request) -> web.Response:
     require_admin_or_facilitator(request, None)
     checkin_id = request.match_info["checkin_id"]
-    if len(checkin_id) > MAX_ID_CHARS:
+    if len(checkin_id) > MAX_ID_CHARS or not ID_PATTERN.match(checkin_id):
+        # Not one of our ids (a NUL failed PostgreSQL's query: a misleading 503 "retry").
         raise http_error(ErrorCode.NOT_FOUND, "No such check-in.")
     by = _who(request)
     try:

@@ -13,14 +13,21 @@ Deleted once older than the retention period:
 
 After a sweep that deleted anything, storage is scrubbed (see ``Storage.scrub``); a
 scrub that could not finish is owed to the next sweep.
+
+Files in the data directory that hold check-ins or queued events outside storage's
+tables: a file set aside as unreadable (``*.unreadable-<time>``, for a person to look
+at; it may hold phone numbers) once older than the retention period, and a temporary
+file a crash left mid-write (``.<name>.<random>.tmp``) after an hour.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Final
 
 from server.storage.base import Storage, StorageUnavailable
@@ -30,6 +37,37 @@ log = logging.getLogger(__name__)
 DAY_SECS: Final = 86_400.0
 OPEN_CHECKIN_STATUSES: Final = ("callback", "talk")  # a person waits for a call back
 FIRST_SWEEP_SECS: Final = 5.0  # soon after start, once the server is serving
+TMP_KEPT_SECS: Final = 3600.0  # a write in progress is done in far less
+_UNREADABLE: Final = re.compile(r"\.unreadable-\d+$")
+_TEMPORARY: Final = re.compile(r"^\..+\.[0-9a-f]+\.tmp$")  # as server/durable.py names them
+
+
+def purge_stale_files(data_dir: Path, *, now: float, retention_days: float) -> int:
+    """Delete the data directory's set-aside and leftover temporary files past their
+    time (above); returns how many. Never fails the sweep: a file it cannot read or
+    delete is logged and left."""
+    cutoff = now - retention_days * DAY_SECS
+    deleted = 0
+    try:
+        entries = list(data_dir.iterdir()) if data_dir.is_dir() else []
+    except OSError as e:
+        log.warning("retention: cannot list %s: %s", data_dir, e)
+        return 0
+    for path in entries:
+        name = path.name
+        if _UNREADABLE.search(name):
+            older_than = cutoff
+        elif _TEMPORARY.match(name):
+            older_than = now - TMP_KEPT_SECS
+        else:
+            continue
+        try:
+            if path.is_file() and path.stat().st_mtime < older_than:
+                path.unlink()
+                deleted += 1
+        except OSError as e:
+            log.warning("retention: cannot delete %s: %s", name, e)
+    return deleted
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +106,7 @@ async def run_retention(
     clock: Callable[[], float],
     first_secs: float = FIRST_SWEEP_SECS,
     after_sweep: Callable[[], None] = lambda: None,
+    data_dir: Path | None = None,
 ) -> None:
     """Sweep now and then, forever. A database outage skips a sweep, nothing more.
     ``after_sweep`` runs after each sweep, whatever it deleted (on many nodes another
@@ -95,5 +134,9 @@ async def run_retention(
                     purged.sessions,
                     purged.checkins,
                 )
+        if data_dir is not None:
+            files = purge_stale_files(data_dir, now=clock(), retention_days=retention_days)
+            if files:
+                log.info("retention: deleted %d set-aside or leftover files", files)
         after_sweep()  # every sweep: another node's may have been the one that deleted
         await asyncio.sleep(every_secs)

@@ -183,8 +183,10 @@ class RoomService:
             )
         name = validate_name(a.get("name"))
         claim = self.resume_tokens.verify(a.get("resume")) if a.get("resume") else None
+        resume_only = a.get("resume_only") is True  # never a new join: not counted
         if (
             address is not None
+            and not resume_only
             and not await self._resumes(room.id, claim)
             and not self.joins.take(address, self.clock())
         ):
@@ -206,7 +208,7 @@ class RoomService:
             conn=self.conn_of(sid),
             ban_keys=frozenset(ban_keys),
             resume_id=claim.participant_id if claim and claim.room_id == room.id else None,
-            resume_only=a.get("resume_only") is True,
+            resume_only=resume_only,
         )
         outcome = await self.execute(room.id, None, join)
         pid = outcome.reply["participant_id"]

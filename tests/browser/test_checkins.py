@@ -162,3 +162,37 @@ async def test_a_failed_refresh_keeps_the_list_in_sight(
     await region.get_by_role("button", name="Refresh check-ins").click()
     await expect(region.get_by_text("Could not refresh")).to_have_count(0)
     await expect(region.get_by_text("Asks for a call back")).to_be_visible()
+
+
+async def test_a_partial_list_while_the_database_is_away_adds_to_what_was_shown(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """With its database away the server answers 200 with only the check-ins it kept on
+    disk meanwhile (``partial``): the page must add them to the list it had, not put
+    them in its place (the stored callbacks would drop out of sight)."""
+    room = await live_server.create_room("Phone circle")
+    fac = await people("Fay", WIDE)
+    stored = {"id": "c1", "status": "callback", "caller": "******34", "created_at": 1763776800}
+    kept = {"id": "c2", "status": "talk", "caller": "******56", "created_at": 1763776900}
+    answers = [
+        {"checkins": [stored], "partial": False},
+        {"checkins": [kept], "partial": True},
+        {"checkins": [stored, kept], "partial": False},
+    ]
+
+    async def checkins(route: Route) -> None:
+        body = answers.pop(0) if len(answers) > 1 else answers[0]
+        await route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    await fac.page.route("**/api/checkins", checkins)
+    await fac.join(room["facilitator_url"])
+    region = checkin_list(fac.page)
+    await expect(region.get_by_text("Caller ******34")).to_be_visible()
+    await region.get_by_role("button", name="Refresh check-ins").click()
+    await expect(region.get_by_text("database is away")).to_be_visible()
+    await expect(region.get_by_text("Caller ******34")).to_be_visible()
+    await expect(region.get_by_text("Caller ******56")).to_be_visible()
+    await region.get_by_role("button", name="Refresh check-ins").click()
+    await expect(region.get_by_text("database is away")).to_have_count(0)
+    await expect(region.get_by_text("Caller ******34")).to_be_visible()
+    await expect(region.get_by_text("Caller ******56")).to_be_visible()

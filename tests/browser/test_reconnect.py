@@ -290,10 +290,10 @@ async def test_a_welcome_to_another_session_clears_what_was_on_screen(
     service = live_server.app[SERVICE]
     real_connect = service.connect
 
-    async def older_server(sid: str, auth: object) -> None:
+    async def older_server(sid: str, auth: object, *, address: str | None = None) -> None:
         if isinstance(auth, dict):
             auth = {k: v for k, v in auth.items() if k != "resume_only"}
-        await real_connect(sid, auth)
+        await real_connect(sid, auth, address=address)
 
     monkeypatch.setattr(service, "connect", older_server)
     _room, fac, ana = await fay_and_ana(live_server, people, "Monday circle", tap=True)

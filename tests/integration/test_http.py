@@ -177,6 +177,9 @@ async def test_an_id_that_cannot_be_one_is_not_found_before_any_database(
                 url = f"{server.url}/api/rooms/{room_id}"
                 status, got, _ = await request("GET", url, token=tok)
                 assert status == 404 and got["error"]["code"] == "not_found", (room_id, got)
+                url = f"{server.url}/api/checkins/{room_id}/resolve"  # (a 503 "retry" before)
+                status, got, _ = await request("POST", url, token=tok)
+                assert status == 404 and got["error"]["code"] == "not_found", (room_id, got)
             await server.stop()
 
 

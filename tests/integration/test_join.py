@@ -341,6 +341,11 @@ async def test_new_joins_from_one_address_are_limited_but_resumes_are_not(
     await again.wait_disconnected()
     got = await clients(server.url).refused(token, "A1", resume=welcomes[0]["resume"], headers=one)
     assert got["data"]["code"] == "rate_limited", got
+    # Asking only to take a place back never adds anyone: not counted, and told plainly.
+    got = await clients(server.url).refused(
+        token, "A1", resume=welcomes[0]["resume"], resume_only=True, headers=one
+    )
+    assert got["data"]["code"] == "resume_expired", got
 
 
 async def test_x_forwarded_for_counts_only_from_a_trusted_proxy(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -53,10 +54,33 @@ async def test_running_server_purges_by_itself(servers: Servers) -> None:
     async def kept_checkins() -> set[str]:
         return {c.id for c in await storage.list_checkins(include_resolved=True)}
 
+    # Files the sweep looks after too: set aside as unreadable (they may hold phone
+    # numbers), and temporary ones a crash left; each with one too new to go.
+    data = server.settings.data_dir
+    old_time = time.time() - 31 * 86_400
+    files = {
+        "checkins-pending-ab12.unreadable-1700000000": old_time,
+        "storage-pending-cd34.unreadable-1700000001": time.time() - 29 * 86_400,
+        ".checkins-pending-ab12.json.0123456789ab.tmp": time.time() - 7200,
+        ".storage-pending-cd34.json.ba9876543210.tmp": time.time() - 60,
+        "notes.unreadable-later.txt": old_time,  # not one of ours
+    }
+    for name, mtime in files.items():
+        (data / name).write_text("+15551234567")
+        os.utime(data / name, (mtime, mtime))
     deadline = time.monotonic() + 5
     while await storage.get_session("s-old") is not None or len(await kept_checkins()) > 2:
         assert time.monotonic() < deadline, "the retention sweep did not run"
         await asyncio.sleep(0.1)
+    while (data / "checkins-pending-ab12.unreadable-1700000000").exists():
+        assert time.monotonic() < deadline, "the sweep left the old unreadable file"
+        await asyncio.sleep(0.1)
+    left = {name for name in files if (data / name).exists()}
+    assert left == {
+        "storage-pending-cd34.unreadable-1700000001",
+        ".storage-pending-cd34.json.ba9876543210.tmp",
+        "notes.unreadable-later.txt",
+    }
     assert await storage.list_lines("s-old") == []
     assert [x.id for x in await storage.list_lines("s-new")] == ["l-new"]
     assert await kept_checkins() == {"k-waiting", "k-new"}

@@ -1562,10 +1562,19 @@ async function loadCheckins() {
       const data = await res.json();
       const items = Array.isArray(data) ? data : data.checkins || data.items || [];
       const open = items.filter((x) => x && !x.resolved && !x.resolved_at);
+      if (data && data.partial) {
+        // The database is away: the server lists only the check-ins it kept on disk
+        // meanwhile. Keep what was shown before too, so nobody drops out of sight.
+        const seen = new Set(open.map((x) => x.id));
+        for (const x of before) if (!seen.has(x.id)) open.push(x);
+      }
       // Someone to call first, longest waiting first; "doing OK" notes after.
       const urgent = (x) => (x.status === "ok" ? 1 : 0);
       open.sort((a, b) => urgent(a) - urgent(b) || (a.created_at || 0) - (b.created_at || 0));
-      S.checkins = { state: "ok", items: open, message: "" };
+      S.checkins =
+        data && data.partial
+          ? { state: "stale", items: open, message: "The server's database is away for a moment: showing the last list and check-ins that came in since. Trying again…" }
+          : { state: "ok", items: open, message: "" };
     }
   } catch (e) {
     S.checkins = { state: "stale", items: before, message: "Could not refresh check-ins (no connection). Trying again…" };
