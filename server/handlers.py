@@ -74,7 +74,8 @@ def _address(service: RoomService, environ: object) -> str | None:
     request = environ.get("aiohttp.request") if isinstance(environ, dict) else None
     if request is None:
         return None
-    forwarded = request.headers.get("X-Forwarded-For")
+    # Every header of the name: a proxy may add its own after one the client sent.
+    forwarded = request.headers.getall("X-Forwarded-For", [])
     return service.joins.client_address(request.remote, forwarded)
 
 

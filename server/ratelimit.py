@@ -49,22 +49,35 @@ class JoinLimiter:
         self._trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted_proxies)
         self._buckets: dict[str, Bucket] = {}
 
-    def client_address(self, remote: str | None, forwarded_for: str | None) -> str | None:
+    def client_address(self, remote: str | None, forwarded_for: list[str]) -> str | None:
         """Whom a join comes from: the peer, or, when the peer is a trusted proxy, the
-        last address of its X-Forwarded-For (the one it added; earlier ones are the
-        client's word). None: a join from this machine itself, not limited (the
-        operator's own scripts, the benchmark, the tests)."""
+        X-Forwarded-For address nearest to it that is not a trusted proxy itself (each
+        proxy adds the address it heard from at the end; what is left of it is the
+        client's own word). ``forwarded_for``: every such header, in order. None: a
+        join from this machine itself, not limited (the operator's own scripts, the
+        benchmark, the tests). IPv6 clients are keyed by their /64, which one
+        household or phone holds whole."""
         if not remote:
             return None
         if not self._is_trusted(remote):
-            return remote
-        last = (forwarded_for or "").rsplit(",", 1)[-1].strip()
-        if not last:
-            return None
-        try:
-            return str(ipaddress.ip_address(last))
-        except ValueError:
-            return last[:64]  # not an address: still one key per value, bounded
+            return _key(remote)
+        if not forwarded_for:
+            return None  # no proxy in between: this machine
+        hops = [h.strip() for h in ",".join(forwarded_for).split(",")]
+        named = False
+        for hop in reversed(hops):
+            if not hop:
+                continue
+            named = True
+            try:
+                ip = ipaddress.ip_address(hop)
+            except ValueError:
+                return hop[:64]  # no address where the proxy's should be: still counted
+            if not any(ip in net for net in self._trusted):
+                return _key(hop)
+        # Trusted all the way: this machine, through the local proxy. A header naming
+        # nobody (",") is no way out of the limit: the proxy is counted then.
+        return None if named else _key(remote)
 
     def _is_trusted(self, address: str) -> bool:
         try:
@@ -81,3 +94,13 @@ class JoinLimiter:
         while len(self._buckets) > ADDRESSES_KEPT:
             del self._buckets[next(iter(self._buckets))]
         return bucket.take(now)
+
+
+def _key(address: str) -> str:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

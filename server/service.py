@@ -187,6 +187,9 @@ class RoomService:
         if (
             address is not None
             and not resume_only
+            # A facilitator must always be able to get into their own room, whoever
+            # else joins from their address (a shared network, a phone carrier).
+            and token.kind is not TokenKind.FACILITATOR
             and not await self._resumes(room.id, claim)
             and not self.joins.take(address, self.clock())
         ):
