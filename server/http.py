@@ -31,7 +31,7 @@ PIN_TRIES: Final = 20
 # What a room, session or check-in id can look like (secrets.token_urlsafe): anything
 # else is no id of ours, answered 404 before it reaches a database (PostgreSQL refused a
 # NUL in one with an error of its own, a 500).
-ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")  # with .match(): whole
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

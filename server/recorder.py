@@ -77,7 +77,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from rooms.events import Audit, Consent, SessionClosed, Transcribe, Unstore
+from rooms.events import AUDITED_ACTIONS, Audit, Consent, SessionClosed, Transcribe, Unstore
 from server.durable import write_atomic
 from server.storage.base import (
     AuditEntry,
@@ -98,6 +98,11 @@ RETRY_MAX_SECS: Final = 2.0  # so recovery is noticed within 2 s of the database
 # of step: a person must look. Retrying it meanwhile costs a query a while.
 REFUSED_RETRY_FIRST_SECS: Final = 1.0
 REFUSED_RETRY_MAX_SECS: Final = 30.0
+# An erase, consent change, audit row or session record refused this long (not an
+# outage: a schema out of step, a row the database will never take) is set aside in a
+# file of its own, replayed at the next start, so that it stops holding up every event
+# of every room behind it.
+REFUSED_SET_ASIDE_SECS: Final = 300.0
 CLEANUP_DELAY_SECS: Final = 1.0  # erases come in bursts (a room ending): one clean-up each
 CLEANUP_TIMEOUT_SECS: Final = 900.0  # a VACUUM of big tables takes minutes; it blocks no one
 CLEANUP_RETRY_FIRST_SECS: Final = 5.0
@@ -131,6 +136,10 @@ Unsaved = Callable[[Transcribe, str], None]
 
 def _no_unsaved(line: Transcribe, reason: str) -> None:
     log.warning("a transcript line was not stored (%s)", reason)
+
+
+def kind_of(ev: StorageEvent) -> str:
+    return type(ev).__name__
 
 
 def record_id(*parts: object) -> str:
@@ -170,6 +179,8 @@ class Recorder:
         self.max_pending_lines = MAX_PENDING_LINES
         self.failing = False  # the last write found the database unavailable
         self.refused_retry_secs = (REFUSED_RETRY_FIRST_SECS, REFUSED_RETRY_MAX_SECS)
+        self.refused_set_aside_secs = REFUSED_SET_ASIDE_SECS
+        self._set_aside_n = 0
         self.cleanup_owed = False  # an erase deleted rows that may linger in the files
         self.cleanup_delay_secs = CLEANUP_DELAY_SECS
         self.cleanup_timeout_secs = CLEANUP_TIMEOUT_SECS
@@ -213,6 +224,12 @@ class Recorder:
         self.m_refused = Counter(
             "peerroom_storage_refused",
             "Writes the database refused (not an outage); all but lines are retried",
+            ["kind"],
+            registry=r,
+        )
+        self.m_set_aside = Counter(
+            "peerroom_storage_set_aside",
+            "Events refused for minutes, set aside in a file for the next start",
             ["kind"],
             registry=r,
         )
@@ -387,7 +404,10 @@ class Recorder:
     def _load_spills(self) -> None:
         """Queue what earlier runs (this node's, or another's sharing the data dir)
         could not write, each file claimed first by renaming it to a name of this
-        process's: two nodes starting at once never both take one."""
+        process's. A node starting while another still replays may claim that one's
+        file again and replay it twice: harmless, every write is idempotent. Audit
+        events of a release that kept every moderator action are left out (only those
+        the transcript access rule needs are kept now: ``AUDITED_ACTIONS``)."""
         if self.spill_path is None:
             return
         directory = self.spill_path.parent
@@ -410,7 +430,11 @@ class Recorder:
                 continue
             try:
                 data = json.loads(claimed.read_bytes())
-                kept: list[StorageEvent] = [_SPILLED[d.pop("kind")](**d) for d in data]
+                kept: list[StorageEvent] = [
+                    ev
+                    for ev in (_SPILLED[d.pop("kind")](**d) for d in data)
+                    if not isinstance(ev, Audit) or ev.action in AUDITED_ACTIONS
+                ]
             except OSError:
                 log.exception("the storage spill file %s cannot be read; left", claimed.name)
                 continue  # not claimed for good: the next start tries again
@@ -522,11 +546,14 @@ class Recorder:
     ) -> bool:
         """Run ``write`` until the database takes it, through any outage. If it refuses
         it (not an outage: a bug or a bad row; logged without content), ``refused`` is
-        called and it is tried ``tries_after_refusal`` times more (None: until taken,
-        with a backoff); False if it is still refused then."""
+        called and it is tried ``tries_after_refusal`` times more (None: with a backoff,
+        until taken or refused for ``refused_set_aside_secs``); False if it is still
+        refused then."""
         delay = RETRY_FIRST_SECS
         refusals = 0
         refused_delay, refused_max = self.refused_retry_secs
+        loop = asyncio.get_running_loop()
+        refused_since = 0.0
         while True:
             try:
                 await write()
@@ -543,6 +570,10 @@ class Recorder:
                 refused()
                 if tries_after_refusal is not None and refusals >= tries_after_refusal:
                     log.error("could not store a %s event (%s); skipped", kind, type(e).__name__)
+                    return False
+                if refusals == 0:
+                    refused_since = loop.time()
+                elif loop.time() - refused_since >= self.refused_set_aside_secs:
                     return False
                 refusals += 1
                 if tries_after_refusal is None:
@@ -593,11 +624,43 @@ class Recorder:
             if isinstance(ev, Transcribe):
                 self.m_unsaved.labels("error").inc()
                 self._unsaved(ev, "error")
+            else:
+                self._set_aside(ev)
+            if item.done is not None and not item.done.done():
+                item.done.cancel()  # not done now (an erase's ack said: stays queued)
             return
         self.m_written.labels(kind).inc()
         item.written = True
         if item.done is not None and not item.done.done():
             item.done.set_result(count)
+
+    def _set_aside(self, ev: StorageEvent) -> None:
+        """An event refused for minutes: into a spill file of its own (ids only, as a
+        spill), which the next start of any node replays; the writer goes on. Never
+        dropped: if the file cannot be written either, it is said as loudly as can be."""
+        if self.spill_path is None:
+            log.error("a %s event refused for minutes is lost (no data directory)", kind_of(ev))
+            return
+        self._set_aside_n += 1
+        path = self.spill_path.with_name(
+            f"{self.spill_path.stem}-refused-{self._set_aside_n}{self.spill_path.suffix}"
+        )
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_atomic(path, json.dumps([{"kind": kind_of(ev), **asdict(ev)}]).encode())
+        except OSError:
+            log.exception(
+                "a %s event refused for minutes could not be set aside: lost", kind_of(ev)
+            )
+            return
+        self.m_set_aside.labels(kind_of(ev)).inc()
+        log.error(
+            "the database refused a %s event for %g s; set aside in %s (replayed at the "
+            "next start) so that the events behind it are written; look into the refusal",
+            kind_of(ev),
+            self.refused_set_aside_secs,
+            path.name,
+        )
 
     async def _record_again(self, ev: StorageEvent) -> None:
         """The session of ``ev``, recorded if its row is not there (an insert that

@@ -16,8 +16,9 @@ scrub that could not finish is owed to the next sweep.
 
 Files in the data directory that hold check-ins or queued events outside storage's
 tables: a file set aside as unreadable (``*.unreadable-<time>``, for a person to look
-at; it may hold phone numbers) once older than the retention period, and a temporary
-file a crash left mid-write (``.<name>.<random>.tmp``) after an hour.
+at; it may hold phone numbers) once set aside longer ago than the retention period
+(the time in its name; logged by name), and a temporary file a crash left mid-write
+(``.<name>.<random>.tmp``) after an hour.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ DAY_SECS: Final = 86_400.0
 OPEN_CHECKIN_STATUSES: Final = ("callback", "talk")  # a person waits for a call back
 FIRST_SWEEP_SECS: Final = 5.0  # soon after start, once the server is serving
 TMP_KEPT_SECS: Final = 3600.0  # a write in progress is done in far less
-_UNREADABLE: Final = re.compile(r"\.unreadable-\d+$")
+_UNREADABLE: Final = re.compile(r"\.unreadable-(\d+)$")
 _TEMPORARY: Final = re.compile(r"^\..+\.[0-9a-f]+\.tmp$")  # as server/durable.py names them
 
 
@@ -55,16 +56,26 @@ def purge_stale_files(data_dir: Path, *, now: float, retention_days: float) -> i
         return 0
     for path in entries:
         name = path.name
-        if _UNREADABLE.search(name):
-            older_than = cutoff
-        elif _TEMPORARY.match(name):
-            older_than = now - TMP_KEPT_SECS
-        else:
-            continue
+        aside = _UNREADABLE.search(name)
         try:
-            if path.is_file() and path.stat().st_mtime < older_than:
-                path.unlink()
-                deleted += 1
+            if aside:
+                # Its age from when it was set aside (the name says): a rename keeps the
+                # file's own time, which may be days older (a node stopped for a weekend).
+                if int(aside.group(1)) >= cutoff or not path.is_file():
+                    continue
+                log.warning(
+                    "retention: deleting %s, set aside as unreadable over %g days ago",
+                    name,
+                    retention_days,
+                )
+            elif not (
+                _TEMPORARY.match(name)
+                and path.is_file()
+                and path.stat().st_mtime < now - TMP_KEPT_SECS
+            ):
+                continue
+            path.unlink()
+            deleted += 1
         except OSError as e:
             log.warning("retention: cannot delete %s: %s", name, e)
     return deleted

@@ -157,7 +157,9 @@ class PostgresStorage(SqlStorage):
         with _translated():
             async with (
                 self._pool.acquire(timeout=CONNECT_TIMEOUT_SECS) as con,
-                con.transaction(),
+                # Read committed whatever the server's default: under repeatable read
+                # the snapshot would be taken before the lock is granted.
+                con.transaction(isolation="read_committed"),
             ):
                 for key in keys:
                     await con.execute("SELECT pg_advisory_xact_lock($1, $2)", WRITE_LOCK_CLASS, key)

@@ -57,7 +57,7 @@ _CONSENT_COLUMNS: Final = "id, session_id, participant_id, consent, ts"
 
 # A session is past the retention when it ended before the cutoff, or, never ended (live
 # still, or its node died), began before it and has had no line, consent change or
-# moderator action since: a session kept open over a night outlives a one-day retention
+# stored removal since: a session kept open over a night outlives a one-day retention
 # while people still write to it. Five parameters, all the cutoff (the first lets the
 # started_at index narrow the scan).
 _SESSION_EXPIRED: Final = (

@@ -55,15 +55,18 @@ async def test_running_server_purges_by_itself(servers: Servers) -> None:
         return {c.id for c in await storage.list_checkins(include_resolved=True)}
 
     # Files the sweep looks after too: set aside as unreadable (they may hold phone
-    # numbers), and temporary ones a crash left; each with one too new to go.
+    # numbers; their age is the time in the name, a rename keeps the file's own), and
+    # temporary ones a crash left; each with one too new to go.
     data = server.settings.data_dir
-    old_time = time.time() - 31 * 86_400
-    files = {
-        "checkins-pending-ab12.unreadable-1700000000": old_time,
-        "storage-pending-cd34.unreadable-1700000001": time.time() - 29 * 86_400,
-        ".checkins-pending-ab12.json.0123456789ab.tmp": time.time() - 7200,
-        ".storage-pending-cd34.json.ba9876543210.tmp": time.time() - 60,
-        "notes.unreadable-later.txt": old_time,  # not one of ours
+    now, day = time.time(), 86_400
+    old_file = f"checkins-pending-ab12.unreadable-{int(now - 31 * day)}"
+    files = {  # name -> the file's own time
+        old_file: now,
+        f"storage-pending-cd34.unreadable-{int(now - 29 * day)}": now - 40 * day,
+        f"checkins-pending-ef56.unreadable-{int(now)}": now - 40 * day,  # just set aside
+        ".checkins-pending-ab12.json.0123456789ab.tmp": now - 7200,
+        ".storage-pending-cd34.json.ba9876543210.tmp": now - 60,
+        "notes.unreadable-later.txt": now - 40 * day,  # not one of ours
     }
     for name, mtime in files.items():
         (data / name).write_text("+15551234567")
@@ -72,15 +75,11 @@ async def test_running_server_purges_by_itself(servers: Servers) -> None:
     while await storage.get_session("s-old") is not None or len(await kept_checkins()) > 2:
         assert time.monotonic() < deadline, "the retention sweep did not run"
         await asyncio.sleep(0.1)
-    while (data / "checkins-pending-ab12.unreadable-1700000000").exists():
+    while (data / old_file).exists():
         assert time.monotonic() < deadline, "the sweep left the old unreadable file"
         await asyncio.sleep(0.1)
-    left = {name for name in files if (data / name).exists()}
-    assert left == {
-        "storage-pending-cd34.unreadable-1700000001",
-        ".storage-pending-cd34.json.ba9876543210.tmp",
-        "notes.unreadable-later.txt",
-    }
+    gone = {name for name in files if not (data / name).exists()}
+    assert gone == {old_file, ".checkins-pending-ab12.json.0123456789ab.tmp"}
     assert await storage.list_lines("s-old") == []
     assert [x.id for x in await storage.list_lines("s-new")] == ["l-new"]
     assert await kept_checkins() == {"k-waiting", "k-new"}

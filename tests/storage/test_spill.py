@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rooms.events import Audit, Unstore
+from rooms.events import Audit, Consent, Unstore
 from server.durable import write_atomic
 from server.recorder import SPILL_FILE, Recorder
 from server.storage.base import AuditEntry, SessionRecord
@@ -209,3 +209,52 @@ async def test_a_spill_with_one_bad_entry_is_set_aside_whole(tmp_path: Path) -> 
         await node.close()
     (aside,) = [p.name for p in data.iterdir() if ".unreadable-" in p.name]
     assert aside.startswith("storage-pending-aaaa.unreadable-")
+
+
+async def test_a_spill_of_an_older_release_brings_back_no_audit_the_rule_forbids(
+    storage: SqliteStorage, tmp_path: Path
+) -> None:
+    """An older release kept every moderator action (a mute, the floor given) with the
+    ids of people who never opted in; replayed after an upgrade, those rows would have
+    reached the database after all. Only removals and bans are kept now."""
+    data = tmp_path / "data"
+    data.mkdir()
+    old = [
+        {"kind": "Audit", "room_id": "r1", "session_id": "s1", "actor": "f1",
+         "action": action, "target": "p2", "ts": 6.0}
+        for action in ("mute", "floor.give", "remove")
+    ]  # fmt: skip
+    write_atomic(data / SPILL_FILE, json.dumps(old).encode())
+    await replayed(storage, data)
+    assert [(a.action, a.target_id) for a in await storage.list_audit("s1")] == [("remove", "p2")]
+    assert spill_files(data) == []
+
+
+async def test_an_event_refused_for_minutes_is_set_aside_and_the_rest_goes_on(
+    storage: SqliteStorage, tmp_path: Path
+) -> None:
+    """A consent change the database will never take (its session's room is gone: a row
+    deleted by hand, a schema out of step) held up every event of every room behind it,
+    for good. After refused_set_aside_secs it goes to a file of its own, which the next
+    start replays, and what waited behind it is written."""
+    data = tmp_path / "data"
+    data.mkdir()
+    node = Recorder(storage, spill_path=data / SPILL_FILE)
+    node.refused_retry_secs = (0.01, 0.02)
+    node.refused_set_aside_secs = 0.2
+    node.submit(Consent("gone-room", "s9", "p1", True, 5.0))
+    node.submit(Unstore("s1", participant_id="p1", ts=6.0))
+    node.start()
+    try:
+        assert await node.flush(10)
+        assert await storage.list_lines("s1") == []  # the erase behind it ran
+    finally:
+        await node.close()
+    (aside,) = spill_files(data)
+    assert "refused" in aside
+    assert [e["kind"] for e in json.loads((data / aside).read_text())] == ["Consent"]
+    # The next start takes it up again: the room is back now, and it is written.
+    await storage.create_room(room("gone-room", pin="654321"))
+    await replayed(storage, data)
+    assert await storage.latest_consent("s9", "p1") is True
+    assert spill_files(data) == []
