@@ -29,13 +29,16 @@ class ErrorCode(StrEnum):
 class RoomError(Exception):
     """A command was refused. ``message`` is shown to a person: say what to do."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, details: dict[str, object] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details  # more fields for the client, beside code and message
 
-    def as_dict(self) -> dict[str, str]:
-        return {"code": self.code.value, "message": self.message}
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code.value, "message": self.message, **(self.details or {})}
 
     def ack(self) -> dict[str, object]:
         """The contract's refusal ack: ``{ok: false, error: {code, message}}``."""

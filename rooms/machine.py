@@ -76,7 +76,8 @@ def apply(
         if not isinstance(command, Join):
             raise RoomError(ErrorCode.NOT_FOUND, "This session has ended.")
         if command.resume_only:
-            raise session.place_gone()  # a place to take back, and no session to start
+            # A place to take back, and no session to start.
+            raise session.place_gone(session_live=False)
         state = session.new_session(command, now)
     tx = Tx(state, now)
     ended = False

@@ -30,10 +30,14 @@ from rooms.tx import Tx
 
 MAX_NAME_CHARS = 40
 RESUME_EXPIRED_MESSAGE = "Your earlier place in this group has ended. You can join again."
+SESSION_ENDED_MESSAGE = "The session you were in has ended."
 
 
-def place_gone() -> RoomError:
-    return RoomError(ErrorCode.RESUME_EXPIRED, RESUME_EXPIRED_MESSAGE)
+def place_gone(*, session_live: bool) -> RoomError:
+    """``session_live``: whether the group is meeting now (a place gone, or a new
+    session since), or nobody is (joining again would start a session alone)."""
+    message = RESUME_EXPIRED_MESSAGE if session_live else SESSION_ENDED_MESSAGE
+    return RoomError(ErrorCode.RESUME_EXPIRED, message, {"session_live": session_live})
 
 
 def new_session(cmd: Join, now: float) -> RoomState:
@@ -63,7 +67,7 @@ def join(tx: Tx, cmd: Join, max_participants: int) -> None:
     if cmd.ban_keys & state.banned:
         raise RoomError(ErrorCode.BANNED, "You cannot join this session.")
     if cmd.resume_only:
-        raise place_gone()
+        raise place_gone(session_live=True)
     if _name_in_use(state, cmd.name):
         raise RoomError(ErrorCode.NAME_TAKEN, "Someone here already uses that name: pick another.")
     moderator = cmd.role.is_moderator

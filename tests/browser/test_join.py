@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -196,3 +197,29 @@ async def test_an_old_browser_without_replace_children_gets_in_and_takes_part(
     await expect(ana.page.get_by_role("heading", name="You left the room")).to_be_visible()
     await ana.page.get_by_role("button", name="Join again").click()
     await expect(ana.page.get_by_role("heading", name="Join your group")).to_be_visible()
+
+
+async def test_joins_over_the_limit_wait_with_the_servers_words_and_a_way_back(
+    server_factory: Any, people: PersonFactory
+) -> None:
+    """A refusal for too many joins from one address: the page keeps trying, says why
+    in the server's words (not "the server is busy"), in place (focus stays), and
+    "Back" stops it. Loopback is told it is no proxy, so the limit counts it."""
+    server: LiveServer = await server_factory(
+        join_burst=1, join_per_sec=0.001, trusted_proxies=("192.0.2.0/24",)
+    )
+    room = await server.create_room("Limited")
+    ana = await people("Ana", NARROW)
+    await ana.join(room["invite_url"])
+    ben = await people("Ben", NARROW)
+    await ben.join(room["invite_url"], expect_room=False)
+    lead = ben.page.locator("#connecting-lead")
+    await expect(lead).to_contain_text("Many people joined from your connection just now")
+    back = ben.page.get_by_role("button", name="Back")
+    await back.focus()
+    await ben.page.wait_for_timeout(2_500)  # a retry or two: the screen is not redrawn
+    await expect(back).to_be_focused()
+    await back.click()
+    await expect(ben.page.get_by_role("heading", name="Join your group")).to_be_visible()
+    await expect(ben.page.get_by_label("Your name in the group")).to_have_value("Ben")
+    await expect(ana.page.get_by_role("heading", name="Here now (1)")).to_be_visible()

@@ -215,7 +215,8 @@ async def test_a_broadcast_the_page_cannot_read_is_replaced_by_a_fresh_snapshot(
     await expect(ana.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
 
 
-ENDED_PLACE = "Your earlier place in this group has ended. Join again?"
+ENDED_PLACE = "Your earlier place in this group has ended, and the group is meeting now."
+SESSION_OVER = "The session you were in has ended. Thank you for being here."
 
 
 async def copy_of_tab(person: Person) -> Page:
@@ -252,6 +253,23 @@ async def test_a_saved_place_that_has_ended_is_not_taken_up_unasked(
     await restored.get_by_role("button", name="Join the group").click()  # her choice
     await expect(restored.get_by_role("button", name="Raise my hand")).to_be_visible()
     await expect(fac.page.get_by_role("heading", name="Here now (2)")).to_be_visible()
+
+
+async def test_a_saved_place_of_a_session_that_ended_says_it_ended(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """Nobody is meeting now: "Join again?" would send an anxious peer into a session of
+    their own, alone. The server says whether the group is meeting (session_live)."""
+    room, fac, ana = await fay_and_ana(live_server, people, "Monday circle")
+    restored = await copy_of_tab(ana)
+    await fac.page.get_by_role("button", name="End the session").click()
+    await fac.page.get_by_role("button", name="Yes, end it").click()
+    await expect(ana.page.get_by_role("heading", name="The session has ended")).to_be_visible()
+
+    await restored.goto(room["invite_url"])
+    await expect(restored.locator("main").get_by_text(SESSION_OVER)).to_be_visible()
+    await expect(restored.locator("main").get_by_text(ENDED_PLACE)).to_have_count(0)
+    await expect(restored.get_by_label("Your name in the group")).to_have_value("Ana")
 
 
 async def fay_starts_a_new_session_while_ana_is_away(fac: Person, ana: Person) -> None:

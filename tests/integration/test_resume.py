@@ -138,6 +138,7 @@ async def test_resume_only_after_the_grace_is_refused_and_nobody_joins(
     late = clients(server.url)
     refusal = await late.refused(room["invite_token"], "Bo", resume=bw["resume"], resume_only=True)
     assert refusal["data"]["code"] == "resume_expired"
+    assert refusal["data"]["session_live"] is True  # the group meets on: join again?
     assert "join again" in refusal["data"]["message"]
     await asyncio.sleep(0.3)
     assert fac.received("participant.joined", after=mark) == []
@@ -163,6 +164,7 @@ async def test_resume_only_after_the_session_ended_starts_no_session(
         room["invite_token"], "Bo", resume=bw["resume"], resume_only=True
     )
     assert refusal["data"]["code"] == "resume_expired"
+    assert refusal["data"]["session_live"] is False  # nobody there: said plainly
     assert not await server.app[LIVE].room_ids()
 
 

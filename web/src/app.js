@@ -349,8 +349,32 @@ function showJoin(error, note) {
 }
 
 function showConnecting(text) {
+  const lead = text || "Connecting you to your group. This can take a moment on a slow connection.";
+  const shown = S.phase === "connecting" && document.getElementById("connecting-lead");
   S.phase = "connecting";
-  screen("Joining…", h("p", { class: "lead" }, text || "Connecting you to your group. This can take a moment on a slow connection."));
+  if (shown) {
+    // Already on this screen (a retry): say it in place, so focus stays where it is and a
+    // screen reader is not sent back to the heading every few seconds.
+    if (shown.textContent !== lead) shown.textContent = lead;
+    return;
+  }
+  screen(
+    "Joining…",
+    h("p", { class: "lead", id: "connecting-lead", role: "status" }, lead),
+    h("button", { type: "button", class: "link", id: "connecting-back", onclick: stopJoining }, "Back"),
+  );
+}
+
+/** "Back" while joining: stop trying, and go back to the join screen, name kept. */
+function stopJoining() {
+  const s = S.socket;
+  S.socket = null;
+  if (s) {
+    s.removeAllListeners();
+    s.close();
+  }
+  S.retries = 0;
+  showJoin();
 }
 
 function showWaiting() {
@@ -556,7 +580,10 @@ function refused(data) {
     const delay = Math.min(15000, 1000 * 2 ** Math.min(S.retries, 4)) * (0.5 + Math.random());
     const again = S.socket;
     setTimeout(() => S.socket === again && again && again.connect(), delay);
-    if (S.phase === "connecting") showConnecting("The server is busy. Trying again in a moment…");
+    if (S.phase === "connecting") {
+      const why = data.code === "rate_limited" && data.message ? data.message : "The server is busy.";
+      showConnecting(`${why} Trying again in a moment…`);
+    }
     renderStatus();
     return;
   }
@@ -580,8 +607,13 @@ function refused(data) {
     // stays on screen; the person decides whether to join again, name filled in.
     forgetRoom();
     stopCheckinPoll();
-    showJoin(null, text);
-  } else if (data.code === "banned" || data.code === "bad_token") showEnd("refused", text);
+    // session_live false: nobody is meeting now (joining would start a session alone).
+    showJoin(null, data.session_live === false ? REFUSAL.session_ended : text);
+  } else if (data.code === "banned" || data.code === "bad_token") {
+    forgetRoom(); // nothing of the room stays, on screen or in memory
+    stopCheckinPoll();
+    showEnd("refused", text);
+  }
   else showJoin(text);
 }
 
@@ -1015,8 +1047,11 @@ function renderLeave() {
     el,
     S.leaving
       ? [
-          h("span", { class: "leave-q", role: "status" }, "Leaving…"),
-          h("button", { type: "button", class: "danger small", "data-key": "leave-yes", disabled: true }, "Leave now"),
+          // (announce() says "Leaving…" once; this span is not a live region too.) The
+          // button keeps the keyboard focus: aria-disabled, not disabled, which would
+          // drop it to the top of the page for the seconds the leaving takes.
+          h("span", { class: "leave-q" }, "Leaving…"),
+          h("button", { type: "button", class: "danger small", "data-key": "leave-yes", "aria-disabled": "true" }, "Leave now"),
         ]
       : S.confirmLeave
       ? [
@@ -1288,11 +1323,20 @@ function personActions(p, raised) {
 /** The person is invited, never unmuted: say it was done, and hold the button for a
  * while, so that a facilitator unsure whether it worked does not ask again and again. */
 async function askToUnmute(p) {
-  const ack = await act("mod.ask_unmute", { id: p.id });
-  if (!ack.ok) return;
-  clearTimeout(S.asked.get(p.id));
+  if (S.asked.has(p.id)) return;
+  // Held at once, not when the answer comes: a second tap on a slow line would ask the
+  // person twice.
   const asked = S.asked;
-  S.asked.set(
+  asked.set(p.id, null);
+  renderPeople();
+  const ack = await act("mod.ask_unmute", { id: p.id });
+  if (S.asked !== asked) return; // the page left the room meanwhile
+  if (!ack.ok) {
+    asked.delete(p.id);
+    renderPeople();
+    return;
+  }
+  asked.set(
     p.id,
     setTimeout(() => {
       asked.delete(p.id);

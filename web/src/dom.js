@@ -75,7 +75,13 @@ export function swap(region, children) {
     // The same control again; or, if it is gone (a hand lowered, someone let in),
     // its menu's summary, or the region's heading: never drop a keyboard user at the top.
     const find = (key) => region.querySelector(`[data-key="${CSS.escape(key)}"]:not([disabled])`);
-    let again = find(focusKey) || find(focusKey.replace(/-[^-]+$/, "") + "-summary");
+    // Else the nearest menu's summary: a person's controls are keyed
+    // act-<id>-<what>[-yes|-no], their menu's summary act-<id>-summary.
+    let again = find(focusKey);
+    for (let key = focusKey; !again && key.includes("-"); ) {
+      key = key.replace(/-[^-]+$/, "");
+      again = find(key + "-summary");
+    }
     if (!again) {
       again = region.querySelector("h2, h3");
       if (again) again.setAttribute("tabindex", "-1");

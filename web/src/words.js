@@ -38,5 +38,6 @@ export const REFUSAL = {
   room_locked: "The room is locked right now. Ask your facilitator to open it.",
   room_full: "The room is full right now. Please try again later.",
   banned: "You cannot rejoin this session.",
-  resume_expired: "Your earlier place in this group has ended. Join again?",
+  resume_expired: "Your earlier place in this group has ended, and the group is meeting now. Join again?",
+  session_ended: "The session you were in has ended. Thank you for being here. When your group meets again, you can join from here.",
 };
