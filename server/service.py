@@ -83,6 +83,8 @@ class _Acting:
 
 
 _ACTING: ContextVar[_Acting | None] = ContextVar("peerroom_acting", default=None)
+# The events whose outcome can close the sender's own connection.
+CLOSING_OWN: Final = frozenset({"session.leave", "mod.end"})
 
 
 @dataclass(slots=True)
@@ -391,6 +393,8 @@ class RoomService:
 
     async def handle(self, sid: str, event: str, data: object) -> dict[str, object]:
         """Validate, rate-limit and execute one client event; returns the ack."""
+        if event not in CLOSING_OWN:  # a chat line, a hand: nothing to hold back
+            return await self._handle(sid, event, data)
         acting = _Acting(sid)
         token = _ACTING.set(acting)
         try:
