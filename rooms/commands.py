@@ -35,6 +35,9 @@ class Join:
     # Only take a place back, never join afresh: a page reloaded days later, or a phone
     # that slept past the grace, must not walk its person into a new session unasked.
     resume_only: bool = False
+    # Join the session that is live, or nobody: a page back from a dropped connection in
+    # the waiting room must not start a session of its own, alone, if that one ended.
+    live_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

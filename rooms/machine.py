@@ -75,8 +75,8 @@ def apply(
     if state is None:
         if not isinstance(command, Join):
             raise RoomError(ErrorCode.NOT_FOUND, "This session has ended.")
-        if command.resume_only:
-            # A place to take back, and no session to start.
+        if command.resume_only or command.live_only:
+            # A place to take back, or a session to rejoin, and no session to start.
             raise session.place_gone(session_live=False)
         state = session.new_session(command, now)
     tx = Tx(state, now)

@@ -12,6 +12,7 @@
     Join with resume_only that restores nobody (the grace passed, the session ended,
           a token of another room or none): refused (banned, else resume_expired);
           nothing changes and no session starts. Without resume_only: a fresh join.
+    Join with live_only and no session live: refused resume_expired, none started.
     Drop: connected false, place kept; Tick after the grace period: left ("timeout").
 
 Moderators (joined with a facilitator token) are never held by the lock, the size cap

@@ -214,6 +214,7 @@ class RoomService:
             ban_keys=frozenset(ban_keys),
             resume_id=claim.participant_id if claim and claim.room_id == room.id else None,
             resume_only=resume_only,
+            live_only=a.get("live_only") is True,
         )
         outcome = await self.execute(room.id, None, join)
         pid = outcome.reply["participant_id"]

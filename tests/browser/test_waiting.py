@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 from playwright.async_api import expect
 
@@ -99,6 +100,40 @@ async def test_a_dropped_waiting_person_comes_back_to_the_waiting_list(
     )
     await fac.page.get_by_role("button", name="Let in: Ana").click()
     await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_visible()
+
+
+async def test_back_in_the_waiting_room_after_the_session_ended_starts_none(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """Someone waiting whose line dropped while the facilitator ended the session:
+    before, the reconnect was a plain join, and started a new session of its own, the
+    person alone in it, waiting for nobody (a waiting place has no resume token)."""
+    room = await live_server.create_room("Evening circle", waiting_room=True)
+    fac = await people("Fay", WIDE)
+    ana = await people("Ana", NARROW, tap=True)
+    await fac.join(room["facilitator_url"])
+    await ana.join(room["invite_url"], expect_room=False)
+    await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible()
+    await ana.wait_for_websocket()
+    await ana.go_offline()
+    await expect(fac.page.get_by_role("heading", name="Waiting to join (0)")).to_be_visible()
+    await fac.page.get_by_role("button", name="End the session").click()
+    await fac.page.get_by_role("button", name="Yes, end it").click()
+    await expect(fac.page.get_by_role("heading", name="The session has ended")).to_be_visible()
+
+    await ana.go_online()
+    await expect(
+        ana.page.locator("main").get_by_text("The session you were in has ended.")
+    ).to_be_visible(timeout=20_000)
+    await expect(ana.page.get_by_label("Your name in the group")).to_have_value("Ana")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{live_server.url}/api/rooms/{room['room_id']}",
+            headers={"Authorization": f"Bearer {live_server.admin_token}"},
+        ) as r,
+    ):
+        assert (await r.json())["live"] is False  # no session was started
 
 
 async def test_someone_waiting_is_told_their_place_in_line(

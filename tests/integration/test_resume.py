@@ -183,3 +183,18 @@ async def test_resume_only_refuses_a_token_of_another_room_or_none(
         assert refusal["data"]["code"] == "resume_expired", resume
     await asyncio.sleep(0.3)
     assert fac.received("participant.joined", after=mark) == []
+
+
+async def test_live_only_joins_the_live_session_or_starts_none(
+    live_server: Any, clients: MakeClient
+) -> None:
+    """auth.live_only (a page back in the waiting room after a drop): the session that
+    is live, waiting room and all, or a refusal; never a session of its own."""
+    room = await live_server.create_room("A", waiting_room=True)
+    refusal = await clients().refused(room["invite_token"], "Bo", live_only=True)
+    assert refusal["data"]["code"] == "resume_expired"
+    assert refusal["data"]["session_live"] is False
+    assert await live_server.app[LIVE].get(room["room_id"]) is None
+    await clients().join(room["facilitator_token"], "Ann")
+    waiting = await clients().join(room["invite_token"], "Bo", live_only=True, expect="waiting")
+    assert waiting["position"] == 1

@@ -472,6 +472,11 @@ function connect() {
         // ended meanwhile). The server refuses "resume_expired" then.
         a.resume = S.resume;
         a.resume_only = true;
+      } else if (S.phase === "waiting") {
+        // Back in the waiting room after a drop: the session it waits for, or nothing.
+        // If it ended meanwhile, a plain join would start a new one, alone, waiting
+        // for a facilitator who is not there. The server refuses "resume_expired".
+        a.live_only = true;
       }
       S.resumeSent = !!S.resume;
       const device = deviceId();
