@@ -254,11 +254,13 @@ def do_remove_chat(tx: Tx, actor: Participant, cmd: RemoveChat) -> None:
     require_moderator(actor)
     if cmd.message_id not in tx.state.recent_messages:
         raise RoomError(ErrorCode.NOT_FOUND, "That message is not in this session any more.")
+    stored = cmd.message_id in tx.state.transcribed
     tx.state = tx.state.copy_and_replace(
-        recent_messages=tuple(m for m in tx.state.recent_messages if m != cmd.message_id)
+        recent_messages=tuple(m for m in tx.state.recent_messages if m != cmd.message_id),
+        transcribed=tuple(m for m in tx.state.transcribed if m != cmd.message_id),
     )
     tx.broadcast("chat.removed", message_id=cmd.message_id)
-    if cmd.message_id in tx.state.transcribed:
+    if stored:
         tx.emit(Unstore(tx.state.session_id, message_id=cmd.message_id))
     else:  # never stored: nothing to delete, and no erase kept on disk for it
         tx.reply["erased"] = 0

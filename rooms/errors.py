@@ -24,6 +24,8 @@ class ErrorCode(StrEnum):
     BAD_PIN = "bad_pin"
     # Storage is down and the request needs it.
     UNAVAILABLE = "unavailable"
+    # Something failed on the server that should not have (HTTP 500).
+    INTERNAL = "internal"
 
 
 class RoomError(Exception):

@@ -138,7 +138,7 @@ class RoomState:
     recent_messages: tuple[str, ...] = ()  # ids of recent chat lines, for mod.chat.remove
     # What may reach disk (the consent rule: nothing of someone who never opted in).
     consented: frozenset[str] = frozenset()  # participants whose consent was ever on here
-    transcribed: tuple[str, ...] = ()  # ids of recent lines that were stored (Transcribe)
+    transcribed: tuple[str, ...] = ()  # those of recent_messages stored (Transcribe), in order
     empty_since: float | None = None  # when the last participant left; the session ends later
 
     def copy_and_replace(self, **changes: object) -> Self:

@@ -81,8 +81,14 @@ def chat(tx: Tx, p: Participant, cmd: SendChat) -> None:
         "text": cmd.text,
         "ts": tx.now,
     }
-    tx.state = state.copy_and_replace(
-        recent_messages=(*state.recent_messages, cmd.message_id)[-RECENT_MESSAGES_KEPT:]
+    older = state.recent_messages
+    transcribed = state.transcribed  # in order, and always among the recent lines
+    if len(older) >= RECENT_MESSAGES_KEPT and transcribed and transcribed[0] == older[0]:
+        transcribed = transcribed[1:]  # it leaves the window with the oldest line
+    stored = not cmd.to_moderators and state.settings.transcripts_allowed and p.consent
+    tx.state = state.copy_and_replace(  # one copy: this runs for every chat line
+        recent_messages=(*older, cmd.message_id)[-RECENT_MESSAGES_KEPT:],
+        transcribed=(*transcribed, cmd.message_id) if stored else transcribed,
     )
     if cmd.to_moderators:
         # A private note: to the moderators and the sender only. It is not a room
@@ -92,10 +98,7 @@ def chat(tx: Tx, p: Participant, cmd: SendChat) -> None:
         tx.send(audience, "chat", seq=tx.state.seq, message=message)
     else:
         tx.broadcast("chat", message=message)
-        if state.settings.transcripts_allowed and p.consent:
-            tx.state = tx.state.copy_and_replace(
-                transcribed=(*state.transcribed, cmd.message_id)[-RECENT_MESSAGES_KEPT:]
-            )
+        if stored:
             tx.emit(
                 Transcribe(
                     room_id=state.room_id,

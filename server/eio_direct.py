@@ -201,7 +201,10 @@ async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> 
     socket.peerroom_direct = conn
     on_message = server.handlers.get("message")
     try:
-        while not socket.closed:  # (closed already if the handshake outlasted the client)
+        # Until the socket closes: already, if the handshake outlasted the client; or by
+        # the client's Engine.IO CLOSE, after which nothing else (no pings) would end
+        # this read while the peer keeps the TCP connection open.
+        while not socket.closed:
             # No receive timeout (a timer per message): a client that stops answering
             # pings is aborted by :func:`sweep`, which ends this read.
             msg = await ws.receive()
@@ -217,9 +220,7 @@ async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> 
             if pkt.packet_type == eio_packet.MESSAGE and on_message is not None:
                 conn.cork()
                 try:
-                    await on_message(socket.sid, pkt.data)
-                except UnreadablePacket as e:
-                    log.info("%s: unreadable packet dropped (%s)", socket.sid, e)
+                    await on_message(socket.sid, pkt.data)  # fanout.GuardedServer's
                 except Exception:
                     log.exception("%s: message handler error", socket.sid)
                 finally:
@@ -229,10 +230,6 @@ async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> 
                 await socket.receive(pkt)
             except Exception:  # an unknown packet type, or the socket closed meanwhile
                 log.debug("%s: packet not handled", socket.sid, exc_info=True)
-            if socket.closed:
-                # The client's Engine.IO CLOSE: with no pings any more, nothing else
-                # would end this read while the peer keeps the TCP connection open.
-                break
     finally:
         conn.stop()
         socket.peerroom_direct = None

@@ -17,6 +17,7 @@ STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.NOT_ALLOWED_NOW: 409,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.INTERNAL: 500,
 }
 
 
@@ -28,7 +29,12 @@ _CLASSES: Final[dict[int, type[web.HTTPException]]] = {
     409: web.HTTPConflict,
     429: web.HTTPTooManyRequests,
     503: web.HTTPServiceUnavailable,
+    500: web.HTTPInternalServerError,
 }
+
+
+# Said for a failure the server did not expect, over HTTP and in an event's ack.
+SOMETHING_WENT_WRONG: Final = "Something went wrong on the server; try again in a minute."
 
 
 def http_error(code: ErrorCode, message: str) -> web.HTTPException:

@@ -21,6 +21,7 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import msgpack_packet, packet
 
+from rooms.errors import ErrorCode, RoomError
 from server.eio_direct import UnreadablePacket, direct_connection, ws_frame
 
 log = logging.getLogger(__name__)
@@ -319,13 +320,9 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         namespace = e.namespace or "/"
         if e.ack_id is None or self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
             return
-        refusal = {
-            "ok": False,
-            "error": {
-                "code": "bad_request",
-                "message": "Binary attachments are not taken: send the event as text.",
-            },
-        }
+        refusal = RoomError(
+            ErrorCode.BAD_REQUEST, "Binary attachments are not taken: send the event as text."
+        ).ack()
         ack = self.packet_class(packet.ACK, namespace=namespace, data=[refusal], id=e.ack_id)
         await self._send_packet(eio_sid, ack)
 

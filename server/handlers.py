@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import socketio
 
 from rooms.errors import ErrorCode, RoomError
+from server.errors import SOMETHING_WENT_WRONG
 from server.payloads import DECODERS
 from server.service import RoomService
 
@@ -79,9 +80,7 @@ def _address(service: RoomService, environ: object) -> str | None:
     return service.joins.client_address(request.remote, forwarded)
 
 
-UNAVAILABLE = RoomError(
-    ErrorCode.UNAVAILABLE, "Something went wrong on the server; try again in a minute."
-)
+UNAVAILABLE = RoomError(ErrorCode.UNAVAILABLE, SOMETHING_WENT_WRONG)
 
 
 def _handler(service: RoomService, event: str) -> Callable[..., Awaitable[dict[str, object]]]:

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rooms.errors import ErrorCode, RoomError
 from rooms.model import QueueOrder
-from server.errors import http_error
+from server.errors import SOMETHING_WENT_WRONG, http_error
 from server.keys import LIVE, METRICS, RECORDER, ROOM_TOKENS, SETTINGS, STORAGE
 from server.payloads import validate_title
 from server.storage.base import PinTaken, RoomRecord, Storage, StorageUnavailable
@@ -273,15 +273,7 @@ async def _storage_errors(request: web.Request, handler: Handler) -> web.StreamR
         # aiohttp's own 500 is plain text; an API client gets the contract's shape. The
         # route's pattern is logged, never the path (it may hold an id or a token).
         log.exception("%s %s failed", request.method, route_of(request))
-        body = {
-            "error": {
-                "code": "internal",
-                "message": "Something went wrong on the server; try again in a minute.",
-            }
-        }
-        raise web.HTTPInternalServerError(
-            text=json.dumps(body), content_type="application/json"
-        ) from None
+        raise http_error(ErrorCode.INTERNAL, SOMETHING_WENT_WRONG) from None
 
 
 def route_of(request: web.Request) -> str:

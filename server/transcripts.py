@@ -16,14 +16,13 @@ from aiohttp import web
 from presence.resume import ResumeClaim
 from rooms.errors import ErrorCode
 from server.errors import http_error
-from server.http import bearer
+from server.http import ID_PATTERN, bearer
 from server.keys import LIVE, ROOM_TOKENS, SERVICE, STORAGE
 from server.live import LiveUnavailable
 from server.storage.base import Storage, TranscriptLine
 from server.tokens import RoomToken, TokenKind
 from server.transcript_access import newer_consent, participant_may_read
 
-_SESSION_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 FORMATS: Final = ("json", "md", "txt")
 
 routes = web.RouteTableDef()
@@ -116,7 +115,7 @@ async def _authorize(request: web.Request, storage: Storage, session_id: str) ->
     claim = request.app[SERVICE].resume_tokens.verify(token) if room_token is None else None
     if room_token is None and claim is None:
         raise http_error(ErrorCode.BAD_TOKEN, "That token is not valid.")
-    if not _SESSION_ID.match(session_id):
+    if not ID_PATTERN.match(session_id):
         raise http_error(ErrorCode.NOT_FOUND, "No such session.")
     room_id = await _room_of(request, storage, session_id)
     if claim is not None:

@@ -8,6 +8,7 @@ from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Consent, Transcribe, Unstore
 from rooms.model import Settings, Via
+from rooms.peer import RECENT_MESSAGES_KEPT
 from tests.unit.helpers import do, emits, join, live, payload, person, session
 
 
@@ -137,6 +138,24 @@ def test_only_consenting_senders_are_transcribed() -> None:
     b = do(state, "p2", c.SendChat("m2", "not kept"))
     assert [e.message_id for e in a.events if isinstance(e, Transcribe)] == ["m1"]
     assert not [e for e in b.events if isinstance(e, Transcribe)]
+
+
+def test_the_stored_lines_kept_in_the_state_are_only_recent_ones() -> None:
+    """Which recent lines were stored (so that a moderator's removal of one is erased
+    from storage too) is kept in order among the recent lines: it leaves the window
+    with them and goes with a removal, so the state never holds more than it needs."""
+    state = live(do(session("p1", "p2"), "p1", c.SetConsent(on=True)))
+    for n in range(RECENT_MESSAGES_KEPT + 50):
+        sender = "p2" if n % 3 == 0 else "p1"  # p2 never opted in: not stored
+        state = live(do(state, sender, c.SendChat(f"m{n}", "x")))
+    recent, stored = state.recent_messages, state.transcribed
+    assert len(recent) == RECENT_MESSAGES_KEPT and recent[-1] == f"m{RECENT_MESSAGES_KEPT + 49}"
+    assert stored == tuple(m for m in recent if int(m[1:]) % 3)
+    removed = do(state, "fac", c.RemoveChat(stored[0]))
+    assert stored[0] not in live(removed).transcribed
+    assert Unstore("s1", message_id=stored[0]) in removed.events
+    unstored = do(state, "fac", c.RemoveChat(recent[-1]))  # p2's: 249 % 3 == 0
+    assert not [e for e in unstored.events if isinstance(e, Unstore)]
 
 
 def test_nothing_is_transcribed_when_the_room_does_not_allow_it() -> None:
