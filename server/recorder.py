@@ -69,7 +69,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -138,8 +138,12 @@ def _no_unsaved(line: Transcribe, reason: str) -> None:
     log.warning("a transcript line was not stored (%s)", reason)
 
 
-def kind_of(ev: StorageEvent) -> str:
-    return type(ev).__name__
+def write_events(path: Path, events: Sequence[StorageEvent]) -> None:
+    """Events that carry no text, in a file of the data directory (made 0700 if missing)
+    that a start replays (:meth:`Recorder._load_spills`); raises OSError."""
+    data = [{"kind": type(ev).__name__, **asdict(ev)} for ev in events]
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(data).encode())
 
 
 def record_id(*parts: object) -> str:
@@ -378,10 +382,8 @@ class Recorder:
             log.error("shutting down with %d storage events not written", len(items))
             self._forget_claimed()  # what they held is written, or (lines) never kept
             return
-        data = [{"kind": type(ev).__name__, **asdict(ev)} for ev in keep]
         try:
-            self.spill_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_atomic(self.spill_path, json.dumps(data).encode())
+            write_events(self.spill_path, keep)
         except OSError:
             # Said as loudly as we can: these erases and removals are lost with this process.
             log.exception(
@@ -638,26 +640,24 @@ class Recorder:
         """An event refused for minutes: into a spill file of its own (ids only, as a
         spill), which the next start of any node replays; the writer goes on. Never
         dropped: if the file cannot be written either, it is said as loudly as can be."""
+        kind = type(ev).__name__
         if self.spill_path is None:
-            log.error("a %s event refused for minutes is lost (no data directory)", kind_of(ev))
+            log.error("a %s event refused for minutes is lost (no data directory)", kind)
             return
         self._set_aside_n += 1
         path = self.spill_path.with_name(
             f"{self.spill_path.stem}-refused-{self._set_aside_n}{self.spill_path.suffix}"
         )
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_atomic(path, json.dumps([{"kind": kind_of(ev), **asdict(ev)}]).encode())
+            write_events(path, [ev])
         except OSError:
-            log.exception(
-                "a %s event refused for minutes could not be set aside: lost", kind_of(ev)
-            )
+            log.exception("a %s event refused for minutes cannot be set aside: lost", kind)
             return
-        self.m_set_aside.labels(kind_of(ev)).inc()
+        self.m_set_aside.labels(kind).inc()
         log.error(
             "the database refused a %s event for %g s; set aside in %s (replayed at the "
             "next start) so that the events behind it are written; look into the refusal",
-            kind_of(ev),
+            kind,
             self.refused_set_aside_secs,
             path.name,
         )
