@@ -90,7 +90,9 @@ def validate_name(raw: object) -> str:
             ErrorCode.NAME_INVALID, f"A name must be 1 to {MAX_NAME_CHARS} characters long."
         )
     if _has_control(name, allow_newlines=False):
-        raise RoomError(ErrorCode.NAME_INVALID, "A name cannot contain control characters.")
+        raise RoomError(
+            ErrorCode.NAME_INVALID, "A name cannot have hidden control characters in it."
+        )
     if not is_visible(name):
         raise RoomError(
             ErrorCode.NAME_INVALID, "A name needs a letter, number or sign that others can see."

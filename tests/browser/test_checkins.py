@@ -8,6 +8,7 @@ the real HTTP API. The others answer /api/checkins inside the browser
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -196,3 +197,42 @@ async def test_a_partial_list_while_the_database_is_away_adds_to_what_was_shown(
     await expect(region.get_by_text("database is away")).to_have_count(0)
     await expect(region.get_by_text("Caller ******34")).to_be_visible()
     await expect(region.get_by_text("Caller ******56")).to_be_visible()
+
+
+async def test_an_older_answer_arriving_late_does_not_undo_a_newer_one(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """Loads of the list overlap (the poll, a live notice, a refresh, a resolve). An
+    answer to an earlier one that came after a later one's was shown all the same: a
+    check-in just made went from the list again (a callback out of sight until the next
+    poll), or one just resolved came back."""
+    room = await live_server.create_room("Phone circle")
+    fac = await people("Fay", WIDE)
+    item = {"id": "c1", "status": "callback", "caller": "******34", "created_at": 1763776800}
+    calls = 0
+    newer_answered = asyncio.Event()
+    older_answered = asyncio.Event()
+
+    async def checkins(route: Route) -> None:
+        nonlocal calls
+        calls += 1
+        n = calls
+        if n == 2:  # held until the next load is answered: then an answer from before
+            await newer_answered.wait()
+            body = {"checkins": [], "partial": False}
+        else:
+            body = {"checkins": [item] if n >= 3 else [], "partial": False}
+        await route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+        (newer_answered if n == 3 else older_answered if n == 2 else asyncio.Event()).set()
+
+    await fac.page.route("**/api/checkins", checkins)
+    await fac.join(room["facilitator_url"])
+    region = checkin_list(fac.page)
+    await expect(region.get_by_text("No open check-ins.")).to_be_visible()
+    refresh = region.get_by_role("button", name="Refresh check-ins")
+    await refresh.click()  # load 2: held
+    await refresh.click()  # load 3: answered at once, with the new check-in
+    await expect(region.get_by_text("Caller ******34")).to_be_visible()
+    await asyncio.wait_for(older_answered.wait(), 5)
+    await fac.page.wait_for_timeout(300)  # the late, older answer is in the page now
+    await expect(region.get_by_text("Caller ******34")).to_be_visible()

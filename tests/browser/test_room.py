@@ -95,10 +95,10 @@ async def test_hands_floor_chat_consent_and_mute(
     await expect(ben.page.get_by_role("log").get_by_text("can we talk after?")).to_have_count(0)
 
     # Consent: everyone sees who is transcribed.
-    await expect(ben.page.get_by_text("Nobody is being transcribed.")).to_be_visible()
+    await expect(ben.page.get_by_text("Nobody's chat is being kept.")).to_be_visible()
     await ana.page.get_by_role("switch", name="Keep my chat messages").click()
     for person in (fac, ben):
-        await expect(person.page.get_by_text("Being transcribed: Ana.")).to_be_visible()
+        await expect(person.page.get_by_text("Chat kept for: Ana.")).to_be_visible()
     await expect(ana.page.get_by_role("switch", name="Keep my chat messages")).to_have_attribute(
         "aria-checked", "true"
     )

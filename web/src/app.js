@@ -66,6 +66,8 @@ const S = {
   waitPosition: null, // place in the waiting line on arrival (`waiting {position}`)
   checkins: { state: "idle", items: [], message: "" },
   checkinTimer: null,
+  checkinAsked: 0, // check-in list loads started...
+  checkinShown: 0, // ...and the latest of them whose answer is on screen
   chatError: "",
   everConsented: false, // offer "delete my kept messages" once consent was on
   replaced: false, // the server said this connection was taken over by another
@@ -1270,7 +1272,7 @@ function tile(p) {
   if (p.via === "phone") chips.push(chip("off", icon("phone"), "By phone"));
   if (p.away) chips.push(chip("away", "Away"));
   if (p.connected === false) chips.push(chip("away", "Reconnecting…"));
-  if (S.room.consenting.indexOf(p.id) !== -1) chips.push(chip("off", "Transcribed"));
+  if (S.room.consenting.indexOf(p.id) !== -1) chips.push(chip("off", "Chat kept"));
   const role = ROLE_LABEL[p.role];
   return h(
     "li",
@@ -1525,7 +1527,7 @@ function renderMod() {
         h("h3", null, "Turns and sound"),
         h("label", { for: "queue-order" }, "Queue order"),
         order,
-        h("button", { type: "button", class: "secondary", "data-key": "mute-all", onclick: () => act("mod.mute_all", {}) }, "Mute everyone else"),
+        h("button", { type: "button", class: "secondary", "data-key": "mute-all", onclick: () => act("mod.mute_all", {}) }, "Mute everyone but facilitators"),
         switchButton("chat-on", "Group chat", st.chat_enabled !== false, () => act("mod.settings", { chat_enabled: st.chat_enabled === false })),
         switchButton("transcripts", "Transcripts allowed", st.transcripts_allowed !== false, () => act("mod.settings", { transcripts_allowed: st.transcripts_allowed === false })),
       ),
@@ -1594,19 +1596,24 @@ function checkinBlock() {
 }
 
 async function loadCheckins() {
+  // Loads overlap (the poll, a live notice, a refresh, a resolve): an answer to an
+  // earlier one that arrives after a later one's is stale (a check-in just resolved
+  // would come back, one just made would go) and is dropped.
+  const asked = ++S.checkinAsked;
   const before = S.checkins.items || [];
   S.checkins.state = "loading";
   renderMod();
+  let next;
   try {
     const res = await fetch("/api/checkins", { headers: { Authorization: `Bearer ${S.token}` }, cache: "no-store" });
     if (res.status === 404) {
-      S.checkins = { state: "unavailable", items: [], message: "Check-ins are not available on this server yet." };
+      next = { state: "unavailable", items: [], message: "Check-ins are not available on this server yet." };
     } else if (res.status === 401 || res.status === 403) {
-      S.checkins = { state: "error", items: [], message: "Check-ins are shown to facilitators who joined with the facilitator link." };
+      next = { state: "error", items: [], message: "Check-ins are shown to facilitators who joined with the facilitator link." };
     } else if (!res.ok) {
       // The server or its database is away for a moment: keep what we had and keep
       // asking. A request to be called back must never drop out of sight.
-      S.checkins = { state: "stale", items: before, message: `Could not refresh check-ins (error ${res.status}). Trying again…` };
+      next = { state: "stale", items: before, message: `Could not refresh check-ins (error ${res.status}). Trying again…` };
     } else {
       const data = await res.json();
       const items = Array.isArray(data) ? data : data.checkins || data.items || [];
@@ -1620,14 +1627,17 @@ async function loadCheckins() {
       // Someone to call first, longest waiting first; "doing OK" notes after.
       const urgent = (x) => (x.status === "ok" ? 1 : 0);
       open.sort((a, b) => urgent(a) - urgent(b) || (a.created_at || 0) - (b.created_at || 0));
-      S.checkins =
+      next =
         data && data.partial
           ? { state: "stale", items: open, message: "The server's database is away for a moment: showing the last list and check-ins that came in since. Trying again…" }
           : { state: "ok", items: open, message: "" };
     }
   } catch (e) {
-    S.checkins = { state: "stale", items: before, message: "Could not refresh check-ins (no connection). Trying again…" };
+    next = { state: "stale", items: before, message: "Could not refresh check-ins (no connection). Trying again…" };
   }
+  if (asked < S.checkinShown) return;
+  S.checkinShown = asked;
+  S.checkins = next;
   // Only a refusal ends the polling; anything else is tried again at the next tick.
   if (S.checkins.state === "unavailable" || S.checkins.state === "error") stopCheckinPoll();
   renderMod();
@@ -1667,7 +1677,8 @@ function renderConsent() {
   const ids = S.room.consenting.filter((id) => S.people.has(id));
   const meOn = S.room.consenting.indexOf(S.me.id) !== -1;
   if (meOn) S.everConsented = true;
-  const who = ids.length ? `Being transcribed: ${ids.map(nameOf).join(", ")}.` : "Nobody is being transcribed.";
+  // The same words as the switch ("Keep my chat messages"): "transcribed" sounds like speech.
+  const who = ids.length ? `Chat kept for: ${ids.map(nameOf).join(", ")}.` : "Nobody's chat is being kept.";
   swap(el, [
     h("p", { class: "transcribed", id: "transcribed" }, who),
     allowed

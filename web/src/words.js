@@ -33,7 +33,6 @@ export function clock(ts) {
 // Friendly words for the server's refusal and error codes.
 export const REFUSAL = {
   bad_token: "This link does not work. Ask your facilitator for a new one.",
-  name_invalid: "Please use a name of 1 to 40 letters or numbers.",
   name_taken: "Someone here already uses that name. Please pick another one.",
   room_locked: "The room is locked right now. Ask your facilitator to open it.",
   room_full: "The room is full right now. Please try again later.",
