@@ -223,3 +223,14 @@ async def test_joins_over_the_limit_wait_with_the_servers_words_and_a_way_back(
     await expect(ben.page.get_by_role("heading", name="Join your group")).to_be_visible()
     await expect(ben.page.get_by_label("Your name in the group")).to_have_value("Ben")
     await expect(ana.page.get_by_role("heading", name="Here now (1)")).to_be_visible()
+
+
+async def test_a_name_of_emoji_counts_as_the_server_counts_it(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    """21 emoji are 21 characters to the server (of 40) but 42 UTF-16 units to
+    JavaScript's length: the page refused the name the server would take."""
+    room = await live_server.create_room("Emoji circle")
+    ana = await people("\U0001f331" * 21, NARROW)
+    await ana.join(room["invite_url"])
+    await expect(ana.tile("\U0001f331" * 21)).to_be_visible()

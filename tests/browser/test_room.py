@@ -88,6 +88,11 @@ async def test_hands_floor_chat_consent_and_mute(
     fac_log = fac.page.get_by_role("log")
     await expect(fac_log.get_by_text("can we talk after?")).to_be_visible()
     await expect(fac_log.get_by_text("Private note to you")).to_be_visible()
+    # Said at the top of the page too (sticky there), and to a screen reader.
+    note = "Ana sent the facilitators a private note. It is in the chat."
+    await expect(fac.page.locator("#notice").get_by_text(note)).to_be_visible()
+    await expect(fac.announcer()).to_contain_text(note)
+    await expect(ben.page.locator("#notice").get_by_text(note)).to_have_count(0)
     # The group line after the note still arrives for Ben (the note is no gap).
     await fac.page.get_by_label("Your message").fill("welcome, both")
     await fac.page.get_by_role("button", name="Send", exact=True).click()

@@ -283,7 +283,7 @@ function showJoin(error, note) {
     id: "name",
     name: "name",
     type: "text",
-    maxlength: String(NAME_MAX),
+    maxlength: String(2 * NAME_MAX), // UTF-16 units: room for 40 emoji; checked on Join
     autocomplete: "nickname",
     required: true,
     value: S.name || saved,
@@ -301,7 +301,8 @@ function showJoin(error, note) {
       onsubmit: (e) => {
         e.preventDefault();
         const name = nameInput.value.trim();
-        if (!name || name.length > NAME_MAX || /[\u0000-\u001f\u007f]/.test(name)) {
+        // Characters as the server counts them (code points): an emoji is one, not two.
+        if (!name || [...name].length > NAME_MAX || /[\u0000-\u001f\u007f]/.test(name)) {
           errBox.textContent = "Please type a name of 1 to 40 characters. Any name you like.";
           nameInput.setAttribute("aria-invalid", "true");
           nameInput.focus();
@@ -812,7 +813,15 @@ const APPLY = {
     renderMine();
     renderMod();
   },
-  chat: (p) => addMessage(p.message),
+  chat: (p) => {
+    addMessage(p.message);
+    const m = p.message;
+    if (m && m.to === "moderators" && S.me && m.from !== S.me.id && amModerator()) {
+      // "Can we talk after?" must not wait below every tile of a phone-sized page
+      // until the facilitator happens to scroll there.
+      setNotice(`${m.name} sent the facilitators a private note. It is in the chat.`, "info");
+    }
+  },
   "chat.removed": (p) => removeMessage(p.message_id),
   settings: (p) => {
     const old = S.room.settings || {};
