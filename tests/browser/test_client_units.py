@@ -1,4 +1,4 @@
-"""The client's pure JavaScript units (the seq gate), run by node's test runner."""
+"""The client's pure JavaScript units (seq gate, focus fallback), run by node's runner."""
 
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ from .conftest import ROOT
 pytestmark = pytest.mark.browser
 
 
-def test_seq_gate_units() -> None:
+def test_client_units() -> None:
+    """The seq gate (seq.test.mjs) and where focus falls back (dom.test.mjs)."""
     node = shutil.which("node")
     assert node, "node is needed to build the client anyway"
     done = subprocess.run(
         [node, "--test", "src/"], cwd=ROOT / "web", capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "# fail 0" in done.stdout and "# pass 6" in done.stdout, done.stdout
+    assert "# fail 0" in done.stdout and "# pass 8" in done.stdout, done.stdout
 
 
 def test_the_client_shows_no_line_a_moderator_could_not_remove() -> None:

@@ -60,6 +60,20 @@ export function icon(name) {
   return svg;
 }
 
+/** Where focus goes when its control is gone: the nearest menu's summary, nearest first.
+ * A person's controls are keyed act-<id>-<what>[-yes|-no], their menu's summary
+ * act-<id>-summary; an id may itself hold "-", and end with one. Each step drops one
+ * "-part" (an empty one too), so the list always ends. */
+export function summaryKeys(key) {
+  const keys = [];
+  let k = key;
+  while (k.includes("-")) {
+    k = k.replace(/-[^-]*$/, ""); // always matches while k holds a "-": k gets shorter
+    if (k) keys.push(k + "-summary");
+  }
+  return keys;
+}
+
 /** Replace a region's children, keeping keyboard focus and open menus. */
 export function swap(region, children) {
   const active = document.activeElement;
@@ -75,12 +89,10 @@ export function swap(region, children) {
     // The same control again; or, if it is gone (a hand lowered, someone let in),
     // its menu's summary, or the region's heading: never drop a keyboard user at the top.
     const find = (key) => region.querySelector(`[data-key="${CSS.escape(key)}"]:not([disabled])`);
-    // Else the nearest menu's summary: a person's controls are keyed
-    // act-<id>-<what>[-yes|-no], their menu's summary act-<id>-summary.
     let again = find(focusKey);
-    for (let key = focusKey; !again && key.includes("-"); ) {
-      key = key.replace(/-[^-]+$/, "");
-      again = find(key + "-summary");
+    for (const key of summaryKeys(focusKey)) {
+      if (again) break;
+      again = find(key);
     }
     if (!again) {
       again = region.querySelector("h2, h3");
