@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 from playwright.async_api import expect
 
 from tests.support import LiveServer
 
-from .conftest import NARROW, WIDE, PersonFactory, check_axe, shoot
+from .conftest import NARROW, WIDE, Person, PersonFactory, check_axe, shoot
 
 pytestmark = pytest.mark.browser
 
@@ -74,9 +76,11 @@ async def test_waiting_room_admit_and_deny(live_server: LiveServer, people: Pers
     await expect(fac.page.get_by_role("heading", name="Here now (3)")).to_be_visible()
 
 
-async def test_a_dropped_waiting_person_comes_back_to_the_waiting_list(
+async def ana_waiting_then_offline(
     live_server: LiveServer, people: PersonFactory
-) -> None:
+) -> tuple[dict[str, Any], Person, Person]:
+    """Fay in a room with a waiting room, Ana waiting in it, then her line gone: Fay
+    sees nobody waiting. (room, Fay, Ana)"""
     room = await live_server.create_room("Evening circle", waiting_room=True)
     fac = await people("Fay", WIDE)
     ana = await people("Ana", NARROW, tap=True)
@@ -84,9 +88,15 @@ async def test_a_dropped_waiting_person_comes_back_to_the_waiting_list(
     await ana.join(room["invite_url"], expect_room=False)
     await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible()
     await ana.wait_for_websocket()
-
     await ana.go_offline()
     await expect(fac.page.get_by_role("heading", name="Waiting to join (0)")).to_be_visible()
+    return room, fac, ana
+
+
+async def test_a_dropped_waiting_person_comes_back_to_the_waiting_list(
+    live_server: LiveServer, people: PersonFactory
+) -> None:
+    _room, fac, ana = await ana_waiting_then_offline(live_server, people)
     await expect(
         ana.page.get_by_role("heading", name="You are in the waiting room")
     ).to_be_visible()
@@ -108,15 +118,7 @@ async def test_back_in_the_waiting_room_after_the_session_ended_starts_none(
     """Someone waiting whose line dropped while the facilitator ended the session:
     before, the reconnect was a plain join, and started a new session of its own, the
     person alone in it, waiting for nobody (a waiting place has no resume token)."""
-    room = await live_server.create_room("Evening circle", waiting_room=True)
-    fac = await people("Fay", WIDE)
-    ana = await people("Ana", NARROW, tap=True)
-    await fac.join(room["facilitator_url"])
-    await ana.join(room["invite_url"], expect_room=False)
-    await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible()
-    await ana.wait_for_websocket()
-    await ana.go_offline()
-    await expect(fac.page.get_by_role("heading", name="Waiting to join (0)")).to_be_visible()
+    room, fac, ana = await ana_waiting_then_offline(live_server, people)
     await fac.page.get_by_role("button", name="End the session").click()
     await fac.page.get_by_role("button", name="Yes, end it").click()
     await expect(fac.page.get_by_role("heading", name="The session has ended")).to_be_visible()

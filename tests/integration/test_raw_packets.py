@@ -81,27 +81,16 @@ async def test_unreadable_msgpack_packets_too(
     server: LiveServer = await server_factory(wire="msgpack")
     room = await server.create_room()
 
-    async def next_binary(ws: aiohttp.ClientWebSocketResponse, kind: int) -> Any:
-        while True:
-            msg = await ws.receive(timeout=WAIT)
-            if msg.type is aiohttp.WSMsgType.TEXT:
-                if msg.data == "2":
-                    await ws.send_str("3")
-                continue
-            packet = msgpack.unpackb(msg.data)
-            if packet["type"] == kind:
-                return packet
-
     async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(server)) as ws:
         await next_packet(ws, "0")
         auth = {"token": room["invite_token"], "name": "Raw"}
         await ws.send_bytes(msgpack.packb({"type": 0, "data": auth, "nsp": "/"}))
-        await next_binary(ws, 0)
+        await next_msgpack(ws, 0)
         for junk in (b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"type": 2}), b"\x92\x01"):
             await ws.send_bytes(junk)
         event = {"type": 2, "data": ["chat.send", {"text": "after junk"}], "nsp": "/", "id": 7}
         await ws.send_bytes(msgpack.packb(event))
-        ack = await next_binary(ws, 3)
+        ack = await next_msgpack(ws, 3)
         assert ack["id"] == 7 and ack["data"][0]["ok"] is True
     dropped = [r for r in caplog.records if "unreadable packet dropped" in r.getMessage()]
     assert len(dropped) == 4
