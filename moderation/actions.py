@@ -77,33 +77,43 @@ def _give_floor(tx: Tx, target: Participant) -> None:
     tx.hands_changed()
 
 
+def _not_here(p: Participant) -> str | None:
+    """Why someone with a hand up is passed over by "next": None if they are here."""
+    if not p.connected:
+        return "reconnecting"
+    if p.away:
+        return "away"
+    return None
+
+
 def do_floor_next(tx: Tx, actor: Participant, cmd: FloorNext) -> None:
-    """The first in the queue who is connected gets the floor. Someone whose connection
-    dropped keeps their hand and their place: a turn given while they are away would
-    use up their hand (and, with "quieter first", count as their turn)."""
+    """The first in the queue who is here gets the floor. Someone whose connection
+    dropped, or who said they stepped away, keeps their hand and their place: a turn
+    given while they are not there would use up their hand (and, with "quieter first",
+    count as their turn)."""
     require_moderator(actor)
     queue = tx.state.hands()
     if not queue:
         raise RoomError(ErrorCode.NOT_ALLOWED_NOW, "Nobody has a hand up.")
-    skipped: list[str] = []
+    skipped: list[tuple[str, str]] = []
     for pid in queue:
-        if tx.participant(pid).connected:
+        why = _not_here(tx.participant(pid))
+        if why is None:
             break
-        skipped.append(pid)
+        skipped.append((pid, why))
     else:
         raise RoomError(
             ErrorCode.NOT_ALLOWED_NOW,
-            "Everyone with a hand up is reconnecting; their hands keep their places.",
+            "Everyone with a hand up is reconnecting or away; their hands keep their places.",
         )
     chosen = queue[len(skipped)]
     _give_floor(tx, tx.participant(chosen))
     tx.reply["floor"] = chosen
     if skipped:
-        tx.reply["skipped"] = skipped
-        names = ", ".join(tx.participant(pid).name for pid in skipped)
+        tx.reply["skipped"] = [pid for pid, _ in skipped]
+        names = ", ".join(f"{tx.participant(pid).name} ({why})" for pid, why in skipped)
         tx.reply["note"] = (
-            f"{tx.participant(chosen).name} has the floor. Skipped while reconnecting, "
-            f"keeping their place: {names}."
+            f"{tx.participant(chosen).name} has the floor. Skipped, keeping their place: {names}."
         )
     tx.audit(actor, "floor.next", chosen)
 

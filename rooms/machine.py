@@ -92,7 +92,11 @@ def apply(
     else:
         who = tx.state.get(actor) if actor is not None else None
         if who is None:
-            raise RoomError(ErrorCode.FORBIDDEN, "You are not in this session.")
+            w = tx.state.get_waiting(actor) if actor is not None else None
+            if w is None or not isinstance(command, Leave):
+                raise RoomError(ErrorCode.FORBIDDEN, "You are not in this session.")
+            session.leave_waiting(tx, w)  # "anyone" may leave, the waiting too
+            return Outcome(_mark_empty(tx.state, now), tuple(tx.events), tx.reply)
         if isinstance(command, Leave):
             session.leave(tx, who, "left")
         elif type(command) in PEER_ACTIONS:

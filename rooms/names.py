@@ -12,6 +12,10 @@ from __future__ import annotations
 import unicodedata
 from typing import Final
 
+# A ban key made of a name (``name:<name_key>``): one who was removed and kept out
+# cannot come back under the same name, however it is spelt.
+NAME_BAN_PREFIX: Final = "name:"
+
 # Characters that render as nothing (or a blank) without being Unicode format or space
 # characters: Hangul fillers and the blank Braille pattern, seen used as "empty" names.
 _BLANKS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800")
@@ -37,8 +41,15 @@ def _ignorable(ch: str) -> bool:
 
 
 # General categories that show nothing by themselves: format (zero-width joiners, soft
-# hyphen, bidi marks), separators, combining marks with no base, controls, unassigned.
-_UNSEEN: Final = frozenset(("Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cc", "Cn", "Co", "Cs"))
+# hyphen, bidi marks), separators, combining marks with no base, controls. Not Cn, the
+# code points this Python does not know: emoji newer than its Unicode tables are Cn here
+# (and an unknown character shows as a box, which can be seen), except noncharacters.
+_UNSEEN: Final = frozenset(("Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cc", "Co", "Cs"))
+
+
+def _noncharacter(ch: str) -> bool:
+    code = ord(ch)
+    return 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
 
 
 def name_key(name: str) -> str:
@@ -52,6 +63,6 @@ def is_visible(name: str) -> bool:
     """Whether the name has a character a person can see (a letter, digit, symbol or
     punctuation): a name of joiners, fillers and spaces alone shows as nothing."""
     return any(
-        not _ignorable(ch) and unicodedata.category(ch) not in _UNSEEN
+        not _ignorable(ch) and unicodedata.category(ch) not in _UNSEEN and not _noncharacter(ch)
         for ch in unicodedata.normalize("NFKC", name)
     )

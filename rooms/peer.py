@@ -74,6 +74,16 @@ def chat(tx: Tx, p: Participant, cmd: SendChat) -> None:
         # A paused chat pauses the group's lines, never a private note to the facilitators:
         # "can we talk after?" matters most when the room is difficult.
         raise RoomError(ErrorCode.NOT_ALLOWED_NOW, "The facilitator has paused the chat.")
+    if cmd.to_moderators and not any(
+        m.role.is_moderator and m.connected for m in state.participants
+    ):
+        # Sent now it would reach nobody, and a facilitator coming back gets no chat
+        # history: better the sender knows and can send it again in a moment.
+        raise RoomError(
+            ErrorCode.NOT_ALLOWED_NOW,
+            "No facilitator is connected right now, so a private note would reach nobody. "
+            "Try again when they are back.",
+        )
     message: dict[str, object] = {
         "id": cmd.message_id,
         "from": p.id,

@@ -26,7 +26,7 @@ from rooms.commands import Drop, Join
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Disconnect, SessionClosed, Welcome
 from rooms.model import Participant, Role, RoomState, Via, Waiting
-from rooms.names import name_key
+from rooms.names import NAME_BAN_PREFIX, name_key
 from rooms.tx import Tx
 
 MAX_NAME_CHARS = 40
@@ -65,7 +65,12 @@ def join(tx: Tx, cmd: Join, max_participants: int) -> None:
             _resume(tx, back, cmd.conn)
             return
     state = tx.state
-    if cmd.ban_keys & state.banned:
+    banned = cmd.ban_keys & state.banned
+    if banned and cmd.role is Role.FACILITATOR:
+        # Someone removed as "Sam" keeps out whoever types "Sam" on an invite link, but
+        # not a facilitator link's holder of that name: they must get into their room.
+        banned = frozenset(k for k in banned if not k.startswith(NAME_BAN_PREFIX))
+    if banned:
         raise RoomError(ErrorCode.BANNED, "You cannot join this session.")
     if cmd.resume_only:
         raise place_gone(session_live=True)
@@ -135,10 +140,18 @@ def drop(tx: Tx, cmd: Drop) -> None:
         return
     w = tx.state.get_waiting(cmd.participant_id)
     if w is not None and w.conn == cmd.conn:
-        tx.state = tx.state.copy_and_replace(
-            waiting=tuple(x for x in tx.state.waiting if x.id != w.id)
-        )
-        tx.waiting_changed()
+        _off_the_list(tx, w)
+
+
+def leave_waiting(tx: Tx, w: Waiting) -> None:
+    """Someone waiting to be let in goes (``session.leave``): off the list, line closed."""
+    _off_the_list(tx, w)
+    tx.emit(Disconnect(w.id, w.conn))
+
+
+def _off_the_list(tx: Tx, w: Waiting) -> None:
+    tx.state = tx.state.copy_and_replace(waiting=tuple(x for x in tx.state.waiting if x.id != w.id))
+    tx.waiting_changed()
 
 
 def leave(tx: Tx, p: Participant, reason: str) -> None:

@@ -54,11 +54,27 @@ def _opt_bool(p: Payload, key: str) -> bool | None:
     return None if p.get(key) is None else _bool(p, key)
 
 
-def _has_control(text: str, allow_newlines: bool) -> bool:
+# Bidirectional embeddings, overrides and isolates. In a name or title, shown inside
+# other text ("Sam raised a hand"), one can reorder what is shown around it; a chat line
+# is a paragraph of its own, where they are what right-to-left writers may need.
+_BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _has_control(text: str, *, one_line: bool) -> bool:
+    """Whether ``text`` has a control character: C0/C1 controls (in a chat line, all but
+    newline and tab), a lone surrogate (it cannot be stored as UTF-8), and in one line of
+    text (a name, a title) line separators and bidi controls too.
+
+    Format characters are allowed: the joiners of emoji sequences and of Persian and
+    Indic writing (U+200D, U+200C), direction marks, the tags of flag emoji, a soft
+    hyphen. So are code points this Python's Unicode tables do not know yet (Python 3.11
+    has Unicode 14; newer emoji arrive on phones first)."""
     for ch in text:
-        if allow_newlines and ch in "\n\t":
-            continue
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") and ch not in "\u200d":
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            if one_line or ch not in "\n\t":
+                return True
+        elif category == "Cs" or (one_line and (category in ("Zl", "Zp") or ch in _BIDI_CONTROLS)):
             return True
     return False
 
@@ -75,7 +91,7 @@ def validate_title(raw: object) -> str:
     title = unicodedata.normalize("NFC", raw).strip()
     if not 0 < len(title) <= MAX_TITLE_CHARS:
         raise bad(f"'title' must be 1 to {MAX_TITLE_CHARS} characters.")
-    if _has_control(title, allow_newlines=False):
+    if _has_control(title, one_line=True):
         raise bad("A title is one line of text, without control characters.")
     return title
 
@@ -89,7 +105,7 @@ def validate_name(raw: object) -> str:
         raise RoomError(
             ErrorCode.NAME_INVALID, f"A name must be 1 to {MAX_NAME_CHARS} characters long."
         )
-    if _has_control(name, allow_newlines=False):
+    if _has_control(name, one_line=True):
         raise RoomError(
             ErrorCode.NAME_INVALID, "A name cannot have hidden control characters in it."
         )
@@ -104,9 +120,11 @@ def _chat(p: Payload, message_id: str) -> c.SendChat:
     text = p.get("text")
     if not isinstance(text, str) or not text.strip():
         raise bad("'text' must be a non-empty string.")
+    # One kind of line break, whichever the sender's system types (Windows: CRLF).
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     if len(text) > MAX_CHAT_CHARS:
         raise bad(f"A message can be at most {MAX_CHAT_CHARS} characters long.")
-    if _has_control(text, allow_newlines=True):
+    if _has_control(text, one_line=False):
         raise bad("A message cannot contain control characters.")
     to = p.get("to")
     if to not in (None, "moderators"):

@@ -36,7 +36,7 @@ from rooms.errors import ErrorCode, RoomError
 from rooms.events import Audit, Consent, Disconnect, Emit, Event, Transcribe, Unstore, Welcome
 from rooms.machine import Outcome, Rules, apply
 from rooms.model import Role, RoomState, Via
-from rooms.names import name_key
+from rooms.names import NAME_BAN_PREFIX, name_key
 from server.live import LiveStore, LiveUnavailable, conn_handle
 from server.metrics import Metrics
 from server.payloads import DECODERS, decode, validate_name
@@ -200,7 +200,7 @@ class RoomService:
                 "Many people joined from your connection just now: wait a minute, then try again.",
             )
         device = a.get("device")
-        ban_keys = {f"name:{name_key(name)}"}
+        ban_keys = {NAME_BAN_PREFIX + name_key(name)}
         if isinstance(device, str) and 0 < len(device) <= MAX_DEVICE_CHARS:
             ban_keys.add(f"device:{device}")
         join = c.Join(

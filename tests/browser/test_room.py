@@ -79,6 +79,16 @@ async def test_hands_floor_chat_consent_and_mute(
     await ben.page.get_by_role("button", name="Send", exact=True).click()
     for person in (fac, ana):
         await expect(person.page.get_by_role("log").get_by_text("hello everyone")).to_be_visible()
+    # A line in Hebrew (with the right-to-left mark a Hebrew keyboard adds) reads from the
+    # right, on its own: the line before it does not.
+    hebrew = "\u05e9\u05dc\u05d5\u05dd \u05dc\u05db\u05d5\u05dc\u05dd\u200f"
+    await ben.page.get_by_label("Your message").fill(hebrew)
+    await ben.page.get_by_role("button", name="Send", exact=True).click()
+    line = fac.page.get_by_role("log").get_by_text(hebrew)
+    await expect(line).to_be_visible()
+    assert await line.evaluate("el => getComputedStyle(el).direction") == "rtl"
+    hello = fac.page.get_by_role("log").get_by_text("hello everyone")
+    assert await hello.evaluate("el => getComputedStyle(el).direction") == "ltr"
 
     # A private note reaches the facilitator only.
     await ana.page.get_by_label("Private note: only the facilitators see it").check()

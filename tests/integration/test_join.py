@@ -172,6 +172,17 @@ async def test_waiting_room_then_denied(live_server: LiveServer, clients: MakeCl
     assert (await fac.wait_for("waiting.updated", lambda d: d["waiting"] == []))["waiting"] == []
 
 
+async def test_someone_waiting_leaves(live_server: LiveServer, clients: MakeClient) -> None:
+    room = await live_server.create_room(waiting_room=True)
+    fac, peer = clients(), clients()
+    await fac.join(room["facilitator_token"], "Ann")
+    await peer.join(room["invite_token"], "Bo", expect="waiting")
+    await fac.wait_for("waiting.updated", lambda d: d["waiting"])
+    assert await peer.ok("session.leave", {}) == {"ok": True}  # the ack, then the close
+    await peer.wait_disconnected()
+    await fac.wait_for("waiting.updated", lambda d: d["waiting"] == [])
+
+
 async def test_admitted_together_each_hears_every_broadcast_once(
     live_server: LiveServer, clients: MakeClient
 ) -> None:

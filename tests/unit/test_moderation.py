@@ -125,6 +125,22 @@ def test_ban_keeps_them_out_of_this_session() -> None:
         join(out.state, "p1c", "Other", ban_keys=frozenset({"device:d1", "name:p1"}))
 
 
+def test_a_ban_by_name_does_not_keep_a_facilitator_link_out() -> None:
+    """A troll called "Sam" was kept out; a co-facilitator also called Sam, on the
+    facilitator link, still gets in (a facilitator must always reach their room). A
+    ban by their device holds for them too."""
+    state = live(join(session("p1"), "sam", "Sam", ban_keys=frozenset({"name:sam", "device:t"})))
+    out = do(state, "fac", c.Remove("sam", ban=True))
+    with pytest.raises(RoomError) as e:
+        join(out.state, "sam2", "SAM", ban_keys=frozenset({"name:sam", "device:x"}))
+    assert e.value.code is ErrorCode.BANNED
+    back = join(out.state, "fac2", "Sam", role=Role.FACILITATOR)
+    assert live(back).get("fac2") is not None
+    with pytest.raises(RoomError) as e:
+        join(out.state, "fac3", "Kim", role=Role.FACILITATOR, ban_keys=frozenset({"device:t"}))
+    assert e.value.code is ErrorCode.BANNED
+
+
 def test_a_ban_that_cannot_hold_is_said_not_pretended() -> None:
     """A caller with a hidden number has nothing to be kept out by: removed, and the
     facilitator is told (ban: false, a note), not acked as if the ban held."""

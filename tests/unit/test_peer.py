@@ -7,7 +7,7 @@ import pytest
 from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Consent, Transcribe, Unstore
-from rooms.model import Settings, Via
+from rooms.model import Role, Settings, Via
 from rooms.peer import RECENT_MESSAGES_KEPT
 from tests.unit.helpers import do, emits, join, live, payload, person, session
 
@@ -45,10 +45,7 @@ def test_floor_next_passes_over_a_dropped_connection_which_keeps_its_place() -> 
     state = live(do(state, "fac", c.Drop("p1", "sid-p1")))  # a low-end phone drops
     out = do(state, "fac", c.FloorNext())
     assert out.reply["floor"] == "p2" and out.reply["skipped"] == ["p1"]
-    assert (
-        out.reply["note"]
-        == "P2 has the floor. Skipped while reconnecting, keeping their place: P1."
-    )
+    assert out.reply["note"] == "P2 has the floor. Skipped, keeping their place: P1 (reconnecting)."
     hands = payload(out.events, "hands")
     assert (hands["hands"], hands["floor"]) == (["p1"], "p2")
     assert person(out, "p1").turns == 0
@@ -58,6 +55,25 @@ def test_floor_next_passes_over_a_dropped_connection_which_keeps_its_place() -> 
     back = live(join(live(out), "new", resume_id="p1", conn="sid2-p1"))
     assert back.hands() == ["p1"]
     assert do(back, "fac", c.FloorNext()).reply == {"floor": "p1"}
+
+
+def test_floor_next_passes_over_someone_away_who_keeps_their_place() -> None:
+    """A hand up, then "away" (a child in the next room): "next" is not their turn."""
+    state = session("p1", "p2", "p3")
+    for pid in ("p1", "p2", "p3"):
+        state = live(do(state, pid, c.RaiseHand()))
+    state = live(do(state, "p1", c.SetPresence(away=True)))
+    state = live(do(state, "fac", c.Drop("p2", "sid-p2")))
+    out = do(state, "fac", c.FloorNext())
+    assert out.reply["floor"] == "p3" and out.reply["skipped"] == ["p1", "p2"]
+    assert out.reply["note"] == (
+        "P3 has the floor. Skipped, keeping their place: P1 (away), P2 (reconnecting)."
+    )
+    assert person(out, "p1").hand and person(out, "p1").turns == 0
+    state = live(do(live(out), "p1", c.SetPresence(away=False)))
+    assert do(state, "fac", c.FloorNext()).reply == {"floor": "p1"}
+    # The facilitator can still choose them: giving the floor is not "next".
+    assert do(live(out), "fac", c.FloorGive("p1")).state.floor == "p1"  # type: ignore[union-attr]
 
 
 def test_giving_the_floor_again_to_its_holder_is_not_another_turn() -> None:
@@ -129,6 +145,24 @@ def test_a_private_note_goes_to_moderators_and_sender_without_a_seq() -> None:
     assert emit.payload["message"]["to"] == "moderators"
     assert out.state is not None and out.state.seq == state.seq
     assert not [e for e in out.events if isinstance(e, Transcribe)]
+
+
+def test_a_private_note_with_no_facilitator_connected_is_refused_not_lost() -> None:
+    """The facilitator's phone dropped: a note now would reach nobody (a resume brings
+    no chat history), so the sender is told and can send it again."""
+    state = session("p1", "p2")
+    state = live(do(state, "fac", c.SetRole("p2", Role.COFACILITATOR)))
+    state = live(do(state, "fac", c.Drop("fac", "sid-fac")))
+    note = c.SendChat("m1", "can we talk after?", to_moderators=True)
+    (emit,) = emits(do(state, "p1", note).events, "chat")  # the cofacilitator is here
+    assert emit.to == ("fac", "p2", "p1")
+    state = live(do(state, "p2", c.Drop("p2", "sid-p2")))
+    with pytest.raises(RoomError) as e:
+        do(state, "p1", note)
+    assert e.value.code is ErrorCode.NOT_ALLOWED_NOW
+    assert "No facilitator is connected right now" in e.value.message
+    # The group's chat goes on as before.
+    assert emits(do(state, "p1", c.SendChat("m2", "hello")).events, "chat")
 
 
 def test_only_consenting_senders_are_transcribed() -> None:

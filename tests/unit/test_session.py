@@ -119,6 +119,20 @@ def test_a_waiting_person_who_drops_is_gone() -> None:
     assert payload(out.events, "waiting.updated")["waiting"] == []
 
 
+def test_someone_waiting_may_leave() -> None:
+    """protocol.md: session.leave is for anyone, someone in the waiting room too."""
+    state = live(join(session(settings=Settings(waiting_room=True)), "p1"))
+    state = live(join(state, "p2"))
+    out = do(state, "p1", c.Leave())
+    assert live(out).waiting[0].id == "p2" and len(live(out).waiting) == 1
+    assert payload(out.events, "waiting.updated")["waiting"] == [{"id": "p2", "name": "P2"}]
+    assert Disconnect("p1", "sid-p1") in out.events
+    # Anything else from someone waiting is still refused.
+    with pytest.raises(RoomError) as e:
+        do(state, "p1", c.RaiseHand())
+    assert e.value.code is ErrorCode.FORBIDDEN
+
+
 def test_drop_keeps_the_place_and_resume_restores_it() -> None:
     state = session("p1", "p2")
     state = live(do(state, "p1", c.RaiseHand()))

@@ -929,7 +929,8 @@ function messageItem(m) {
           )
         : null,
     ),
-    h("p", { class: "msg-text" }, m.text),
+    // dir=auto: a line in Arabic or Hebrew reads from the right, each line on its own.
+    h("p", { class: "msg-text", dir: "auto" }, m.text),
   );
 }
 
@@ -954,6 +955,7 @@ function buildRoom() {
     type: "text",
     maxlength: "2000",
     autocomplete: "off",
+    dir: "auto",
     "aria-describedby": "chat-status",
   });
   const privateBox = h("input", { id: "chat-private", type: "checkbox" });
