@@ -82,8 +82,8 @@ async def test_hands_floor_chat_consent_and_mute(
     # A line in Hebrew (with the right-to-left mark a Hebrew keyboard adds) reads from the
     # right, on its own: the line before it does not.
     hebrew = "\u05e9\u05dc\u05d5\u05dd \u05dc\u05db\u05d5\u05dc\u05dd\u200f"
-    await ben.page.get_by_label("Your message").fill(hebrew)
-    await ben.page.get_by_role("button", name="Send", exact=True).click()
+    await ana.page.get_by_label("Your message").fill(hebrew)
+    await ana.page.get_by_role("button", name="Send", exact=True).click()
     line = fac.page.get_by_role("log").get_by_text(hebrew)
     await expect(line).to_be_visible()
     assert await line.evaluate("el => getComputedStyle(el).direction") == "rtl"
