@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,32 @@ from typing import Any
 import pytest
 
 from tests.support import TEARDOWN_SECS, Client, LiveServer, start_server
+
+# Fixtures that start a peerroom server in the test's process: with PEERROOM_TEST_REDIS=1
+# (scripts/test's second pass) its live state is on Redis.
+SERVER_FIXTURES = frozenset({"server_factory", "live_server", "servers", "server"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The Redis pass runs what its live state can change: tests that start a server
+    here, not those of storage alone, of subprocesses (the CLI, the benchmark: they do
+    not read PEERROOM_TEST_REDIS) or of pure functions. Browser tests see only the wire,
+    which the integration tests check on Redis; those marked ``redis_pass`` run too."""
+    if os.environ.get("PEERROOM_TEST_REDIS") != "1":
+        return
+    keep: list[pytest.Item] = []
+    left: list[pytest.Item] = []
+    for item in items:
+        starts_server = bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())))
+        if item.get_closest_marker("redis_pass") or (
+            starts_server and not item.get_closest_marker("browser")
+        ):
+            keep.append(item)
+        else:
+            left.append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = keep
 
 
 @pytest.fixture

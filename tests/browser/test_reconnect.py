@@ -16,6 +16,7 @@ from .conftest import NARROW, WIDE, Person, PersonFactory, check_axe, fay_and_an
 pytestmark = pytest.mark.browser
 
 
+@pytest.mark.redis_pass
 async def test_drop_shows_reconnecting_and_resume_keeps_the_hand(
     live_server: LiveServer, people: PersonFactory
 ) -> None:

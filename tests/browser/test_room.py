@@ -17,6 +17,7 @@ from .test_checkins import BRIDGE_TOKEN
 pytestmark = pytest.mark.browser
 
 
+@pytest.mark.redis_pass
 async def test_hands_floor_chat_consent_and_mute(
     live_server: LiveServer, people: PersonFactory
 ) -> None:

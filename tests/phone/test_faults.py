@@ -113,6 +113,7 @@ async def until(check: Callable[[], bool], within: float = 10.0) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.redis_pass
 async def test_checkins_outlive_an_outage_and_a_restart(
     pg_proxy: tuple[str, TcpProxy], twilio_rest: RestRecorder, tmp_path: Path
 ) -> None:
