@@ -124,7 +124,16 @@ def register(sio: socketio.AsyncServer, lines: PhoneLines, bridge_token: str | N
         return await lines.keys(valid_call_id(p.get("call_id")), digits)
 
     async def leave(sink: BridgeSink, p: Payload) -> Payload:
-        await lines.leave(valid_call_id(p.get("call_id")))
+        call_id = valid_call_id(p.get("call_id"))
+        dropped = p.get("dropped", False)
+        if not isinstance(dropped, bool):
+            raise RoomError(ErrorCode.BAD_REQUEST, "'dropped' must be true or false.")
+        if dropped:
+            # The line fell (the network, not the caller): the place is kept for the
+            # grace period, and a call back from the same number takes it back.
+            await lines.drop(call_id)
+        else:
+            await lines.leave(call_id)
         return {}
 
     async def checkin(sink: BridgeSink, p: Payload) -> Payload:

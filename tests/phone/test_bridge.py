@@ -226,6 +226,35 @@ async def test_call_back_from_the_same_number_keeps_the_place(
     assert await b2.error("call.keys", {"call_id": "first", "digits": "#"}) == "not_found"
 
 
+async def test_a_call_the_bridge_says_dropped_keeps_its_place(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    """protocol.md: a hand keeps its place through a reconnect within the grace, on the
+    phone too. A bridge holding other calls cannot close its connection for one line
+    that fell: call.leave with dropped: true says so."""
+    room, fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    pin = room["phone_pin"]
+    other = await b.ok("call.join", {"call_id": "other", "pin": pin, "caller": "+15550000007"})
+    ack = await b.ok("call.join", {"call_id": "first", "pin": pin, "caller": CALLER})
+    pid = ack["participant_id"]
+    await b.ok("call.keys", {"call_id": "first", "digits": "*9"})
+    assert await b.error("call.leave", {"call_id": "first", "dropped": "yes"}) == "bad_request"
+    await b.ok("call.leave", {"call_id": "first", "dropped": True})
+    await fac.wait_for(
+        "participant.updated",
+        lambda d: d["participant"]["id"] == pid and d["participant"]["connected"] is False,
+    )
+    back = await b.ok("call.join", {"call_id": "second", "pin": pin, "caller": CALLER})
+    assert back["participant_id"] == pid
+    again = await b.ok("call.keys", {"call_id": "second", "digits": "#"})
+    assert (again["hand"], again["position"]) == (True, 1)
+    # The bridge's other call never noticed.
+    assert (await b.ok("call.keys", {"call_id": "other", "digits": "#"}))["hand"] is False
+    assert not [d for d in fac.received("participant.left") if d["id"] == other["participant_id"]]
+    assert not [d for d in fac.received("participant.left") if d["id"] == pid]
+
+
 async def test_place_is_let_go_after_the_grace(
     live_server: LiveServer, clients: Any, bridges: Any
 ) -> None:
