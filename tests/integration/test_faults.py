@@ -47,9 +47,11 @@ async def test_a_line_closed_while_its_join_is_decided_leaves_no_ghost(
     room = await server.create_room()
     service = server.app[SERVICE]
     real_get_room = service.storage.get_room
+    looking, go_on = asyncio.Event(), asyncio.Event()
 
     async def slow_get_room(room_id: str) -> Any:
-        await asyncio.sleep(1.0)
+        looking.set()
+        await go_on.wait()
         return await real_get_room(room_id)
 
     monkeypatch.setattr(service.storage, "get_room", slow_get_room)
@@ -60,9 +62,12 @@ async def test_a_line_closed_while_its_join_is_decided_leaves_no_ghost(
         url = f"{base}&sid={sid}"
         auth = json.dumps({"token": room["invite_token"], "name": "Ghost"})
         join = asyncio.ensure_future(http.post(url, data="40" + auth))
-        await asyncio.sleep(0.3)  # the join is waiting for the slow lookup
+        async with asyncio.timeout(5):
+            await looking.wait()  # the join is waiting for the slow lookup
         async with http.post(url, data="1") as r:  # an Engine.IO close: the tab closed
             assert r.status == 200
+        await asyncio.sleep(0.2)  # the close handled first, then the lookup answers
+        go_on.set()
         (await join).release()
     monkeypatch.setattr(service.storage, "get_room", real_get_room)
     loop = asyncio.get_running_loop()

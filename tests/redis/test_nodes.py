@@ -123,7 +123,8 @@ async def test_consent_withdrawn_through_one_node_ends_transcript_access_on_all(
     granting access on what it had noted after the person withdrew through node B."""
     a, b = await cluster.start(2)
     room = await cluster.create_room(a)
-    await make_client(a.url).join(room["facilitator_token"], "Ann")
+    ann = make_client(a.url)
+    await ann.join(room["facilitator_token"], "Ann")
     bo = make_client(a.url)
     w = await bo.join(room["invite_token"], "Bo")
     session_id, resume = w["room"]["session_id"], w["resume"]
@@ -140,10 +141,17 @@ async def test_consent_withdrawn_through_one_node_ends_transcript_access_on_all(
     # from before) and storage (off, once B's recorder has written it). The later wins;
     # before, A's note did, and it granted access for as long as it kept the session.
     await back.ok("session.leave")
-    statuses = []
+    # Once A has delivered the leave, its live state has no Bo: from then on only its
+    # note and storage decide (storage once B's recorder has written the change), so
+    # the first 403 may take a moment; every answer after it must be 403 too.
+    await ann.wait_for("participant.left", lambda d: d["id"] == w["you"]["id"])
+    statuses: list[int] = []
     for _ in range(50):
         statuses.append((await transcript(a, session_id, again["resume"]))[0])
         if statuses[-1] == 403:
             break
         await asyncio.sleep(0.1)
-    assert statuses[-1] == 403, statuses
+    for _ in range(5):
+        await asyncio.sleep(0.1)
+        statuses.append((await transcript(a, session_id, again["resume"]))[0])
+    assert statuses[-6:] == [403] * 6, statuses
