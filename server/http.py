@@ -213,6 +213,14 @@ SECURITY_HEADERS: Final = {
 }
 
 
+API_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox; frame-ancestors 'none'",
+}
+
+
 def _index_file(web_dir: Path) -> Path:
     built = web_dir / "dist" / "index.html"
     return built if built.exists() else web_dir / "fallback.html"
@@ -286,7 +294,13 @@ def route_of(request: web.Request) -> str:
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: the static client files get the page's security headers
-    (a signal rather than a middleware, for the same reason as above)."""
-    if request.path.startswith("/static/"):
+    (a signal rather than a middleware, for the same reason as above). API answers
+    (tokens, a phone PIN, check-ins with numbers, transcripts to download) are never
+    cached, never sniffed as another type, and a download opened in a tab runs nothing."""
+    path = request.path
+    if path.startswith("/static/"):
         for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+    elif path.startswith("/api/"):
+        for k, v in API_HEADERS.items():
             response.headers.setdefault(k, v)

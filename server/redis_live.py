@@ -58,6 +58,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
 from redis.asyncio import ConnectionPool, Redis
@@ -118,6 +119,14 @@ RECONNECT_MAX_SECS: Final = 2.0
 MAX_ATTEMPTS: Final = 50  # optimistic retries of one transition under contention
 CLAIM_SECS: Final = 5.0  # a claimed due room goes to another node if not ticked by then
 CLAIM_BATCH: Final = 100  # due rooms one node takes per tick
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed or logged: without its user and password."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _ms(secs: float) -> int:
@@ -286,7 +295,7 @@ class RedisStore:
             async with asyncio.timeout(COMMAND_TIMEOUT_SECS):
                 await self._r.ping()
         except (RedisError, OSError, TimeoutError) as e:
-            raise SystemExit(f"Cannot reach Redis at {self._url}: {e}") from None
+            raise SystemExit(f"Cannot reach Redis at {shown_url(self._url)}: {e}") from None
         await self._beat()
         self._redis_ok = True
         loop = asyncio.get_running_loop()
@@ -295,7 +304,7 @@ class RedisStore:
             async with asyncio.timeout(HOLD_WAIT_SECS):
                 await self._connected.wait()
         except TimeoutError:
-            raise SystemExit(f"Cannot subscribe on Redis at {self._url}") from None
+            raise SystemExit(f"Cannot subscribe on Redis at {shown_url(self._url)}") from None
         log.info("live state on Redis as node %s (prefix %r)", self.node_id, self._p)
 
     async def close(self) -> None:

@@ -108,6 +108,18 @@ async def test_the_client_page_is_served_without_leaking_the_token(
         assert "default-src 'self'" in headers["Content-Security-Policy"]
 
 
+async def test_api_answers_are_never_cached_nor_sniffed(live_server: LiveServer) -> None:
+    """A room's answer holds its phone PIN; an error answer too gets the headers."""
+    room = await live_server.create_room()
+    url = f"{live_server.url}/api/rooms/{room['room_id']}"
+    for token in (room["facilitator_token"], "wrong"):
+        status, _body, headers = await request("GET", url, token=token)
+        assert status in (200, 403)
+        assert headers["Cache-Control"] == "no-store"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "no-referrer"
+
+
 async def raw_http(server: LiveServer, *parts: bytes) -> tuple[int, bytes]:
     """Send ``parts`` over one connection, a moment apart (so each arrives on its own),
     and return the status and body of the response."""

@@ -186,6 +186,8 @@ async def test_markdown_and_text_downloads(servers: Servers, people: People) -> 
     assert headers["Content-Type"].startswith("text/markdown")
     assert f'filename="transcript-{sid}.md"' in headers["Content-Disposition"]
     assert headers["Cache-Control"] == "no-store"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in headers["Content-Security-Policy"]  # opened in a tab: runs nothing
     assert "# Transcript: Tuesday circle" in md
     assert "**Bo\\_\\***" in md and "line \\<b\\>one\\</b\\>\n  second row" in md
     code, txt, headers = await transcript(server, sid, room["facilitator_token"], fmt="txt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from server.redis_live import RedisStore, shown_url
 from server.settings import SettingsError, from_sources
 
 
@@ -27,3 +28,19 @@ def test_default_prefix() -> None:
 def test_bad_redis_settings_are_refused(env: dict[str, str], says: str) -> None:
     with pytest.raises(SettingsError, match=says):
         from_sources(None, env)
+
+
+async def test_a_redis_password_is_never_printed() -> None:
+    """A node that cannot reach Redis says where it tried, without the password (the
+    message goes to stderr, so to the journal)."""
+    store = RedisStore("redis://user:S3cretRedisPass@127.0.0.1:1/0", prefix="t:", grace_secs=1)
+    try:
+        with pytest.raises(SystemExit) as refused:
+            await store.start()
+    finally:
+        await store.close()
+    said = str(refused.value)
+    assert "Cannot reach Redis at redis://127.0.0.1:1/0" in said
+    assert "S3cret" not in said and "user" not in said
+    assert shown_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert shown_url("rediss://:p@w@h:1") == "rediss://h:1"
