@@ -294,6 +294,10 @@ class _Unreadable:
 _BINARY: Final = frozenset((packet.BINARY_EVENT, packet.BINARY_ACK))
 
 
+UNREADABLE_LOGGED: Final = 10  # unreadable packets logged per connection
+MAX_UNREADABLE_PACKETS: Final = 100  # per connection, then it is closed
+
+
 class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server, reading only what is a Socket.IO packet.
 
@@ -306,15 +310,43 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         if not data or not isinstance(data, str | bytes):
-            log.info("%s: unreadable packet dropped (not a Socket.IO packet)", eio_sid)
+            await self._unreadable(eio_sid, "not a Socket.IO packet")
             return
         try:
             await super()._handle_eio_message(eio_sid, data)
         except BinaryRefused as e:
-            log.info("%s: unreadable packet dropped (binary packets are not taken)", eio_sid)
+            await self._unreadable(eio_sid, "binary packets are not taken")
             await self._refuse_binary(eio_sid, e)
         except UnreadablePacket as e:
-            log.info("%s: unreadable packet dropped (%s)", eio_sid, e)
+            await self._unreadable(eio_sid, str(e))
+
+    async def _unreadable(self, eio_sid: str, why: str) -> None:
+        """One line of log per unreadable packet, for the first few of a connection; past
+        :data:`MAX_UNREADABLE_PACKETS` it is closed: no client of ours sends them, and
+        a stream of them would fill the log (or trip journald's limit, hiding the rest)."""
+        socket = self.eio.sockets.get(eio_sid)
+        seen = (getattr(socket, "peerroom_unreadable", 0) if socket is not None else 0) + 1
+        if socket is not None:
+            socket.peerroom_unreadable = seen
+        if seen <= UNREADABLE_LOGGED:
+            log.info("%s: unreadable packet dropped (%s)", eio_sid, why)
+        if seen == UNREADABLE_LOGGED:
+            log.info("%s: more unreadable packets from it are dropped unlogged", eio_sid)
+        if seen >= MAX_UNREADABLE_PACKETS and socket is not None:
+            if not (socket.closing or socket.closed):
+                log.info("%s: %d unreadable packets: closing", eio_sid, seen)
+                await socket.close(wait=False, abort=True)
+
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        """Acks and connect refusals, cut off as a room's broadcasts are
+        (:meth:`DirectManager.emit`): a polling client that never fetches could otherwise
+        have them queued without bound, sending packets that each earn one, without
+        joining anything."""
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None and socket.queue.qsize() >= MAX_QUEUED_PACKETS:
+            await _cut_off(socket)
+            return
+        await super()._send_packet(eio_sid, pkt)
 
     async def _refuse_binary(self, eio_sid: str, e: BinaryRefused) -> None:
         namespace = e.namespace or "/"

@@ -74,6 +74,32 @@ async def test_unreadable_packets_cost_nothing_but_themselves(
     assert "cut off" not in caplog.text and "NaN" not in caplog.text  # no content logged
 
 
+async def test_a_stream_of_unreadable_packets_is_logged_briefly_then_closed(
+    live_server: LiveServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody needs to join to send junk: a log line for each would let anyone fill the
+    disk (or trip journald's rate limit, which then drops the warnings that matter)."""
+    from server import fanout
+
+    monkeypatch.setattr(fanout, "UNREADABLE_LOGGED", 3)
+    monkeypatch.setattr(fanout, "MAX_UNREADABLE_PACKETS", 8)
+    caplog.set_level(logging.INFO, logger="server")
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(live_server)) as ws:
+        await next_packet(ws, "0")
+        for _ in range(20):
+            try:
+                await ws.send_str("4\xff\xfe")  # an Engine.IO message that is no packet
+            except ConnectionResetError:
+                break
+        msg = await ws.receive(timeout=5)
+        while msg.type is aiohttp.WSMsgType.TEXT:  # anything the server sent before
+            msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    dropped = [r for r in caplog.records if "unreadable packet dropped" in r.getMessage()]
+    assert len(dropped) == 3
+    assert "unlogged" in caplog.text and "8 unreadable packets: closing" in caplog.text
+
+
 async def test_unreadable_msgpack_packets_too(
     server_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -207,3 +207,29 @@ async def test_a_polling_client_that_never_fetches_is_cut_off(
         )
         assert socket.closed
         assert socket.queue.qsize() <= 20
+
+
+async def test_a_polling_client_that_never_fetches_its_refusals_is_cut_off(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without joining anything: every packet asking for a namespace that is not there
+    earns a refusal, queued for a client that never fetches."""
+    import json
+
+    import aiohttp
+
+    from server import fanout
+
+    monkeypatch.setattr(fanout, "MAX_QUEUED_PACKETS", 20)
+    base = live_server.url + "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as r:
+            sid = json.loads((await r.text())[1:])["sid"]
+        socket = live_server.app[SIO].eio.sockets[sid]
+        asks = "\x1e".join(["40/nowhere,"] * 10)  # ten packets in one long-polling POST
+        for _ in range(5):
+            async with http.post(f"{base}&sid={sid}", data=asks) as r:
+                if r.status != 200:
+                    break
+        assert socket.closed
+        assert socket.queue.qsize() <= 20
