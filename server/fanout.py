@@ -332,10 +332,10 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
             log.info("%s: unreadable packet dropped (%s)", eio_sid, why)
         if seen == UNREADABLE_LOGGED:
             log.info("%s: more unreadable packets from it are dropped unlogged", eio_sid)
-        if seen >= MAX_UNREADABLE_PACKETS and socket is not None:
-            if not (socket.closing or socket.closed):
-                log.info("%s: %d unreadable packets: closing", eio_sid, seen)
-                await socket.close(wait=False, abort=True)
+        closing = socket is None or socket.closing or socket.closed
+        if seen >= MAX_UNREADABLE_PACKETS and not closing:
+            log.info("%s: %d unreadable packets: closing", eio_sid, seen)
+            await socket.close(wait=False, abort=True)
 
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
         """Acks and connect refusals, cut off as a room's broadcasts are
