@@ -4,12 +4,13 @@ or message text reach the logs."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
+from server.keys import LIVE
 from server.payloads import DECODERS
 from tests.integration.conftest import Group
 from tests.support import Client, LiveServer
@@ -88,6 +89,38 @@ async def test_reconnecting_does_not_buy_a_fresh_burst(
     acks = [await again.call("chat.send", {"text": f"more {i}"}) for i in range(5)]
     assert sum(a["ok"] for a in acks) <= 2  # what refilled meanwhile (1 a second), no burst
     assert {a["error"]["code"] for a in acks if not a["ok"]} == {"rate_limited"}
+
+
+async def test_reconnecting_in_a_loop_is_limited(
+    server_factory: Callable[..., Awaitable[LiveServer]],
+) -> None:
+    """Each resume is broadcast to the whole room: a client resuming over and over (on
+    many sockets at once) is refused rate_limited once its event budget is spent, and
+    the room hears no more of it. The place itself is kept."""
+    server = await server_factory(event_burst=3, event_per_sec=0.01)
+    room = await server.create_room()
+    fac, bo = Client(server.url), Client(server.url)
+    try:
+        await fac.join(room["facilitator_token"], "Ann")
+        welcome = await bo.join(room["invite_token"], "Bo")
+        resume, pid = welcome["resume"], welcome["you"]["id"]
+        codes = []
+        for _ in range(6):
+            again = Client(server.url)
+            try:
+                err = await again.refused(room["invite_token"], "Bo", resume=resume)
+            except AssertionError:  # not refused: it took the place back
+                codes.append("ok")
+            else:
+                codes.append(err["data"]["code"])
+            finally:
+                await again.close()
+        assert codes == ["ok"] * 3 + ["rate_limited"] * 3, codes
+        state = await server.app[LIVE].get(room["room_id"])
+        assert state is not None and state.get(pid) is not None  # the place is still there
+    finally:
+        await fac.close()
+        await bo.close()
 
 
 async def test_other_events_are_rate_limited_too(group: Group) -> None:
