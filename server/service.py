@@ -185,15 +185,18 @@ class RoomService:
             )
         name = validate_name(a.get("name"))
         claim = self.resume_tokens.verify(a.get("resume")) if a.get("resume") else None
-        if claim is not None and claim.room_id == room.id:
-            # Each resume is broadcast to the whole room (the old line replaced, the new
-            # one connected): paid from the person's event budget, so a client
-            # reconnecting in a loop is refused before it floods the room.
-            if not self._buckets_of(claim.participant_id)[1].take(self.clock()):
-                raise RoomError(
-                    ErrorCode.RATE_LIMITED,
-                    "Reconnecting very often: wait a moment, then try again.",
-                )
+        # Each resume is broadcast to the whole room (the old line replaced, the new one
+        # connected): paid from the person's event budget, so a client reconnecting in a
+        # loop is refused before it floods the room.
+        if (
+            claim is not None
+            and claim.room_id == room.id
+            and not self._buckets_of(claim.participant_id)[1].take(self.clock())
+        ):
+            raise RoomError(
+                ErrorCode.RATE_LIMITED,
+                "Reconnecting very often: wait a moment, then try again.",
+            )
         resume_only = a.get("resume_only") is True  # never a new join: not counted
         if (
             address is not None
