@@ -62,6 +62,11 @@ PIN_MISSES_PER_CALLER_PER_SEC: Final = 5 / 3600
 PIN_MISSES_ALL: Final = 30
 PIN_MISSES_ALL_PER_SEC: Final = 30 / 600
 PIN_CALLERS_TRACKED: Final = 10_000  # oldest forgotten first
+# Numbers that have given a right PIN on this node (keyed hashes, most recent kept): the
+# whole line's budget does not hold them back, so strangers guessing from many numbers
+# cannot keep the group's own callers out (a caller whose line fell calling back above
+# all). Their own number's budget still does. Withheld numbers are never known.
+KNOWN_CALLERS_KEPT: Final = 10_000
 _PIN: Final = re.compile(r"[0-9]{1,12}")
 KEYS: Final[dict[str, c.Command]] = {"*9": c.ToggleHand(), "*6": c.ToggleMic()}
 
@@ -158,6 +163,7 @@ class PhoneLines:
         self._pins: dict[str, RoomRecord] = {}  # PIN -> room, oldest lookup first
         self._pin_misses: dict[str, Bucket] = {}  # caller key -> wrong PINs left
         self._all_pin_misses = Bucket.full(PIN_MISSES_ALL, PIN_MISSES_ALL_PER_SEC, 0.0)
+        self._known_callers: dict[str, None] = {}  # caller key, most recent last
         self._outbox: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
@@ -240,8 +246,9 @@ class PhoneLines:
                 del self._pins[next(iter(self._pins))]
         return room
 
-    def _pin_budget(self, key: str | None) -> tuple[Bucket, Bucket]:
-        """The wrong-PIN budgets of this caller and of the whole line."""
+    def _pin_budget(self, key: str | None) -> tuple[Bucket, ...]:
+        """The wrong-PIN budgets that hold this caller back: their number's, and the whole
+        line's unless the number has given a right PIN here before."""
         who = key or "withheld"
         mine = self._pin_misses.pop(who, None) or Bucket.full(
             PIN_MISSES_PER_CALLER, PIN_MISSES_PER_CALLER_PER_SEC, self.service.clock()
@@ -249,7 +256,17 @@ class PhoneLines:
         self._pin_misses[who] = mine  # most recent last
         while len(self._pin_misses) > PIN_CALLERS_TRACKED:
             del self._pin_misses[next(iter(self._pin_misses))]
+        if key is not None and key in self._known_callers:
+            return (mine,)
         return mine, self._all_pin_misses
+
+    def _known(self, key: str | None) -> None:
+        if key is None:
+            return
+        self._known_callers.pop(key, None)
+        self._known_callers[key] = None
+        while len(self._known_callers) > KNOWN_CALLERS_KEPT:
+            del self._known_callers[next(iter(self._known_callers))]
 
     async def _join(self, call_id: str, pin: str, caller: Caller, sink: CallSink) -> PhoneCall:
         key = caller.key(self._secret)
@@ -269,6 +286,7 @@ class PhoneLines:
             for b in budgets:
                 b.take(now)
             raise RoomError(ErrorCode.BAD_PIN, "No group has that PIN. Check it and try again.")
+        self._known(key)
         known = self._calls.get(call_id)
         if known is not None and known.room_id == room.id and not known.dropped:
             return known  # the same call.join again (a retry): nothing changes

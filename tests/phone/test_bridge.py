@@ -436,6 +436,16 @@ async def test_wrong_pins_are_limited_per_number_and_for_the_line(
         assert await b.error("call.join", payload) == "bad_pin"
     payload = {"call_id": "late", "pin": right, "caller": "+44 7700 900123"}
     assert await b.error("call.join", payload) == "rate_limited"
+    # But not a number that gave the right PIN before: the group's own callers (one
+    # whose line fell, calling back) are not kept out by strangers guessing. Its own
+    # number's budget still holds.
+    back = await b.ok("call.join", {"call_id": "back", "pin": right, "caller": CALLER})
+    assert back["participant_id"]
+    for n in range(PIN_MISSES_PER_CALLER):
+        payload = {"call_id": f"k{n}", "pin": wrong, "caller": CALLER}
+        assert await b.error("call.join", payload) == "bad_pin"
+    payload = {"call_id": "k-right", "pin": right, "caller": CALLER}
+    assert await b.error("call.join", payload) == "rate_limited"
 
 
 async def test_a_bridge_event_named_disconnect_drops_no_call(
