@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 PREFIX: Final = "/phone/twilio"
 CALL_KEPT_SECS: Final = 6 * 3600.0  # a call whose end we never heard is forgotten after this
+# Calls Twilio said were over, kept this long (the most recent ENDED_KEPT): a signed
+# webhook of one replayed later (a captured PIN step) must not bring a ghost caller back.
+ENDED_KEPT: Final = 10_000
 # Twilio's status callback can be lost (this node restarting as the call ends, a proxy
 # refusing it); then a caller who hung up would stay "connected" in the room. Every
 # CHECK_SECS, calls no webhook has mentioned for QUIET_SECS are looked up through the
@@ -86,6 +89,7 @@ class TwilioAdapter:
         self.webhook_base = webhook_base.rstrip("/") if webhook_base else ""
         self.clock = clock
         self.calls: dict[str, TwilioCall] = {}
+        self._ended: dict[str, float] = {}  # CallSid -> when it ended, oldest first
         self.public_base = self.webhook_base  # else learned from the first signed webhook
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -100,12 +104,24 @@ class TwilioAdapter:
     def start(self) -> None:
         self._spawn(self._check_quiet_calls())
 
-    async def ended(self, sid: str) -> None:
-        """Twilio says the call is over: a drop (the place is kept for the grace)."""
+    async def ended(self, sid: str, *, known: bool = True) -> None:
+        """Twilio says the call is over: a drop (the place is kept for the grace).
+        ``known``: Twilio said so (a status callback, a REST lookup), so the call's
+        webhooks are answered with a hang-up from now on; not a call merely forgotten."""
         tc = self.calls.pop(sid, None)
         if tc is not None:
             tc.dialed = False
+        if known:
+            self._ended.pop(sid, None)
+            self._ended[sid] = self.clock()
+            while len(self._ended) > ENDED_KEPT:
+                del self._ended[next(iter(self._ended))]
         await self.lines.drop(sid)
+
+    def is_over(self, sid: str) -> bool:
+        """Whether Twilio said this call ended (within :data:`CALL_KEPT_SECS`)."""
+        at = self._ended.get(sid)
+        return at is not None and self.clock() - at < CALL_KEPT_SECS
 
     async def _check_quiet_calls(self) -> None:
         while True:
@@ -119,7 +135,7 @@ class TwilioAdapter:
         """Forget calls past :data:`CALL_KEPT_SECS`; ask Twilio about quiet ones."""
         now = self.clock()
         for old in [c for c in self.calls.values() if now - c.created_at > CALL_KEPT_SECS]:
-            await self.ended(old.sid)
+            await self.ended(old.sid, known=False)
         quiet = [c for c in self.calls.values() if now - c.seen_at >= QUIET_SECS]
         for tc in sorted(quiet, key=lambda c: c.seen_at)[:CHECKS_PER_ROUND]:
             status = await self.rest.call_status(tc.sid)

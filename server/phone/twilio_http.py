@@ -414,6 +414,10 @@ def _handler(
             sid = valid_call_id(form.get("CallSid"))
         except RoomError as e:
             raise http_error(e.code, e.message) from None
+        if replayable and a.is_over(sid):
+            # A step of a call Twilio said was over: a replay (Twilio itself sends none).
+            log.warning("call %s: a webhook after the call ended: hung up", sid)
+            return web.Response(text=str(VoiceResponse().hangup()), content_type="text/xml")
         tc = a.call(sid, Caller.parse(form.get("From")))
         if not _DIGITS.fullmatch(form.get("Digits", "")):
             form.popall("Digits")

@@ -320,6 +320,36 @@ async def test_replayed_webhooks_are_idempotent(live_server: LiveServer, clients
     assert state is not None and len([p for p in state.participants if p.via == "phone"]) == 1
 
 
+async def test_a_webhook_replayed_after_the_call_ended_brings_no_ghost_back(
+    live_server: LiveServer, clients: Any
+) -> None:
+    """A captured, signed PIN step posted again once the call is over: the call was
+    forgotten at its end, and the replay made it anew and put a caller in the room."""
+    room, fac, _ = await web_room(live_server, clients)
+    phone = Phone(live_server.url, NUMBER)
+    await phone.call()
+    await phone.press("1")
+    pin_step = phone.twiml.find("Gather")
+    assert pin_step is not None
+    await phone.press(room["phone_pin"])
+    joined = await fac.wait_for("participant.joined", lambda d: d["participant"]["via"] == "phone")
+    pid = joined["participant"]["id"]
+    await phone.joined_conference()
+    await phone.dial_ended("completed")
+    await phone.hang_up()
+    await fac.wait_for(
+        "participant.updated",
+        lambda d: d["participant"]["id"] == pid and not d["participant"]["connected"],
+    )
+    replay = Phone(live_server.url, NUMBER, sid=phone.sid)
+    await replay.post(pin_step.get("action", ""), Digits=room["phone_pin"])
+    assert "<Hangup" in replay.last_raw and "<Dial" not in replay.last_raw
+    state = await live_server.app[LIVE].get(room["room_id"])
+    assert state is not None
+    (caller,) = [p for p in state.participants if p.via == "phone"]
+    assert not caller.connected  # still the dropped one, keeping its place
+
+
 async def test_waiting_room_hold_then_admitted(live_server: LiveServer, clients: Any) -> None:
     room, fac, _ = await web_room(live_server, clients, waiting_room=True)
     phone = Phone(live_server.url, NUMBER)
