@@ -60,7 +60,9 @@ async def _serve(settings: Settings) -> None:
     print(f"peerroom is up. Open {base}/ in a browser.", flush=True)
     if first_start and _first_to_welcome(settings.data_dir):
         # A fresh data directory: give the newcomer a room to open right away.
-        body = await create_room(app[STORAGE], app[ROOM_TOKENS], base, title="Welcome room")
+        body = await create_room(
+            app[STORAGE], app[ROOM_TOKENS], app[SETTINGS].room_link, title="Welcome room"
+        )
         _print_room("Welcome room", body)
     print('Create another room: peerroom create-room "Tuesday evening circle"', flush=True)
     gctune.tune(settings.gc_thresholds)  # after startup's own garbage
@@ -111,7 +113,7 @@ async def _create_room(settings: Settings, args: argparse.Namespace) -> None:
         body = await create_room(
             storage,
             RoomTokens(settings.secret),
-            settings.base_url,
+            settings.room_link,
             title=title,
             waiting_room=args.waiting_room,
             transcripts_allowed=not args.no_transcripts,

@@ -8,7 +8,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -90,7 +90,7 @@ def _opt_bool(data: dict[str, Any], key: str, default: bool) -> bool:
 async def create_room(
     storage: Storage,
     tokens: RoomTokens,
-    base_url: str,
+    link: Callable[[str], str],
     *,
     title: str,
     waiting_room: bool = False,
@@ -124,8 +124,8 @@ async def create_room(
         "facilitator_token": facilitator,
         "invite_token": invite,
         "phone_pin": pin,
-        "facilitator_url": f"{base_url}/r/{facilitator}",
-        "invite_url": f"{base_url}/r/{invite}",
+        "facilitator_url": link(facilitator),
+        "invite_url": link(invite),
     }
 
 
@@ -143,7 +143,7 @@ async def post_room(request: web.Request) -> web.Response:
     body = await create_room(
         request.app[STORAGE],
         request.app[ROOM_TOKENS],
-        request.app[SETTINGS].base_url,
+        request.app[SETTINGS].room_link,
         title=title,
         waiting_room=_opt_bool(data, "waiting_room", False),
         transcripts_allowed=_opt_bool(data, "transcripts_allowed", True),

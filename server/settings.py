@@ -86,6 +86,12 @@ class Settings:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
 
+    def room_link(self, token: str) -> str:
+        """A room's link to hand out. The browser client speaks msgpack only when its
+        link says so (it cannot tell before connecting), so a msgpack server's do."""
+        wire = "?wire=msgpack" if self.wire == "msgpack" else ""
+        return f"{self.base_url}/r/{token}{wire}"
+
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
