@@ -466,6 +466,16 @@ class PhoneLines:
             call.participant_id = pid
             self._add(call)
         call.waiting = bool(outcome.reply.get("waiting"))
+        if not call.waiting:
+            # Back, the room shows the caller muted (as after any resume) while the line
+            # stayed open in the call: mute the line too, so that what everyone sees is
+            # so (and "mute everyone", which passes over the muted, cannot miss it).
+            try:
+                await call.sink.mute(call, True)
+            except Exception:
+                log.warning(
+                    "call %s: could not mute the line after its place came back", call.call_id
+                )
 
     async def drop_all(self, sink: CallSink) -> None:
         """A bridge went away: every call it held is dropped (and may be resumed)."""

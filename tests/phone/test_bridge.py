@@ -479,12 +479,19 @@ async def test_a_call_dropped_by_another_node_while_on_the_line_takes_its_place_
     ack = await b.ok("call.join", {"call_id": CALL, "pin": room["phone_pin"], "caller": CALLER})
     pid = ack["participant_id"]
     await b.ok("call.keys", {"call_id": CALL, "digits": "*9"})
+    assert (await b.ok("call.keys", {"call_id": CALL, "digits": "*6"}))["mic"] is True
     service = live_server.app[SERVICE]
     await service.execute(room["room_id"], None, c.Drop(pid, service.conn_of(CALL)))
     for connected in (False, True):
         await fac.wait_for("participant.updated", shown(pid, connected))
     keys = await b.ok("call.keys", {"call_id": CALL, "digits": "#"})
     assert keys["hand"] is True and keys["position"] == 1
+    # The room shows the caller muted once back, as after any resume: so is the line.
+    assert keys["mic"] is False
+    assert await b.wait_for("call.mute", lambda d: d["muted"] is True) == {
+        "call_id": CALL,
+        "muted": True,
+    }
 
 
 async def test_a_caller_who_hangs_up_while_taking_their_place_back_is_not_left_behind(
