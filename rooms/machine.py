@@ -123,4 +123,5 @@ def due(state: RoomState, now: float, rules: Rules) -> bool:
     g = rules.grace_secs
     if state.empty_since is not None and now - state.empty_since >= g:
         return True
-    return any(p.dropped_at is not None and now - p.dropped_at >= g for p in state.participants)
+    dropped = [p.dropped_at for p in state.participants] + [w.dropped_at for w in state.waiting]
+    return any(at is not None and now - at >= g for at in dropped)

@@ -112,7 +112,10 @@ class Participant:
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
-    """Someone in the waiting room: connected, not yet a participant."""
+    """Someone in the waiting room, not yet a participant. A web line that dropped keeps
+    its place for the grace period (``dropped_at``), as a participant's does: a phone
+    on a bad signal must not lose its turn to be let in, nor be kept out by a lock put
+    on meanwhile."""
 
     id: str
     name: str
@@ -120,6 +123,11 @@ class Waiting:
     via: Via
     conn: str | None
     ban_keys: frozenset[str] = frozenset()
+    dropped_at: float | None = None
+
+    def public(self) -> dict[str, object]:
+        """As moderators see it (``waiting.updated``, a snapshot's ``waiting``)."""
+        return {"id": self.id, "name": self.name, "connected": self.dropped_at is None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +187,5 @@ class RoomState:
             "hands": self.hands(),
             "floor": self.floor,
             "consenting": self.consenting(),
-            "waiting": [{"id": w.id, "name": w.name} for w in self.waiting]
-            if for_moderator
-            else [],
+            "waiting": [w.public() for w in self.waiting] if for_moderator else [],
         }

@@ -21,6 +21,8 @@ or the waiting room: a facilitator must always be able to get into their own roo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from presence.state import dropped, expired, reconnected
 from rooms.commands import Drop, Join
 from rooms.errors import ErrorCode, RoomError
@@ -63,6 +65,10 @@ def join(tx: Tx, cmd: Join, max_participants: int) -> None:
         back = tx.state.get(cmd.resume_id)
         if back is not None:
             _resume(tx, back, cmd.conn)
+            return
+        waiting = tx.state.get_waiting(cmd.resume_id)
+        if waiting is not None:
+            _resume_waiting(tx, waiting, cmd.conn)
             return
     state = tx.state
     banned = cmd.ban_keys & state.banned
@@ -108,7 +114,7 @@ def enter(tx: Tx, p: Participant) -> None:
         tx.send(
             [p.id],
             "waiting.updated",
-            waiting=[{"id": w.id, "name": w.name} for w in tx.state.waiting],
+            waiting=[w.public() for w in tx.state.waiting],
         )
     tx.reply.update(participant_id=p.id, waiting=False)
 
@@ -116,7 +122,12 @@ def enter(tx: Tx, p: Participant) -> None:
 def admit(tx: Tx, w: Waiting, by: str | None) -> None:
     tx.state = tx.state.copy_and_replace(waiting=tuple(x for x in tx.state.waiting if x.id != w.id))
     tx.send([w.id], "admitted", by=by)
-    enter(tx, Participant(w.id, w.name, w.role, w.via, w.conn, ban_keys=w.ban_keys))
+    p = Participant(w.id, w.name, w.role, w.via, w.conn, ban_keys=w.ban_keys)
+    if w.dropped_at is not None:
+        # Let in while their line was down: in, keeping the rest of the grace to come
+        # back (their token from the waiting room takes the place).
+        p = dropped(p, w.dropped_at)
+    enter(tx, p)
     tx.waiting_changed()
 
 
@@ -132,6 +143,21 @@ def _resume(tx: Tx, p: Participant, conn: str | None) -> None:
     tx.reply.update(participant_id=p.id, waiting=False, resumed=True)
 
 
+def _resume_waiting(tx: Tx, w: Waiting, conn: str | None) -> None:
+    """Back in the waiting room within the grace period: the same place in line. Not
+    held by a lock put on meanwhile: they were let wait before it."""
+    if w.dropped_at is None and w.conn is not None and w.conn != conn:
+        tx.send([w.id], "you.replaced")
+        tx.emit(Disconnect(w.id, w.conn))
+    back = replace(w, conn=conn, dropped_at=None)
+    tx.state = tx.state.copy_and_replace(
+        waiting=tuple(back if x.id == w.id else x for x in tx.state.waiting)
+    )
+    if w.dropped_at is not None:
+        tx.waiting_changed()
+    tx.reply.update(participant_id=w.id, waiting=True, resumed=True)
+
+
 def drop(tx: Tx, cmd: Drop) -> None:
     p = tx.state.get(cmd.participant_id)
     if p is not None:
@@ -139,8 +165,16 @@ def drop(tx: Tx, cmd: Drop) -> None:
             tx.updated(dropped(p, tx.now))
         return
     w = tx.state.get_waiting(cmd.participant_id)
-    if w is not None and w.conn == cmd.conn:
-        _off_the_list(tx, w)
+    if w is not None and w.conn == cmd.conn and w.dropped_at is None:
+        if w.via is Via.PHONE:
+            _off_the_list(tx, w)  # a caller calls again: the phone line keeps no place
+            return
+        tx.state = tx.state.copy_and_replace(
+            waiting=tuple(
+                replace(x, dropped_at=tx.now) if x.id == w.id else x for x in tx.state.waiting
+            )
+        )
+        tx.waiting_changed()
 
 
 def leave_waiting(tx: Tx, w: Waiting) -> None:
@@ -162,11 +196,22 @@ def leave(tx: Tx, p: Participant, reason: str) -> None:
 
 
 def expire(tx: Tx, grace_secs: float) -> bool:
-    """Let go of dropped participants past the grace period. True if the session ends."""
+    """Let go of dropped participants, and dropped places in the waiting room, past the
+    grace period. True if the session ends."""
     for p in tx.state.participants:
         if expired(p, tx.now, grace_secs):
             tx.drop_participant(p.id)
             tx.broadcast("participant.left", id=p.id, reason="timeout")
+    gone = [
+        w
+        for w in tx.state.waiting
+        if w.dropped_at is not None and tx.now - w.dropped_at >= grace_secs
+    ]
+    if gone:
+        tx.state = tx.state.copy_and_replace(
+            waiting=tuple(w for w in tx.state.waiting if w not in gone)
+        )
+        tx.waiting_changed()
     keep_a_facilitator(tx)
     since = tx.state.empty_since
     return since is not None and tx.now - since >= grace_secs

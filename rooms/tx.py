@@ -83,7 +83,7 @@ class Tx:
         self.send(
             self.state.moderator_ids(),
             "waiting.updated",
-            waiting=[{"id": w.id, "name": w.name} for w in self.state.waiting],
+            waiting=[w.public() for w in self.state.waiting],
         )
 
     def audit(self, actor: Participant, action: str, target: str | None = None) -> None:

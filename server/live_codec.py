@@ -72,7 +72,8 @@ def _participant(p: Participant) -> list[Any]:
 
 
 def _waiting(w: Waiting) -> list[Any]:
-    return [w.id, w.name, w.role.value, w.via.value, w.conn, sorted(w.ban_keys)]
+    # dropped_at last: a node of the version before reads the first six and ignores it.
+    return [w.id, w.name, w.role.value, w.via.value, w.conn, sorted(w.ban_keys), w.dropped_at]
 
 
 def _participant_from(p: list[Any]) -> Participant:
@@ -173,7 +174,16 @@ def state_from_list(v: Any, cache: PartsCache | None = None) -> RoomState:
             seq=seq,
             participants=participants,
             waiting=tuple(
-                Waiting(w[0], w[1], Role(w[2]), Via(w[3]), w[4], frozenset(w[5])) for w in ws
+                Waiting(
+                    w[0],
+                    w[1],
+                    Role(w[2]),
+                    Via(w[3]),
+                    w[4],
+                    frozenset(w[5]),
+                    w[6] if len(w) > 6 else None,
+                )
+                for w in ws
             ),
             floor=floor,
             next_ticket=nt,

@@ -596,6 +596,13 @@ class RedisStore:
             raise e
         return held
 
+    async def _note_all_rooms(self) -> None:
+        for room_id in list(self._rooms):
+            try:
+                await self._note_room(room_id)
+            except (RedisError, OSError, TimeoutError, LiveUnavailable) as e:
+                log.warning("room %s: could not record it as held here: %s", room_id, e)
+
     async def _note_room(self, room_id: str) -> None:
         """Record that this node holds ``room_id``: where to look if it dies."""
         key = self._node_rooms_key(self.node_id)
@@ -888,15 +895,26 @@ class RedisStore:
         """
         mine = self.node_id
         local = [p for p in before.participants if conn_node(p.conn) == mine] if before else []
+        # Waiting here: denied, kept out or ended meanwhile, their line must close too.
+        waiting = [w for w in before.waiting if conn_node(w.conn) == mine] if before else []
         events: list[Event] = []
         if now is None:
-            events.append(Emit("session.ended", {"reason": "ended"}, tuple(p.id for p in local)))
+            everyone = tuple(p.id for p in local) + tuple(w.id for w in waiting)
+            events.append(Emit("session.ended", {"reason": "ended"}, everyone))
             events.extend(Disconnect(p.id, p.conn) for p in local)
+            events.extend(Disconnect(w.id, w.conn) for w in waiting)
         else:
             for p in local:
                 q = now.get(p.id)
                 if q is None or q.conn != p.conn:
                     events.append(Disconnect(p.id, p.conn))
+            for w in waiting:
+                still = now.get_waiting(w.id)
+                let_in = now.get(w.id)
+                if (still is None or still.conn != w.conn) and (
+                    let_in is None or let_in.conn != w.conn
+                ):
+                    events.append(Disconnect(w.id, w.conn))
             for q in now.participants:
                 if conn_node(q.conn) == mine:
                     events.append(Welcome(q.id) if q.connected else Disconnect(q.id, q.conn))
@@ -924,6 +942,10 @@ class RedisStore:
             # still open, but their people show as gone and, past the grace, are let go
             # without a word. Close them: each client resumes and takes its place back.
             log.warning("this node was taken for dead by another: its connections resume")
+            # The reaper forgets our list of rooms once nobody of ours is left connected
+            # in them; our people come back to rooms we still hold, so nothing would write
+            # it again, and if we later died for real, nobody would find them. Again now.
+            self._spawn(self._note_all_rooms())
             # In a task of its own: the heartbeat must go on meanwhile (or this node is
             # taken for dead again), and a failure there is not Redis failing.
             self._spawn(self._run_reaped())
@@ -1015,7 +1037,7 @@ class RedisStore:
             lost.extend(
                 LostConn(room_id, w.id, w.conn)
                 for w in state.waiting
-                if w.conn is not None and w.conn.startswith(prefix)
+                if w.dropped_at is None and w.conn is not None and w.conn.startswith(prefix)
             )
         if lost:
             # Marked, so that the node, if it was only silent (paused), learns it at its

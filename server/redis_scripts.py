@@ -89,7 +89,8 @@ def next_due(state: RoomState | None, grace_secs: float) -> float | None:
     """When a Tick would next change ``state`` (see :func:`rooms.machine.due`)."""
     if state is None:
         return None
-    times = [p.dropped_at + grace_secs for p in state.participants if p.dropped_at is not None]
+    dropped = [p.dropped_at for p in state.participants] + [w.dropped_at for w in state.waiting]
+    times = [at + grace_secs for at in dropped if at is not None]
     if state.empty_since is not None:
         times.append(state.empty_since + grace_secs)
     return min(times, default=None)

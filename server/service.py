@@ -336,7 +336,10 @@ class RoomService:
             w = state.get_waiting(pid)
             if w is not None and w.conn == self.conn_of(sid):
                 position = [x.id for x in state.waiting].index(pid) + 1
-                await self.sio.emit("waiting", {"position": position}, to=sid)
+                # resume: the waiting place back after a drop (within the grace), and
+                # the participant's place once let in.
+                resume = self.resume_tokens.issue(ResumeClaim(state.room_id, state.session_id, pid))
+                await self.sio.emit("waiting", {"position": position, "resume": resume}, to=sid)
 
         try:
             await self.store.attach(room_id, greet)
@@ -545,10 +548,11 @@ class RoomService:
     async def tick(self) -> None:
         """Expire what is due, drop connections of dead nodes, retry drops that failed."""
         self.metrics.live_sessions.set(len(await self.store.room_ids()))
-        unsent, self._unsent_drops = self._unsent_drops, []
         lost = [
             (x.room_id, c.Drop(x.participant_id, x.conn)) for x in await self.store.lost_conns()
         ]
+        # Taken only now: a failure above leaves them queued for the next tick.
+        unsent, self._unsent_drops = self._unsent_drops, []
         for room_id, drop in unsent + lost:
             try:
                 await self.execute(room_id, None, drop)
@@ -556,6 +560,10 @@ class RoomService:
                 self._unsent_drops.append((room_id, drop))
             except RoomError:
                 pass  # the session ended meanwhile
+            except Exception:
+                # Never lost (the person would stay "connected" for good): next tick.
+                log.exception("room %s: a drop failed; tried again at the next tick", room_id)
+                self._unsent_drops.append((room_id, drop))
         for room_id in await self.store.due_rooms(self.clock(), self.rules):
             with contextlib.suppress(RoomError):
                 await self.execute(room_id, None, c.Tick())

@@ -80,7 +80,7 @@ async def ana_waiting_then_offline(
     live_server: LiveServer, people: PersonFactory
 ) -> tuple[dict[str, Any], Person, Person]:
     """Fay in a room with a waiting room, Ana waiting in it, then her line gone: Fay
-    sees nobody waiting. (room, Fay, Ana)"""
+    sees her place kept, reconnecting. (room, Fay, Ana)"""
     room = await live_server.create_room("Evening circle", waiting_room=True)
     fac = await people("Fay", WIDE)
     ana = await people("Ana", NARROW, tap=True)
@@ -89,7 +89,9 @@ async def ana_waiting_then_offline(
     await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible()
     await ana.wait_for_websocket()
     await ana.go_offline()
-    await expect(fac.page.get_by_role("heading", name="Waiting to join (0)")).to_be_visible()
+    waiting = fac.page.locator("li", has_text="Ana")
+    await expect(waiting.get_by_text("reconnecting…")).to_be_visible()
+    await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible()
     return room, fac, ana
 
 
@@ -101,12 +103,22 @@ async def test_a_dropped_waiting_person_comes_back_to_the_waiting_list(
         ana.page.get_by_role("heading", name="You are in the waiting room")
     ).to_be_visible()
     await expect(ana.page.get_by_text("Connection lost. Reconnecting")).to_be_visible()
+    # Meanwhile Ben arrives and the room is locked ("no more newcomers"): Ana was let
+    # wait before the lock and keeps her place, first in line.
+    ben = await people("Ben", NARROW)
+    await ben.join(_room["invite_url"], expect_room=False)
+    await expect(fac.page.get_by_role("heading", name="Waiting to join (2)")).to_be_visible()
+    await fac.page.get_by_role("switch", name="Room locked").click()
+    await expect(fac.page.get_by_role("switch", name="Room locked")).to_have_attribute(
+        "aria-checked", "true"
+    )
     await ana.go_online()
     await expect(ana.page.get_by_text("Connection lost. Reconnecting")).to_have_count(
         0, timeout=20_000
     )
-    await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible(
-        timeout=20_000
+    await expect(ana.page.get_by_text("You are first in line to be let in.")).to_be_visible()
+    await expect(fac.page.locator("li", has_text="Ana").get_by_text("reconnecting…")).to_have_count(
+        0, timeout=20_000
     )
     await fac.page.get_by_role("button", name="Let in: Ana").click()
     await expect(ana.page.get_by_role("button", name="Raise my hand")).to_be_visible()

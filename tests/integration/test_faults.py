@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from rooms import commands as c
 from server.keys import LIVE, METRICS, SERVICE, STORAGE
 from tests.support import Client, LiveServer
 
@@ -86,3 +87,21 @@ async def test_a_line_closed_while_its_join_is_decided_leaves_no_ghost(
         assert [p["name"] for p in again["room"]["participants"]] == ["Ghost"]
     finally:
         await person.close()
+
+
+async def test_a_drop_the_clock_could_not_make_is_kept_for_the_next_tick(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drop waiting to be made (its live state was away) that then fails some other
+    way (a state that cannot be read, a delivery that raises) was thrown away with the
+    rest of the tick's batch: the person stayed "connected" for good."""
+    service = live_server.app[SERVICE]
+    drops = [("room-1", c.Drop("p1", "n:sid1")), ("room-2", c.Drop("p2", "n:sid2"))]
+    service._unsent_drops.extend(drops)
+
+    async def failing(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a state that cannot be read")
+
+    monkeypatch.setattr(service, "execute", failing)
+    await service.tick()
+    assert service._unsent_drops == drops

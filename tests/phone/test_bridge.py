@@ -279,7 +279,11 @@ async def test_leave_waiting_room_and_end(
     assert ack["waiting"] is True
     assert await b.error("call.keys", {"call_id": "w1", "digits": "*9"}) == "not_allowed_now"
     waiting = await fac.wait_for("waiting.updated", lambda d: len(d["waiting"]) == 1)
-    assert waiting["waiting"][0] == {"id": ack["participant_id"], "name": "Caller 42"}
+    assert waiting["waiting"][0] == {
+        "id": ack["participant_id"],
+        "name": "Caller 42",
+        "connected": True,
+    }
     await fac.ok("mod.admit", {"id": ack["participant_id"]})
     assert await b.wait_for("call.admitted") == {"call_id": "w1"}
     assert (await b.ok("call.keys", {"call_id": "w1", "digits": "*9"}))["position"] == 1

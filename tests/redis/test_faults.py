@@ -274,14 +274,27 @@ async def test_a_node_taken_for_dead_lets_its_people_resume(
             "call.join", {"call_id": "c1", "pin": room["phone_pin"], "caller": "+15550100042"}
         )
         caller = call["participant_id"]
+        r = Redis.from_url(cluster.redis_url)
         b.proc.send_signal(signal.SIGSTOP)
         try:
             for pid in (me, caller):
                 await wait_event(fac, "participant.updated", shown(pid, False), FAILOVER_SECS)
+            # Paused longer still, the reaper's next round finds nobody of b's left
+            # connected and forgets b's list of rooms (done here by hand: 15 s later).
+            beats = await r.zrange(cluster.prefix + "nodes", 0, -1, withscores=True)
+            oldest = min(beats, key=lambda beat: float(beat[1]))[0]  # b: no beat since
+            b_id = oldest.decode() if isinstance(oldest, bytes) else str(oldest)
+            rooms_key = f"{cluster.prefix}node:{b_id}:rooms"
+            await r.delete(rooms_key)
         finally:
             b.proc.send_signal(signal.SIGCONT)
         async with asyncio.timeout(10):
             await peer.wait_disconnected()  # b learned it was taken for dead
+        # b lists its rooms again: if it later dies for real, its people are found.
+        async with asyncio.timeout(5):
+            while not await r.sismember(rooms_key, room["room_id"]):
+                await asyncio.sleep(0.1)
+        await r.aclose()
         back = make_client(b.url)
         again = await back.join(room["invite_token"], "Bo", resume=w["resume"])
         assert again["you"]["id"] == me and again["room"]["hands"] == [me]

@@ -13,11 +13,11 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rooms import commands as c
-from rooms.events import Emit, Welcome
+from rooms.events import Disconnect, Emit, Welcome
 from rooms.machine import Outcome, apply
 from rooms.model import Role, Settings, Via
 from server import redis_live
-from server.live import LiveUnavailable, conn_handle
+from server.live import LiveUnavailable, conn_handle, conn_node
 from server.live_codec import encode_header
 from server.redis_live import RedisStore
 from tests.support import delete_redis_prefix, fresh_redis_prefix
@@ -33,6 +33,7 @@ class Node:
         self.store = RedisStore(url, prefix=prefix, grace_secs=60)
         self.seqs: list[int] = []
         self.welcomed: list[str] = []
+        self.closed: list[str] = []  # participants whose local line was closed
         self.store.set_deliver(self.deliver)
 
     async def deliver(self, room_id: str, outcome: Outcome) -> None:
@@ -41,6 +42,8 @@ class Node:
                 self.seqs.append(ev.payload["seq"])
             elif isinstance(ev, Welcome):
                 self.welcomed.append(ev.participant_id)
+            elif isinstance(ev, Disconnect) and conn_node(ev.conn) == self.store.node_id:
+                self.closed.append(ev.participant_id)
 
     async def run(self, actor: str | None, command: c.Command) -> Outcome:
         now = time.time()
@@ -245,6 +248,31 @@ async def test_a_deaf_subscription_is_noticed_and_healed(nodes: Callable[[], Nod
     await wait_until(lambda: a.seqs == [1, 2, 4] and b.seqs == [2, 3, 4], 5)
     assert await a.store.healthy()
     print(f"\ndeaf subscription noticed and healed in {healed:.2f}s")
+
+
+async def test_someone_waiting_here_denied_while_this_node_was_deaf_is_let_go(
+    nodes: Callable[[], Node],
+) -> None:
+    """The catch-up after a lost subscription closed local participants who were gone,
+    never local people in the waiting room: one denied meanwhile waited for good."""
+    a, b = nodes(), nodes()
+    await a.store.start()
+    await b.store.start()
+    info = c.RoomInfo(ROOM, "Circle", Settings(waiting_room=True))
+    fac_conn = conn_handle(b.store.node_id, "fac")
+    await b.run(None, c.Join(info, "s1", "fac", "Fay", Role.FACILITATOR, Via.WEB, fac_conn))
+    for pid in ("w1", "w2"):
+        conn = conn_handle(a.store.node_id, pid)
+        await a.run(None, c.Join(info, "s1", pid, pid, Role.PEER, Via.WEB, conn))
+    state = await a.store.get(ROOM)
+    assert state is not None and [w.id for w in state.waiting] == ["w1", "w2"]
+    ps = a.store._pubsub
+    assert ps is not None
+    ps.send("UNSUBSCRIBE")  # a hears nothing more until it notices and resubscribes
+    await b.run("fac", c.Deny("w1"))
+    await wait_until(lambda: not a.store._connected.is_set(), 10)
+    await wait_until(lambda: a.store._connected.is_set(), 10)
+    await wait_until(lambda: a.closed == ["w1"], 5, lambda: a.closed)  # w2 still waits
 
 
 async def test_a_notice_reaches_every_node(nodes: Callable[[], Node]) -> None:

@@ -75,6 +75,7 @@ waiting = st.builds(
     via=st.sampled_from(Via),
     conn=conns,
     ban_keys=keys,
+    dropped_at=st.none() | times,
 )
 states = st.builds(
     RoomState,
@@ -228,3 +229,20 @@ def test_next_due_agrees_with_due(state: RoomState, now: float, grace: float) ->
     at = next_due(state, grace)
     assume(at is None or abs(now - at) > 1e-3)  # float rounding at the very edge
     assert due(state, now, Rules(grace_secs=grace)) == (at is not None and now >= at)
+
+
+def test_a_waiting_entry_of_the_version_before_reads_as_connected() -> None:
+    """Nodes of the version before wrote six fields for a waiting entry (no dropped_at);
+    a state they wrote still reads, its waiting people connected."""
+    w = Waiting("w1", "Wen", Role.PEER, Via.WEB, "n1:sid", frozenset({"name:wen"}))
+    state = RoomState(room_id="r", title="t", session_id="s", started_at=1.0, waiting=(w,))
+    fields = msgpack.unpackb(encode_state(state), raw=False, strict_map_key=False)
+    waiting_index = [i for i, f in enumerate(fields) if f == [[*_waiting_fields(w)]]]
+    assert len(waiting_index) == 1
+    fields[waiting_index[0]] = [_waiting_fields(w)[:6]]
+    old = msgpack.packb(fields, use_bin_type=True)
+    assert decode_state(old).waiting == (w,)
+
+
+def _waiting_fields(w: Waiting) -> list[object]:
+    return [w.id, w.name, w.role.value, w.via.value, w.conn, sorted(w.ban_keys), w.dropped_at]

@@ -7,8 +7,15 @@ import pytest
 from rooms import commands as c
 from rooms.errors import ErrorCode, RoomError
 from rooms.events import Disconnect, SessionClosed, Welcome
-from rooms.model import Role, Settings
-from tests.unit.helpers import do, emits, join, live, payload, person, session
+from rooms.machine import apply, due
+from rooms.model import Participant, Role, RoomState, Settings, Via
+from tests.unit.helpers import RULES, do, emits, join, live, payload, person, session
+
+
+def person_in(state: RoomState, pid: str) -> Participant:
+    p = state.get(pid)
+    assert p is not None
+    return p
 
 
 def test_first_join_starts_a_session_with_seq_1() -> None:
@@ -40,8 +47,8 @@ def test_snapshot_has_contract_fields_and_hides_waiting_from_peers() -> None:
     }  # fmt: skip
     assert snap["waiting"] == []
     assert state.snapshot(for_moderator=True)["waiting"] == [
-        {"id": "p1", "name": "P1"},
-        {"id": "p2", "name": "P2"},
+        {"id": "p1", "name": "P1", "connected": True},
+        {"id": "p2", "name": "P2", "connected": True},
     ]
 
 
@@ -76,7 +83,9 @@ def test_waiting_room_holds_peers_until_admitted() -> None:
     assert out.reply["waiting"] is True
     assert out.state is not None and out.state.get("p1") is None
     assert emits(out.events, "waiting")[0].to == ("p1",)
-    assert payload(out.events, "waiting.updated")["waiting"] == [{"id": "p1", "name": "P1"}]
+    assert payload(out.events, "waiting.updated")["waiting"] == [
+        {"id": "p1", "name": "P1", "connected": True}
+    ]
     assert emits(out.events, "waiting.updated")[0].to == ("fac",)
     assert not emits(out.events, "participant.joined")
     out = do(out.state, "fac", c.Admit("p1"))
@@ -111,12 +120,62 @@ def test_turning_the_waiting_room_off_admits_everyone_waiting() -> None:
     assert out.state.waiting == ()
 
 
-def test_a_waiting_person_who_drops_is_gone() -> None:
-    state = live(join(session(settings=Settings(waiting_room=True)), "p1"))
-    assert state is not None
+def test_a_waiting_caller_who_drops_is_gone() -> None:
+    """The phone line keeps no waiting place: a caller calls again."""
+    state = live(join(session(settings=Settings(waiting_room=True)), "p1", via=Via.PHONE))
     out = do(state, "fac", c.Drop("p1", "sid-p1"))
     assert out.state is not None and out.state.waiting == ()
     assert payload(out.events, "waiting.updated")["waiting"] == []
+
+
+def test_a_waiting_place_is_kept_through_a_drop_and_a_lock() -> None:
+    """A phone on a bad signal, waiting to be let in: its line drops while the
+    facilitator locks the room ("no more newcomers"). Back within the grace it has its
+    place in line; it was let wait before the lock."""
+    state = live(join(session(settings=Settings(waiting_room=True)), "p1"))
+    state = live(join(state, "p2"))
+    out = do(state, "fac", c.Drop("p1", "sid-p1"), now=10)
+    assert [w.id for w in live(out).waiting] == ["p1", "p2"]
+    assert payload(out.events, "waiting.updated")["waiting"][0] == {
+        "id": "p1",
+        "name": "P1",
+        "connected": False,
+    }
+    state = live(do(live(out), "fac", c.Lock(locked=True), now=11))
+    with pytest.raises(RoomError) as e:  # someone new: locked out
+        join(state, "p3", now=12)
+    assert e.value.code is ErrorCode.ROOM_LOCKED
+    back = join(state, "new", resume_id="p1", conn="sid2-p1", now=20)
+    assert back.reply == {"participant_id": "p1", "waiting": True, "resumed": True}
+    first = live(back).waiting[0]
+    assert (first.id, first.conn, first.dropped_at) == ("p1", "sid2-p1", None)
+    assert payload(back.events, "waiting.updated")["waiting"][0]["connected"] is True
+    # Let in: a participant on the new line.
+    admitted = live(do(live(back), "fac", c.Admit("p1"), now=21))
+    assert person_in(admitted, "p1").connected and person_in(admitted, "p1").conn == "sid2-p1"
+
+
+def test_a_waiting_place_dropped_past_the_grace_is_let_go() -> None:
+    state = live(join(session(settings=Settings(waiting_room=True)), "p1"))
+    state = live(do(state, "fac", c.Drop("p1", "sid-p1"), now=10))
+    assert due(state, 10 + RULES.grace_secs - 1, RULES) is False
+    assert due(state, 10 + RULES.grace_secs, RULES) is True
+    out = apply(state, None, c.Tick(), now=10 + RULES.grace_secs, rules=RULES)
+    assert live(out).waiting == ()
+    assert payload(out.events, "waiting.updated")["waiting"] == []
+    # Its token now restores nothing: a fresh join (held by the lock, if on).
+    again = join(live(out), "p1b", "P1", resume_id="p1", now=100)
+    assert again.reply["participant_id"] == "p1b"
+
+
+def test_someone_let_in_while_their_line_was_down_keeps_the_rest_of_the_grace() -> None:
+    state = live(join(session(settings=Settings(waiting_room=True)), "p1"))
+    state = live(do(state, "fac", c.Drop("p1", "sid-p1"), now=10))
+    out = do(state, "fac", c.Admit("p1"), now=12)
+    p = person_in(live(out), "p1")
+    assert (p.connected, p.dropped_at) == (False, 10)
+    back = join(live(out), "new", resume_id="p1", conn="sid2-p1", now=20)
+    assert back.reply["resumed"] is True and person_in(live(back), "p1").connected
 
 
 def test_someone_waiting_may_leave() -> None:
@@ -125,7 +184,9 @@ def test_someone_waiting_may_leave() -> None:
     state = live(join(state, "p2"))
     out = do(state, "p1", c.Leave())
     assert live(out).waiting[0].id == "p2" and len(live(out).waiting) == 1
-    assert payload(out.events, "waiting.updated")["waiting"] == [{"id": "p2", "name": "P2"}]
+    assert payload(out.events, "waiting.updated")["waiting"] == [
+        {"id": "p2", "name": "P2", "connected": True}
+    ]
     assert Disconnect("p1", "sid-p1") in out.events
     # Anything else from someone waiting is still refused.
     with pytest.raises(RoomError) as e:

@@ -531,6 +531,12 @@ function connect() {
     S.welcomed = false;
     S.waitRetries = 0;
     S.waitPosition = p && p.position;
+    if (p && p.resume) {
+      // Our place in line, back after a drop (or a reload) within the grace period.
+      S.resume = p.resume;
+      S.place = null;
+      saveResume();
+    }
     if (S.phase !== "waiting") showWaiting();
     const waitStatus = document.getElementById("wait-status");
     if (waitStatus) waitStatus.textContent = "";
@@ -1439,6 +1445,9 @@ function waitingItem(w) {
     "li",
     null,
     h("span", { class: "wname" }, w.name),
+    // Their line dropped: the place is kept for a minute. Letting them in now works
+    // too: they come into the room as soon as they are back.
+    w.connected === false ? h("span", { class: "wstate" }, " reconnecting…") : null,
     h("button", { type: "button", class: "primary small", "data-key": "admit-" + w.id, "aria-label": `Let in: ${w.name}`, onclick: () => act("mod.admit", { id: w.id }) }, "Let in"),
     h("button", { type: "button", class: "secondary small", "data-key": "deny-" + w.id, "aria-label": `Not now: ${w.name}`, onclick: () => act("mod.deny", { id: w.id }) }, "Not now"),
     h("button", { type: "button", class: "danger small", "data-key": "ban-" + w.id, "aria-label": `Keep out: ${w.name}`, onclick: keepOut }, "Keep out"),
