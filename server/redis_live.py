@@ -190,6 +190,9 @@ class RedisStore:
         self._url = url
         self._p = prefix
         self._grace = grace_secs
+        # The due index outlives the longest wait in it (a grace of an hour, nothing
+        # committed meanwhile, must still be ticked when it runs out).
+        self._due_ttl_ms = _ms(ROOM_TTL_SECS + grace_secs)
         self._deliver: Deliver = _no_delivery
         self._notice: Notice = _no_notice
         self._reaped: Callable[[], Awaitable[None]] = _nothing
@@ -455,6 +458,7 @@ class RedisStore:
             encode_header(version + 1, tag or self._new_tag(), transport),
             _ms(ROOM_TTL_SECS),
             room_id,
+            self._due_ttl_ms,
         )
         cmd = await self._command()
         try:
@@ -872,6 +876,7 @@ class RedisStore:
                             "" if due is None else _ms(due),
                             _ms(ROOM_TTL_SECS),
                             room_id,
+                            self._due_ttl_ms,
                         ],
                     )
                     await self._note_room(room_id)

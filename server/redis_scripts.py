@@ -12,7 +12,8 @@ from typing import Final
 from rooms.model import RoomState
 
 # KEYS: room hash, due index. ARGV: expected version, new version, state bytes ('' when
-# the session ended), due ms ('' for none), channel, message header, TTL ms, room id.
+# the session ended), due ms ('' for none), channel, message header, TTL ms, room id,
+# the due index's TTL ms (longer than the grace period: an entry must outlive its wait).
 # Returns 1 once stored and published. If the version moved, stores nothing and returns
 # {current version, current state or ''}: the caller runs its transition again on that,
 # without a read of its own (a loser of a race is one round trip behind, not two, so two
@@ -32,14 +33,15 @@ if ARGV[4] == '' then
   redis.call('ZREM', KEYS[2], ARGV[8])
 else
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[8])
-  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], ARGV[9])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. ARGV[3])
 return 1
 """
 
-# KEYS: room hash, due index. ARGV: version, state bytes, due ms or '', TTL ms, room id.
+# KEYS: room hash, due index. ARGV: version, state bytes, due ms or '', TTL ms, room id,
+# the due index's TTL ms.
 # Writes back a node's copy only if Redis has nothing newer (after a restart: nothing).
 RESTORE: Final = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
@@ -50,7 +52,7 @@ if ARGV[3] == '' then
   redis.call('ZREM', KEYS[2], ARGV[5])
 else
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
 return 1
 """

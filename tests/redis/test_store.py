@@ -29,8 +29,8 @@ INFO = c.RoomInfo(ROOM, "Circle", Settings())
 class Node:
     """A store and the room broadcasts it delivered, in order."""
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self.store = RedisStore(url, prefix=prefix, grace_secs=60)
+    def __init__(self, url: str, prefix: str, grace_secs: float = 60) -> None:
+        self.store = RedisStore(url, prefix=prefix, grace_secs=grace_secs)
         self.seqs: list[int] = []
         self.welcomed: list[str] = []
         self.closed: list[str] = []  # participants whose local line was closed
@@ -55,12 +55,12 @@ class Node:
 
 
 @pytest.fixture
-async def nodes(redis_url: str) -> AsyncIterator[Callable[[], Node]]:
+async def nodes(redis_url: str) -> AsyncIterator[Callable[..., Node]]:
     prefix = fresh_redis_prefix()
     made: list[Node] = []
 
-    def make() -> Node:
-        n = Node(redis_url, prefix)
+    def make(grace_secs: float = 60) -> Node:
+        n = Node(redis_url, prefix, grace_secs)
         made.append(n)
         return n
 
@@ -273,6 +273,18 @@ async def test_someone_waiting_here_denied_while_this_node_was_deaf_is_let_go(
     await wait_until(lambda: not a.store._connected.is_set(), 10)
     await wait_until(lambda: a.store._connected.is_set(), 10)
     await wait_until(lambda: a.closed == ["w1"], 5, lambda: a.closed)  # w2 still waits
+
+
+async def test_a_long_grace_is_still_waited_out(nodes: Callable[..., Node]) -> None:
+    """A dropped participant is due when the grace runs out: with a grace of an hour
+    and nothing committed meanwhile, the due index expired after 15 minutes with its
+    entry, and the participant was never let go."""
+    a = nodes(grace_secs=3600)
+    await a.store.start()
+    await a.join("pa")
+    await a.run(None, c.Drop("pa", conn_handle(a.store.node_id, "pa")))
+    ttl_ms = await a.store._r.pttl(a.store._p + "due")
+    assert ttl_ms > 3600 * 1000, ttl_ms
 
 
 async def test_a_notice_reaches_every_node(nodes: Callable[[], Node]) -> None:
