@@ -162,6 +162,7 @@ class _Mine:
     abandoned: bool = False
     abandoned_at: float = 0.0  # time.monotonic()
     delivered: bool = False
+    committed: bool = False  # its reply said so (else, if abandoned: perhaps never ran)
 
 
 @dataclass
@@ -421,6 +422,7 @@ class RedisStore:
                 self._abandon(room_id, held, tag, mine)
                 raise
             if conflict is None:
+                mine.committed = True
                 await self._deliver_mine(room_id, held, tag, mine)
                 return outcome
             held.mine.pop(tag, None)
@@ -852,13 +854,31 @@ class RedisStore:
             except Exception:
                 log.exception("room %s: delivery failed", room_id)
 
-    def _wake(self, held: _Held) -> None:
+    def _wake(self, room_id: str, held: _Held) -> None:
         """After a resync: own commits at or below the held version will not come back
-        (the catch-up covered them); their tasks deliver now."""
+        (the catch-up covered what clients see); their tasks deliver now. One whose task
+        is gone (its message never came back in time) but whose reply said it committed
+        still has what only this node can do: its records (a kept line, a consent, an
+        erase already acknowledged as queued), delivered here, without its broadcasts."""
         for tag in [t for t, x in held.mine.items() if x.version <= held.version]:
             mine = held.mine.pop(tag)
             if not mine.turn.done():
                 mine.turn.set_result(None)
+            if mine.abandoned and mine.committed and not mine.delivered:
+                mine.delivered = True
+                records = tuple(
+                    e for e in mine.outcome.events if not isinstance(e, TRANSPORT_EVENTS)
+                )
+                if records:
+                    self._spawn(self._deliver_records(room_id, mine.outcome.state, records))
+
+    async def _deliver_records(
+        self, room_id: str, state: RoomState | None, records: tuple[Event, ...]
+    ) -> None:
+        try:
+            await self._deliver(room_id, Outcome(state, records))
+        except Exception:
+            log.exception("room %s: records of a commit could not be delivered", room_id)
 
     async def _resync(self) -> None:
         """After (re)subscribing: give Redis back what it lost, catch up on what we missed."""
@@ -886,7 +906,7 @@ class RedisStore:
                     before = held.state
                     held.version, held.state = version, state
                     await self._catch_up(room_id, before, state)
-                self._wake(held)
+                self._wake(room_id, held)
 
     async def _catch_up(
         self, room_id: str, before: RoomState | None, now: RoomState | None

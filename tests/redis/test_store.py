@@ -13,7 +13,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rooms import commands as c
-from rooms.events import Disconnect, Emit, Welcome
+from rooms.events import Consent, Disconnect, Emit, Welcome
 from rooms.machine import Outcome, apply
 from rooms.model import Role, Settings, Via
 from server import redis_live
@@ -34,6 +34,7 @@ class Node:
         self.seqs: list[int] = []
         self.welcomed: list[str] = []
         self.closed: list[str] = []  # participants whose local line was closed
+        self.consents: list[tuple[str, bool]] = []  # consent changes recorded here
         self.store.set_deliver(self.deliver)
 
     async def deliver(self, room_id: str, outcome: Outcome) -> None:
@@ -44,6 +45,8 @@ class Node:
                 self.welcomed.append(ev.participant_id)
             elif isinstance(ev, Disconnect) and conn_node(ev.conn) == self.store.node_id:
                 self.closed.append(ev.participant_id)
+            elif isinstance(ev, Consent):
+                self.consents.append((ev.participant_id, ev.on))
 
     async def run(self, actor: str | None, command: c.Command) -> Outcome:
         now = time.time()
@@ -285,6 +288,25 @@ async def test_a_long_grace_is_still_waited_out(nodes: Callable[..., Node]) -> N
     await a.run(None, c.Drop("pa", conn_handle(a.store.node_id, "pa")))
     ttl_ms = await a.store._r.pttl(a.store._p + "due")
     assert ttl_ms > 3600 * 1000, ttl_ms
+
+
+async def test_an_own_commit_whose_message_never_came_still_records(
+    nodes: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node a misses b's commit, then commits on top of it: its reply says committed,
+    but its turn never comes (the message before it is lost). The client is answered
+    ok; the resync covered what clients see, but what only a records (here a consent;
+    a kept line, an erase acknowledged as queued) was dropped with the commit."""
+    monkeypatch.setattr(redis_live, "DELIVERY_WAIT_SECS", 0.5)
+    a, b = await two_nodes_in_one_room(nodes)
+    ps = a.store._pubsub
+    assert ps is not None
+    ps.send("UNSUBSCRIBE")
+    await b.run("pb", c.RaiseHand())  # v3: a never hears of it
+    out = await a.run("pa", c.SetConsent(on=True))  # v4, on top of v3
+    assert out.reply == {"consent": True}
+    await wait_until(lambda: a.consents == [("pa", True)], 15, lambda: a.consents)
+    assert b.consents == []  # records are the committing node's alone
 
 
 async def test_a_notice_reaches_every_node(nodes: Callable[[], Node]) -> None:
