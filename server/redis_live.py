@@ -119,6 +119,7 @@ RECONNECT_MAX_SECS: Final = 2.0
 MAX_ATTEMPTS: Final = 50  # optimistic retries of one transition under contention
 CLAIM_SECS: Final = 5.0  # a claimed due room goes to another node if not ticked by then
 CLAIM_BATCH: Final = 100  # due rooms one node takes per tick
+ATTACH_WAIT_TURNS: Final = 2000  # a new connection waits at most ~2 s for a blocked room
 
 
 def shown_url(url: str) -> str:
@@ -565,7 +566,16 @@ class RedisStore:
 
     async def attach(self, room_id: str, fn: Attach) -> None:
         held = await self._guard(self._hold(room_id))
-        async with held.lock:
+        # Not while an own commit's message is in and its task has yet to deliver it:
+        # the state already holds it, so a snapshot taken now would be followed by its
+        # broadcast, the same seq twice. Its task delivers it at its next turn.
+        for _ in range(ATTACH_WAIT_TURNS):
+            async with held.lock:
+                if held.blocked is None:
+                    await fn(held.state)
+                    return
+            await asyncio.sleep(0.001)
+        async with held.lock:  # a delivery that stalls must not keep anyone out
             await fn(held.state)
 
     # holding rooms ----------------------------------------------------------------------

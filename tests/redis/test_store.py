@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rooms import commands as c
 from rooms.events import Consent, Disconnect, Emit, Welcome
 from rooms.machine import Outcome, apply
-from rooms.model import Role, Settings, Via
+from rooms.model import Role, RoomState, Settings, Via
 from server import redis_live
 from server.live import LiveUnavailable, conn_handle, conn_node
 from server.live_codec import encode_header
@@ -307,6 +307,31 @@ async def test_an_own_commit_whose_message_never_came_still_records(
     assert out.reply == {"consent": True}
     await wait_until(lambda: a.consents == [("pa", True)], 15, lambda: a.consents)
     assert b.consents == []  # records are the committing node's alone
+
+
+async def test_a_snapshot_is_not_taken_while_an_own_commit_waits_to_be_delivered(
+    nodes: Callable[..., Node],
+) -> None:
+    """The commit's message came back before its task delivered it: the held state
+    already holds it, so a new connection's snapshot taken then was followed by the
+    commit's broadcast, the same seq twice."""
+    a = nodes()
+    await a.store.start()
+    await a.join("pa")
+    held = a.store._rooms[ROOM]
+    held.blocked = object()  # type: ignore[assignment]  # as _apply leaves it
+    seen: list[int] = []
+
+    async def snapshot(state: RoomState | None) -> None:
+        assert state is not None
+        seen.append(state.seq)
+
+    attaching = asyncio.ensure_future(a.store.attach(ROOM, snapshot))
+    await asyncio.sleep(0.05)
+    assert seen == []  # waits for the room to be delivered up to its state
+    held.blocked = None
+    await asyncio.wait_for(attaching, 2)
+    assert seen == [1]
 
 
 async def test_a_notice_reaches_every_node(nodes: Callable[[], Node]) -> None:
