@@ -223,6 +223,7 @@ class RedisStore:
         self._tags = itertools.count(1)
         self._commit_sha = hashlib.sha1(scripts.COMMIT.encode()).hexdigest()  # noqa: S324
         self._restore = self._r.register_script(scripts.RESTORE)
+        self._adopt = self._r.register_script(scripts.ADOPT)
         self._claim_due = self._r.register_script(scripts.CLAIM_DUE)
         self._heartbeat = self._r.register_script(scripts.HEARTBEAT)
 
@@ -612,6 +613,19 @@ class RedisStore:
             raise e
         return held
 
+    async def _adopt_others(self, room_id: str, state: RoomState) -> None:
+        """Other nodes with connections in a room this node just wrote back: Redis lost
+        their heartbeats and room lists with everything else, so one that died with it
+        would never be found dead, its people shown connected for good."""
+        conns = [p.conn for p in state.participants if p.connected]
+        conns += [w.conn for w in state.waiting if w.dropped_at is None]
+        others = {conn_node(x) for x in conns if x} - {self.node_id, None}
+        for node in sorted(n for n in others if n):
+            await self._adopt(
+                keys=[f"{self._p}nodes", self._node_rooms_key(node)],
+                args=[node, room_id, _ms(ROOM_TTL_SECS)],
+            )
+
     async def _note_all_rooms(self) -> None:
         for room_id in list(self._rooms):
             try:
@@ -898,7 +912,7 @@ class RedisStore:
             async with held.lock:
                 if held.state is not None:
                     due = next_due(held.state, self._grace)
-                    await self._restore(
+                    restored = await self._restore(
                         keys=[self._room_key(room_id), f"{self._p}due"],
                         args=[
                             held.version,
@@ -910,6 +924,8 @@ class RedisStore:
                         ],
                     )
                     await self._note_room(room_id)
+                    if restored:
+                        await self._adopt_others(room_id, held.state)
                 version, state = await self._read(room_id)
                 if version > held.version:
                     log.warning("room %s: missed v%d..v%d", room_id, held.version + 1, version)

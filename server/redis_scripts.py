@@ -73,6 +73,20 @@ end
 return out
 """
 
+# KEYS: nodes index, another node's rooms set. ARGV: that node's id, room id, TTL ms.
+# After a restart (Redis kept nothing), the node restoring a room vouches for the other
+# nodes with connections in it: listed as if they had just beaten (if not listed), with
+# the room, so that one that died with Redis is found dead and reaped like any other.
+ADOPT: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'NX', now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
 # KEYS: nodes index, this node's rooms set, the mark another node leaves on this one
 # when it reaps it. ARGV: node id, TTL ms, dead after ms. Redis's own clock, so nodes'
 # clocks need not agree. Returns {the nodes gone silent, 1 if this node was reaped}.

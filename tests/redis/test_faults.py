@@ -190,6 +190,41 @@ async def test_redis_restart_mid_session(
         cluster.stop()
 
 
+async def test_a_node_that_died_with_redis_is_still_found_dead(
+    own_redis: Callable[[], subprocess.Popen[bytes]],
+    tmp_path: Path,
+    make_client: Callable[[str], Client],
+    cluster_database: str | None,
+) -> None:
+    """Redis restarted with nothing (its host rebooted, node b on it too): a wrote the
+    room back with b's people in it, but b's heartbeat and room list were gone with
+    Redis, so b was never found dead and its people showed connected for good."""
+    redis = own_redis()
+    port = own_redis.port  # type: ignore[attr-defined]
+    cluster = Cluster(f"redis://127.0.0.1:{port}/0", tmp_path, database_url=cluster_database)
+    try:
+        for _ in range(100):
+            if subprocess.run(  # noqa: ASYNC221
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
+            ).stdout.startswith(b"PONG"):
+                break
+            await asyncio.sleep(0.05)
+        a, b = await cluster.start(2)
+        room = await cluster.create_room(a)
+        fac = make_client(a.url)
+        await fac.join(room["facilitator_token"], "Ann")
+        bo = await make_client(b.url).join(room["invite_token"], "Bo")
+        await wait_seq(fac, 2)
+        redis.kill()
+        b.kill()
+        redis.wait(timeout=5)
+        own_redis()
+        await wait_health(a.url, 200, 15)
+        await wait_event(fac, "participant.updated", shown(bo["you"]["id"], False), FAILOVER_SECS)
+    finally:
+        cluster.stop()
+
+
 async def test_room_of_a_dead_node_ends_and_leaves_nothing_behind(
     cluster: Cluster, make_client: Callable[[str], Client], redis_url: str
 ) -> None:
