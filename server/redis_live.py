@@ -929,6 +929,11 @@ class RedisStore:
                 version, state = await self._read(room_id)
                 if version > held.version:
                     log.warning("room %s: missed v%d..v%d", room_id, held.version + 1, version)
+                if version > held.version or (
+                    held.state is not None and (version, state) != (held.version, held.state)
+                ):
+                    # Missed messages; or, after a Redis restart, the room as another
+                    # node wrote it back and then changed it: it is now what counts.
                     before = held.state
                     held.version, held.state = version, state
                     await self._catch_up(room_id, before, state)

@@ -24,9 +24,10 @@ if cur ~= tonumber(ARGV[1]) then
   return {cur, redis.call('HGET', KEYS[1], 's') or ''}
 end
 if ARGV[3] == '' then
-  redis.call('HDEL', KEYS[1], 's')
+  redis.call('HDEL', KEYS[1], 's', 'r')
   redis.call('HSET', KEYS[1], 'v', ARGV[2])
 else
+  redis.call('HDEL', KEYS[1], 'r')
   redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3])
 end
 if ARGV[4] == '' then
@@ -42,11 +43,17 @@ return 1
 
 # KEYS: room hash, due index. ARGV: version, state bytes, due ms or '', TTL ms, room id,
 # the due index's TTL ms.
-# Writes back a node's copy only if Redis has nothing newer (after a restart: nothing).
+# Writes back a node's copy after a restart (Redis kept nothing), marked ``r``: written
+# back, not committed since. A newer copy from another node may replace it while it is
+# so (each node's copy is what it last heard; the newest wins). Once a commit has been
+# made on it (which drops the mark), nothing is written back over it: that commit was
+# acknowledged and delivered, and a node whose copy is older or another branch must
+# take the room as it is now.
 RESTORE: Final = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if cur > 0 and redis.call('HEXISTS', KEYS[1], 'r') == 0 then return 0 end
 if cur >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', ARGV[2])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', ARGV[2], 'r', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if ARGV[3] == '' then
   redis.call('ZREM', KEYS[2], ARGV[5])

@@ -334,6 +334,38 @@ async def test_a_snapshot_is_not_taken_while_an_own_commit_waits_to_be_delivered
     assert seen == [1]
 
 
+async def test_after_a_redis_restart_a_commit_is_never_written_over(
+    nodes: Callable[..., Node], redis_url: str
+) -> None:
+    """Redis restarts with nothing. Node b, whose copy lagged (v2), reconnects first,
+    writes it back and commits on it (v3', acknowledged, delivered). Node a, whose copy
+    was v4, wrote it back over b's commit (4 > 3): the commit was lost and seq 3 meant
+    two things. Now a takes the room as it is, and its people get it afresh."""
+    a, b = await two_nodes_in_one_room(nodes)
+    ps = b.store._pubsub
+    assert ps is not None
+    ps.send("UNSUBSCRIBE")  # b hears nothing more: its copy stays at v2
+    await a.run("pa", c.RaiseHand())  # v3
+    await a.run("pa", c.SetPresence(away=True))  # v4
+    prefix = a.store._p
+    await delete_redis_prefix(redis_url, prefix)  # Redis restarted, empty
+    b.store._force_reconnect()
+    await wait_until(lambda: not b.store._connected.is_set(), 10)
+    await wait_until(lambda: b.store._connected.is_set(), 10)
+    await b.run("pb", c.RaiseHand())  # v3': on b's copy written back
+    welcomed = len(a.welcomed)
+    a.store._force_reconnect()
+    await wait_until(lambda: not a.store._connected.is_set(), 10)
+    await wait_until(lambda: a.store._connected.is_set() and len(a.welcomed) > welcomed, 10)
+    state = await b.store._guard(b.store._read(ROOM))
+    assert state[0] == 3 and state[1] is not None
+    hands = state[1].hands()
+    assert hands == ["pb"], hands  # b's commit stands; a's v3-v4 went with Redis
+    held = a.store._rooms[ROOM]
+    assert (held.version, held.state) == state  # a took the room as it is
+    assert a.welcomed[-1] == "pa"  # and gave its participant the room afresh
+
+
 async def test_a_notice_reaches_every_node(nodes: Callable[[], Node]) -> None:
     """A phone check-in arrives on one node; moderators on every node hear of it."""
     a, b = nodes(), nodes()
