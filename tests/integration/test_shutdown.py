@@ -63,7 +63,7 @@ async def test_a_task_that_will_not_stop_is_given_up_on_with_a_warning(
     loop = asyncio.get_running_loop()
     started = loop.time()
     await stop_tasks(task, within=1.2)
-    assert 1.2 <= loop.time() - started < 2.0
+    assert 1.2 <= loop.time() - started < 4.0  # not the minute a swallowed cancel could take
     assert not task.done() and refusals == 3  # cancelled at 0, 0.5 and 1.0 s
     assert any("did not stop within 1.2 s" in r.getMessage() for r in caplog.records)
     while not task.done():
