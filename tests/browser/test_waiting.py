@@ -92,6 +92,7 @@ async def ana_waiting_then_offline(
     waiting = fac.page.locator("li", has_text="Ana")
     await expect(waiting.get_by_text("reconnecting…")).to_be_visible()
     await expect(fac.page.get_by_role("heading", name="Waiting to join (1)")).to_be_visible()
+    await shoot(fac.page, "waiting-list-reconnecting", NARROW)
     return room, fac, ana
 
 
