@@ -67,6 +67,14 @@ PIN_CALLERS_TRACKED: Final = 10_000  # oldest forgotten first
 # cannot keep the group's own callers out (a caller whose line fell calling back above
 # all). Their own number's budget still does. Withheld numbers are never known.
 KNOWN_CALLERS_KEPT: Final = 10_000
+# Requests to be called (callback, talk) from one number, per node: 3, then 3 more an
+# hour. Past it, a new call's request is not stored again: the caller is told theirs is
+# with the team. Automated calls from one number cannot bury real requests (nor ring
+# the talk number over and over). A bridge's retry of a request (the same call) is
+# never counted. Withheld numbers are not limited: nothing to tell them apart by.
+CALL_REQUESTS_PER_CALLER: Final = 3
+CALL_REQUESTS_PER_CALLER_PER_SEC: Final = 3 / 3600
+CALL_REQUESTS_TRACKED: Final = 10_000
 _PIN: Final = re.compile(r"[0-9]{1,12}")
 KEYS: Final[dict[str, c.Command]] = {"*9": c.ToggleHand(), "*6": c.ToggleMic()}
 
@@ -164,6 +172,8 @@ class PhoneLines:
         self._pin_misses: dict[str, Bucket] = {}  # caller key -> wrong PINs left
         self._all_pin_misses = Bucket.full(PIN_MISSES_ALL, PIN_MISSES_ALL_PER_SEC, 0.0)
         self._known_callers: dict[str, None] = {}  # caller key, most recent last
+        self._call_requests: dict[str, Bucket] = {}  # caller key -> requests left
+        self._requesting_calls: dict[str, None] = {}  # calls that made one, most recent last
         self._outbox: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
@@ -491,6 +501,7 @@ class PhoneLines:
         While the database is away it is kept on this node's disk and stored when the
         database returns (:mod:`server.phone.pending`): a caller asking for a call back is
         thanked, not asked to try again. Raises only if it could be kept nowhere."""
+        self._budget_call_request(call_id, caller, status)
         call = self._calls.get(call_id)
         record = CheckinRecord(
             id=new_id(),
@@ -519,6 +530,34 @@ class PhoneLines:
                 # It is saved: the caller must not hear otherwise. The queue shows it.
                 log.exception("check-in %s saved, but moderators could not be told", saved.id)
         return saved
+
+    def _budget_call_request(self, call_id: str, caller: Caller, status: CheckinStatus) -> None:
+        """Take one of the caller's requests to be called (see
+        :data:`CALL_REQUESTS_PER_CALLER`), or refuse ``rate_limited``."""
+        key = caller.key(self._secret)
+        if not status.needs_number or key is None:
+            return
+        if call_id in self._requesting_calls:
+            return  # the same call again (a retry): storage returns its first record
+        now = self.service.clock()
+        budget = self._call_requests.pop(key, None) or Bucket.full(
+            CALL_REQUESTS_PER_CALLER, CALL_REQUESTS_PER_CALLER_PER_SEC, now
+        )
+        self._call_requests[key] = budget  # most recent last
+        while len(self._call_requests) > CALL_REQUESTS_TRACKED:
+            del self._call_requests[next(iter(self._call_requests))]
+        if not budget.take(now):
+            log.warning(
+                "call %s: a request to be called not stored again (%s)", call_id, caller.masked
+            )
+            raise RoomError(
+                ErrorCode.RATE_LIMITED,
+                "You asked us to call you a short while ago. Your request is with the team, "
+                "and someone will call you as soon as they can.",
+            )
+        self._requesting_calls[call_id] = None
+        while len(self._requesting_calls) > CALL_REQUESTS_TRACKED:
+            del self._requesting_calls[next(iter(self._requesting_calls))]
 
     async def _save_checkin(self, record: CheckinRecord) -> CheckinRecord:
         kept = self.pending.find(record)

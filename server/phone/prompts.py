@@ -69,6 +69,10 @@ CHECKIN_NO_NUMBER: Final = (
     "Please call again from a phone that shows its number."
 )
 CHECKIN_NOT_SAVED: Final = "Sorry, we could not save that. Please try again."
+CHECKIN_ALREADY: Final = (
+    "You asked us to call you a short while ago. Your request is with the team, "
+    "and someone will call you as soon as they can."
+)
 NOT_A_CRISIS_LINE: Final = (
     "This is not a crisis line. If you are in danger, hang up and call your local emergency number."
 )

@@ -315,7 +315,10 @@ async def _save_checkin(
 ) -> VoiceResponse:
     try:
         await a.lines.checkin(tc.sid, caller, status)
-    except Exception:
+    except Exception as e:
+        if isinstance(e, RoomError) and e.code is ErrorCode.RATE_LIMITED:
+            # Asked several times within the hour, on new calls: theirs is with the team.
+            return _goodbye(prompts.CHECKIN_ALREADY, prompts.NOT_A_CRISIS_LINE, prompts.GOODBYE)
         log.exception("call %s: a check-in could not be saved", tc.sid)
         return _ask(a, tc, "checkin/choice", prompts.CHECKIN, before=(prompts.CHECKIN_NOT_SAVED,))
     if status is CheckinStatus.TALK and a.talk_number:

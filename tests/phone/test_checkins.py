@@ -33,6 +33,37 @@ async def api(server: LiveServer, method: str, path: str, token: str | None) -> 
         return r.status, await r.json()
 
 
+async def test_requests_to_be_called_from_one_number_are_bounded(
+    live_server: LiveServer, clients: Any, bridges: Any
+) -> None:
+    """Automated calls from one number must not bury real requests in the queue (nor
+    ring the talk number over and over): past 3 an hour a new call's request is not
+    stored again and the caller is told theirs is with the team. A bridge's retry of one
+    already made (the same call) still gets its id; others are not held back."""
+    from server.phone.lines import CALL_REQUESTS_PER_CALLER
+
+    room, _fac, _ = await web_room(live_server, clients)
+    b = await bridges()
+    spam = "+1 555 010 0666"
+    ids = []
+    for n in range(CALL_REQUESTS_PER_CALLER):
+        status = "callback" if n % 2 else "talk"
+        ack = await b.ok("checkin.create", {"call_id": f"s{n}", "caller": spam, "status": status})
+        ids.append(ack["id"])
+    over = await b.call("checkin.create", {"call_id": "s-more", "caller": spam, "status": "talk"})
+    assert over["ok"] is False and over["error"]["code"] == "rate_limited"
+    assert "with the team" in over["error"]["message"]
+    last = CALL_REQUESTS_PER_CALLER - 1
+    retry = {"call_id": f"s{last}", "caller": spam, "status": "callback" if last % 2 else "talk"}
+    assert (await b.ok("checkin.create", retry))["id"] == ids[-1]  # a retry: same record
+    # "I'm OK" is no request to be called; another number is not held back.
+    await b.ok("checkin.create", {"call_id": "s-ok", "caller": spam, "status": "ok"})
+    await b.ok("checkin.create", {"call_id": "x1", "caller": "+15550100017", "status": "talk"})
+    _, body = await api(live_server, "GET", "/api/checkins", room["facilitator_token"])
+    from_spam = [c for c in body["checkins"] if c["caller"].endswith("66")]
+    assert len([c for c in from_spam if c["status"] != "ok"]) == CALL_REQUESTS_PER_CALLER
+
+
 async def test_checkins_from_a_bridge(live_server: LiveServer, clients: Any, bridges: Any) -> None:
     room, fac, _ = await web_room(live_server, clients)
     b = await bridges()

@@ -400,6 +400,27 @@ async def test_checkin_line_each_status(live_server: LiveServer, clients: Any) -
     assert by_id[ids["talk"]]["number"] == "+15550100033"
 
 
+async def test_a_caller_asking_again_and_again_hears_their_request_is_in(
+    live_server: LiveServer, clients: Any
+) -> None:
+    from server.phone.lines import CALL_REQUESTS_PER_CALLER
+
+    await web_room(live_server, clients)
+    for _ in range(CALL_REQUESTS_PER_CALLER):
+        phone = Phone(live_server.url, "+15550100044")
+        await phone.call()
+        await phone.press("2")
+        await phone.press("2")  # please call me back
+        assert phone.hung_up() and "call you back" in phone.said()
+    again = Phone(live_server.url, "+15550100044")
+    await again.call()
+    await again.press("2")
+    await again.press("2")
+    assert again.hung_up()
+    assert "Your request is with the team" in again.said()
+    assert "not a crisis line" in again.said()
+
+
 async def test_checkin_own_number_and_hidden_caller(live_server: LiveServer, clients: Any) -> None:
     _room, fac, _ = await web_room(live_server, clients)
     ok = Phone(live_server.url, "+15550100044")
