@@ -287,13 +287,19 @@ async def test_not_configured_is_404(server_factory: Any) -> None:
     assert phone.last_status == 404 and '"not_found"' in phone.last_raw
 
 
-async def test_replayed_webhooks_are_idempotent(live_server: LiveServer, clients: Any) -> None:
-    room, fac, _ = await web_room(live_server, clients)
-    phone = Phone(live_server.url, NUMBER)
+async def to_the_pin_step(phone: Phone) -> Any:
+    """Call, choose a group: the step that asks for the PIN (its Gather, to replay)."""
     await phone.call()
     await phone.press("1")
     pin_step = phone.twiml.find("Gather")
     assert pin_step is not None
+    return pin_step
+
+
+async def test_replayed_webhooks_are_idempotent(live_server: LiveServer, clients: Any) -> None:
+    room, fac, _ = await web_room(live_server, clients)
+    phone = Phone(live_server.url, NUMBER)
+    pin_step = await to_the_pin_step(phone)
     pin_answer = await phone.press(room["phone_pin"])
     assert pin_answer.find("Dial/Conference") is not None  # the PIN let the caller in
     pin_raw = phone.last_raw
@@ -327,10 +333,7 @@ async def test_a_webhook_replayed_after_the_call_ended_brings_no_ghost_back(
     forgotten at its end, and the replay made it anew and put a caller in the room."""
     room, fac, _ = await web_room(live_server, clients)
     phone = Phone(live_server.url, NUMBER)
-    await phone.call()
-    await phone.press("1")
-    pin_step = phone.twiml.find("Gather")
-    assert pin_step is not None
+    pin_step = await to_the_pin_step(phone)
     await phone.press(room["phone_pin"])
     joined = await fac.wait_for("participant.joined", lambda d: d["participant"]["via"] == "phone")
     pid = joined["participant"]["id"]

@@ -120,6 +120,16 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[Callable[[], subprocess.Pop
                     proc.wait(timeout=5)
 
 
+async def redis_up(port: int) -> None:
+    """Wait until the Redis on ``port`` answers (within a second or two)."""
+    for _ in range(100):
+        if subprocess.run(  # noqa: ASYNC221
+            ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
+        ).stdout.startswith(b"PONG"):
+            return
+        await asyncio.sleep(0.05)
+
+
 async def test_redis_restart_mid_session(
     own_redis: Callable[[], subprocess.Popen[bytes]],
     tmp_path: Path,
@@ -130,12 +140,7 @@ async def test_redis_restart_mid_session(
     port = own_redis.port  # type: ignore[attr-defined]
     cluster = Cluster(f"redis://127.0.0.1:{port}/0", tmp_path, database_url=cluster_database)
     try:
-        for _ in range(100):  # up within a second or two
-            if subprocess.run(  # noqa: ASYNC221
-                ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
-            ).stdout.startswith(b"PONG"):
-                break
-            await asyncio.sleep(0.05)
+        await redis_up(port)
         a, b = await cluster.start(2)
         room = await cluster.create_room(a)
         fac = make_client(a.url)
@@ -203,12 +208,7 @@ async def test_a_node_that_died_with_redis_is_still_found_dead(
     port = own_redis.port  # type: ignore[attr-defined]
     cluster = Cluster(f"redis://127.0.0.1:{port}/0", tmp_path, database_url=cluster_database)
     try:
-        for _ in range(100):
-            if subprocess.run(  # noqa: ASYNC221
-                ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
-            ).stdout.startswith(b"PONG"):
-                break
-            await asyncio.sleep(0.05)
+        await redis_up(port)
         a, b = await cluster.start(2)
         room = await cluster.create_room(a)
         fac = make_client(a.url)
