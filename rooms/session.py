@@ -131,13 +131,24 @@ def admit(tx: Tx, w: Waiting, by: str | None) -> None:
     tx.waiting_changed()
 
 
+def _replace_line(tx: Tx, pid: str, old: str | None, new: str | None) -> None:
+    """The same person on a new connection: tell the old one why, then close it (the
+    new one is not in the person's channel yet). A close without this is the server
+    going away, and a client comes back on its own. ``old``: None if it dropped."""
+    if old is not None and old != new:
+        tx.send([pid], "you.replaced")
+        tx.emit(Disconnect(pid, old))
+
+
+def _put_waiting(tx: Tx, w: Waiting) -> None:
+    """``w`` in place of the waiting entry of the same id (its place in line kept)."""
+    tx.state = tx.state.copy_and_replace(
+        waiting=tuple(w if x.id == w.id else x for x in tx.state.waiting)
+    )
+
+
 def _resume(tx: Tx, p: Participant, conn: str | None) -> None:
-    if p.connected and p.conn is not None and p.conn != conn:
-        # The same person on a new connection: tell the old one why, then close it (the
-        # new one is not in the person's channel yet). A close without this is the
-        # server going away, and a client comes back on its own.
-        tx.send([p.id], "you.replaced")
-        tx.emit(Disconnect(p.id, p.conn))
+    _replace_line(tx, p.id, p.conn if p.connected else None, conn)
     tx.updated(reconnected(p, conn))
     tx.emit(Welcome(p.id))
     tx.reply.update(participant_id=p.id, waiting=False, resumed=True)
@@ -146,13 +157,8 @@ def _resume(tx: Tx, p: Participant, conn: str | None) -> None:
 def _resume_waiting(tx: Tx, w: Waiting, conn: str | None) -> None:
     """Back in the waiting room within the grace period: the same place in line. Not
     held by a lock put on meanwhile: they were let wait before it."""
-    if w.dropped_at is None and w.conn is not None and w.conn != conn:
-        tx.send([w.id], "you.replaced")
-        tx.emit(Disconnect(w.id, w.conn))
-    back = replace(w, conn=conn, dropped_at=None)
-    tx.state = tx.state.copy_and_replace(
-        waiting=tuple(back if x.id == w.id else x for x in tx.state.waiting)
-    )
+    _replace_line(tx, w.id, w.conn if w.dropped_at is None else None, conn)
+    _put_waiting(tx, replace(w, conn=conn, dropped_at=None))
     if w.dropped_at is not None:
         tx.waiting_changed()
     tx.reply.update(participant_id=w.id, waiting=True, resumed=True)
@@ -169,11 +175,7 @@ def drop(tx: Tx, cmd: Drop) -> None:
         if w.via is Via.PHONE:
             _off_the_list(tx, w)  # a caller calls again: the phone line keeps no place
             return
-        tx.state = tx.state.copy_and_replace(
-            waiting=tuple(
-                replace(x, dropped_at=tx.now) if x.id == w.id else x for x in tx.state.waiting
-            )
-        )
+        _put_waiting(tx, replace(w, dropped_at=tx.now))
         tx.waiting_changed()
 
 

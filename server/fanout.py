@@ -192,8 +192,7 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
                 if conn is not None:
                     conn.write_frame(wire)  # type: ignore[arg-type]
                     continue
-                if socket is not None and socket.queue.qsize() >= MAX_QUEUED_PACKETS:
-                    await _cut_off(socket)
+                if socket is not None and await _cut_off_if_full(socket):
                     continue
                 for frame in frames:
                     await send(eio_sid, frame)
@@ -208,6 +207,15 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
 # A polling client fetches all that is queued at least every ping interval (25 s); a
 # room of 100 chatting at the rate limit queues 2,500 in that time.
 MAX_QUEUED_PACKETS: Final = 5000
+
+
+async def _cut_off_if_full(socket: Any) -> bool:
+    """Cut ``socket`` off if it has :data:`MAX_QUEUED_PACKETS` unfetched: True if so
+    (nothing more is queued for it)."""
+    if socket.queue.qsize() < MAX_QUEUED_PACKETS:
+        return False
+    await _cut_off(socket)
+    return True
 
 
 async def _cut_off(socket: Any) -> None:
@@ -343,8 +351,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         have them queued without bound, sending packets that each earn one, without
         joining anything."""
         socket = self.eio.sockets.get(eio_sid)
-        if socket is not None and socket.queue.qsize() >= MAX_QUEUED_PACKETS:
-            await _cut_off(socket)
+        if socket is not None and await _cut_off_if_full(socket):
             return
         await super()._send_packet(eio_sid, pkt)
 

@@ -120,6 +120,19 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[Callable[[], subprocess.Pop
                     proc.wait(timeout=5)
 
 
+async def cluster_on_own_redis(
+    own_redis: Callable[[], subprocess.Popen[bytes]],
+    tmp_path: Path,
+    database_url: str | None,
+) -> tuple[subprocess.Popen[bytes], Cluster]:
+    """A Redis of the test's own (to kill and restart), answering, and a cluster on it
+    (not started; the caller stops it)."""
+    redis = own_redis()
+    port = own_redis.port  # type: ignore[attr-defined]
+    await redis_up(port)
+    return redis, Cluster(f"redis://127.0.0.1:{port}/0", tmp_path, database_url=database_url)
+
+
 async def redis_up(port: int) -> None:
     """Wait until the Redis on ``port`` answers (within a second or two)."""
     for _ in range(100):
@@ -136,11 +149,8 @@ async def test_redis_restart_mid_session(
     make_client: Callable[[str], Client],
     cluster_database: str | None,
 ) -> None:
-    redis = own_redis()
-    port = own_redis.port  # type: ignore[attr-defined]
-    cluster = Cluster(f"redis://127.0.0.1:{port}/0", tmp_path, database_url=cluster_database)
+    redis, cluster = await cluster_on_own_redis(own_redis, tmp_path, cluster_database)
     try:
-        await redis_up(port)
         a, b = await cluster.start(2)
         room = await cluster.create_room(a)
         fac = make_client(a.url)
@@ -204,11 +214,8 @@ async def test_a_node_that_died_with_redis_is_still_found_dead(
     """Redis restarted with nothing (its host rebooted, node b on it too): a wrote the
     room back with b's people in it, but b's heartbeat and room list were gone with
     Redis, so b was never found dead and its people showed connected for good."""
-    redis = own_redis()
-    port = own_redis.port  # type: ignore[attr-defined]
-    cluster = Cluster(f"redis://127.0.0.1:{port}/0", tmp_path, database_url=cluster_database)
+    redis, cluster = await cluster_on_own_redis(own_redis, tmp_path, cluster_database)
     try:
-        await redis_up(port)
         a, b = await cluster.start(2)
         room = await cluster.create_room(a)
         fac = make_client(a.url)
