@@ -53,6 +53,10 @@ class UnreadablePacket(ValueError):
 # chatting at the rate limit writes well under 1 MB a minute to each member.
 MAX_UNREAD_BYTES = 4 * 1024 * 1024
 
+# Every Engine.IO socket says whether it is on a direct connection: None until _run
+# takes it over, and again once it ends (a plain attribute read per broadcast recipient).
+AsyncSocket.peerroom_direct = None
+
 _TEXT = 0x81  # FIN + text opcode
 _BINARY = 0x82  # FIN + binary opcode
 
@@ -115,22 +119,20 @@ class DirectConnection:
         return not self._closing and not self._transport.is_closing()
 
     def write_frame(self, frame: bytes) -> None:
-        """Write a ready frame now; never waits. Cuts off a peer that stopped reading."""
-        if self._closing or self._transport.is_closing():
-            return
+        """Write a ready frame now; never waits. Cuts off a peer that stopped reading.
+        (Once per recipient of every broadcast: kept to the fewest calls.)"""
         if self._held is not None:
-            self._held.append(frame)
+            if not self._closing:
+                self._held.append(frame)
             return
         self._put(frame)
 
     def _put(self, frame: bytes) -> None:
-        if self._closing or self._transport.is_closing():
+        transport = self._transport
+        if self._closing or transport.is_closing():
             return
-        self._transport.write(frame)
-        if (
-            self._protocol.writing_paused
-            and self._transport.get_write_buffer_size() > MAX_UNREAD_BYTES
-        ):
+        transport.write(frame)
+        if self._protocol.writing_paused and transport.get_write_buffer_size() > MAX_UNREAD_BYTES:
             log.info(
                 "%s: peer stopped reading (over %d bytes unread): cut off",
                 self._socket.sid,
@@ -161,7 +163,7 @@ _closing_tasks: set[asyncio.Future[Any]] = set()
 
 def direct_connection(socket: Any) -> DirectConnection | None:
     """The connection to write a broadcast frame to, or None for the library's path."""
-    conn: DirectConnection | None = getattr(socket, "peerroom_direct", None)
+    conn: DirectConnection | None = socket.peerroom_direct
     return conn
 
 

@@ -22,7 +22,7 @@ from engineio import packet as eio_packet
 from socketio import msgpack_packet, packet
 
 from rooms.errors import ErrorCode, RoomError
-from server.eio_direct import UnreadablePacket, direct_connection, ws_frame
+from server.eio_direct import UnreadablePacket, ws_frame
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self._joined: dict[tuple[str, str], set[Any]] = {}  # (namespace, sid) -> rooms
+        # (namespace, room) -> its members' (sid, eio_sid, Engine.IO socket), kept from
+        # one broadcast to the next until someone enters or leaves the room (_members)
+        self._members: dict[tuple[str, Any], tuple[tuple[str, str, Any], ...]] = {}
         # (namespace, sid) -> True once connected, False if it went away before that
         self._connect_waiters: dict[tuple[str, str], asyncio.Future[bool]] = {}
 
@@ -112,10 +115,12 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
         return result
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> None:
+        self._members.pop((namespace, room), None)
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
         self._joined.setdefault((namespace, sid), set()).add(room)
 
     def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        self._members.pop((namespace, room), None)
         super().basic_leave_room(sid, namespace, room)
         rooms = self._joined.get((namespace, sid))
         if rooms is not None:
@@ -181,16 +186,14 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
             if len(frames) == 1
             else None
         )
-        sockets = self.server.eio.sockets
         send = self.server.eio.send_packet
-        for sid, eio_sid in self.get_participants(namespace, to or room):
+        for sid, eio_sid, socket in self._members_of(namespace, to or room):
             if sid in skip:
                 continue
-            socket = sockets.get(eio_sid)
-            conn = direct_connection(socket) if wire is not None else None
+            conn = socket.peerroom_direct if wire is not None and socket is not None else None
             try:
                 if conn is not None:
-                    conn.write_frame(wire)  # type: ignore[arg-type]
+                    conn.write_frame(wire)
                     continue
                 if socket is not None and await _cut_off_if_full(socket):
                     continue
@@ -198,6 +201,30 @@ class DirectManager(socketio.AsyncManager):  # type: ignore[misc]
                     await send(eio_sid, frame)
             except Exception:  # one closing socket must not cost the others their copy
                 log.debug("a send to a closing connection failed", exc_info=True)
+
+    def _members_of(self, namespace: str, room: Any) -> tuple[tuple[str, str, Any], ...]:
+        """Who a broadcast to ``room`` reaches here: (sid, eio_sid, Engine.IO socket or
+        None). A room's list is built once and kept until a member enters or leaves
+        (``basic_enter_room`` / ``basic_leave_room``, through which every change of
+        ``self.rooms`` goes), not rebuilt from the room's dict at every chat line.
+        Whether a member is on a direct connection is read at each send (it changes
+        without a change of rooms). A list of rooms (``to=[...]``) is not kept."""
+        hashable = isinstance(room, str) or room is None
+        if hashable:
+            kept = self._members.get((namespace, room))
+            if kept is not None:
+                return kept
+        sockets = self.server.eio.sockets
+        members = tuple(
+            (sid, eio_sid, sockets.get(eio_sid))
+            for sid, eio_sid in self.get_participants(namespace, room)
+        )
+        # A room of one is cheap to look up (and every participant and connection has one
+        # of its own: keeping theirs would cost memory for nothing); a member whose
+        # socket is gone (closing) is not kept.
+        if hashable and len(members) > 1 and all(m[2] is not None for m in members):
+            self._members[(namespace, room)] = members
+        return members
 
 
 # Packets queued for a connection on the library's path (long-polling, or a websocket

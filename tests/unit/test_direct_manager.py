@@ -65,3 +65,62 @@ async def test_handshakes_in_flight_are_kept_as_the_library_keeps_them() -> None
     assert [m.is_connected(s, "/") for s in sids] == [False, True, True, False, False]
     with pytest.raises(ValueError):
         m.pending_disconnect.setdefault("/", _SidSet()).remove("nobody")
+
+
+class _Conn:
+    """Stands in for an eio_direct.DirectConnection: records the frames written."""
+
+    def __init__(self, log: list[tuple[str, bytes]], name: str) -> None:
+        self.log, self.name = log, name
+
+    def write_frame(self, frame: bytes) -> None:
+        self.log.append((self.name, frame))
+
+
+class _Socket:
+    def __init__(self, conn: _Conn | None) -> None:
+        self.peerroom_direct = conn
+        self.queue: asyncio.Queue[object] = asyncio.Queue()  # the library path's
+
+
+async def test_a_broadcast_reaches_the_room_as_it_is_now() -> None:
+    """A room's member list is kept from one broadcast to the next: every entry, exit,
+    disconnect and close_room in between must show in the next broadcast (a stale list
+    would deliver a room's lines to someone who left it)."""
+    m = _manager()
+    eio = m.server.eio
+    written: list[tuple[str, bytes]] = []
+    polled: list[str] = []
+
+    async def send_packet(eio_sid: str, pkt: object) -> None:  # the library's path
+        polled.append(eio_sid)
+
+    eio.send_packet = send_packet
+    sids: dict[str, str] = {}
+    for name in ("a", "b", "c", "d"):
+        eio.sockets[f"eio-{name}"] = _Socket(_Conn(written, name))
+        sids[name] = await m.pre_connect(f"eio-{name}", "/")
+        await m.connect(sids[name], "/")
+
+    async def heard(room: str = "room") -> list[str]:
+        written.clear()
+        await m.emit("chat", {"text": "x"}, "/", room=room)
+        return sorted(name for name, _ in written)
+
+    for name in ("a", "b", "c"):
+        await m.enter_room(sids[name], "/", "room")
+    assert await heard() == ["a", "b", "c"]
+    assert await heard() == ["a", "b", "c"]  # the kept list
+    await m.leave_room(sids["b"], "/", "room")
+    assert await heard() == ["a", "c"]
+    await m.enter_room(sids["d"], "/", "room")
+    assert await heard() == ["a", "c", "d"]
+    await m.disconnect(sids["c"], "/")
+    assert await heard() == ["a", "d"]
+    # off the direct path (its connection ended): the library's send, read at each send
+    eio.sockets["eio-a"].peerroom_direct = None
+    assert await heard() == ["d"] and polled == ["eio-a"]
+    await m.close_room("room", "/")
+    assert await heard() == [] and polled == ["eio-a"]
+    frames = {frame for _, frame in written}
+    assert len(frames) <= 1  # one frame built per broadcast, the same bytes for each
