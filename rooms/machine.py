@@ -123,5 +123,8 @@ def due(state: RoomState, now: float, rules: Rules) -> bool:
     g = rules.grace_secs
     if state.empty_since is not None and now - state.empty_since >= g:
         return True
-    dropped = [p.dropped_at for p in state.participants] + [w.dropped_at for w in state.waiting]
-    return any(at is not None and now - at >= g for at in dropped)
+    # (Asked of every room every second: loops, not lists built to be scanned.)
+    for p in state.participants:
+        if p.dropped_at is not None and now - p.dropped_at >= g:
+            return True
+    return any(w.dropped_at is not None and now - w.dropped_at >= g for w in state.waiting)

@@ -9,6 +9,7 @@ and bans by name use the key, so neither can be got round with a look-alike spel
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from typing import Final
 
@@ -34,6 +35,8 @@ _IGNORABLE_RANGES: Final = (
 
 
 def _ignorable(ch: str) -> bool:
+    if ch < "\x80":  # ASCII: none is a format character, a blank or in the ranges
+        return False
     if ch in _BLANKS or unicodedata.category(ch) == "Cf":
         return True
     code = ord(ch)
@@ -52,8 +55,10 @@ def _noncharacter(ch: str) -> bool:
     return 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
 
 
+@functools.lru_cache(maxsize=4096)
 def name_key(name: str) -> str:
-    """The form two names are compared in (see the module's docstring)."""
+    """The form two names are compared in (see the module's docstring). Kept for the
+    names seen last: every join compares the new name with everyone's in the room."""
     folded = unicodedata.normalize("NFKC", name).casefold()
     kept = "".join(" " if ch.isspace() else ch for ch in folded if not _ignorable(ch))
     return " ".join(kept.split())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
-from rooms.names import is_visible, name_key
+from rooms.names import _BLANKS, _IGNORABLE_RANGES, _ignorable, is_visible, name_key
 
 ZWJ = "\u200d"
 
@@ -52,3 +54,19 @@ def test_names_of_nothing_visible(blank: str) -> None:
 @pytest.mark.parametrize("name", ["Bo", "\u674e", "\U0001f33b", "J.", "7", "\U0001fa77"])
 def test_visible_names(name: str) -> None:
     assert is_visible(name)
+
+
+def test_ignorable_is_unicodes_definition_for_every_code_point_checked() -> None:
+    """The fast path (ASCII first, no generator) answers as the plain definition: a
+    blank, a format character (Cf) or in one of the ignorable ranges."""
+
+    def reference(ch: str) -> bool:
+        code = ord(ch)
+        return (
+            ch in _BLANKS
+            or unicodedata.category(ch) == "Cf"
+            or any(lo <= code <= hi for lo, hi in _IGNORABLE_RANGES)
+        )
+
+    points = [*range(0x30000), *range(0xE0000, 0xE1100)]
+    assert [cp for cp in points if _ignorable(chr(cp)) != reference(chr(cp))] == []
