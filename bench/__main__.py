@@ -48,6 +48,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     prof.add_argument("--workload", choices=["fanout", "join"], default="fanout")
     prof.add_argument("--joins", type=int, default=1_000, help="join storm size (--workload join)")
+    prof.add_argument(
+        "--after-load",
+        action="store_true",
+        help="--workload join: chat at --rate for --seconds and a hand storm before the storm",
+    )
     prof.add_argument("--target", default="peerroom", choices=list(targets.ALL_TARGETS))
     prof.add_argument("--participants", type=int, default=10_000)
     prof.add_argument("--rate", type=float, default=10_000.0, help="deliveries/s offered")
@@ -83,6 +88,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="fixed-rate fan-out steps, or one join storm per start",
     )
     ab.add_argument("--joins", type=int, default=1_000, help="join storm size (--workload join)")
+    ab.add_argument(
+        "--after-load",
+        action="store_true",
+        help="--workload join: before the storm, chat at each of --rates and a hand storm, "
+        "as a full run does",
+    )
     rep = sub.add_parser("report", help="render a report again from a JSON record")
     rep.add_argument("--from", dest="source", type=Path, required=True)
     rep.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
@@ -113,6 +124,7 @@ def _profile(args: argparse.Namespace) -> int:
         args.top,
         args.workload,
         args.joins,
+        after_load=args.after_load,
     )
     return uvloop.run(profile.run(a))
 
@@ -153,6 +165,7 @@ def _ab(args: argparse.Namespace) -> int:
         args.whole_rooms,
         workload=args.workload,
         joins=args.joins,
+        after_load=args.after_load,
     )
     if args.no_pin:
         a.server_core = a.gen_core = None

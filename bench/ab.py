@@ -32,7 +32,14 @@ from bench import targets
 from bench.loadgen import LoadGen, Room
 from bench.meters import CpuSpan
 from bench.runner import pin_self, raise_nofile
-from bench.workloads import FanoutPoint, JoinStormResult, fanout_step, join_storm, wait_server_idle
+from bench.workloads import (
+    FanoutPoint,
+    JoinStormResult,
+    fanout_step,
+    hand_storm,
+    join_storm,
+    wait_server_idle,
+)
 
 ROOM_SIZE = 10
 WARM_DELIVERIES_S = 2_000.0
@@ -54,6 +61,7 @@ class AbArgs:
     gen_core: int | None = 1
     workload: str = "fanout"  # or "join"
     joins: int = 1_000
+    after_load: bool = False  # join: chat at each rate and a hand storm first, as a run
 
 
 def _server_us(cpu: CpuSpan, done: int) -> float:
@@ -183,6 +191,11 @@ async def _one(a: AbArgs, src: Path, label: str, steps: list[AbStep], storms: li
         if not full:
             raise RuntimeError(f"{label}: no room could be filled ({len(errors)} join errors)")
         if a.workload == "join":
+            if a.after_load:  # the state a full run's storm meets: rooms that chatted
+                for rate in a.rates:
+                    await fanout_step(gen, full, "load", rate, a.seconds, DRAIN_SECS, rt.pids)
+                await wait_server_idle(rt.pids, 10.0)
+                await hand_storm(gen, full, rt.pids, 30.0)
             await wait_server_idle(rt.pids, 10.0)
             storm = AbJoin(label, await join_storm(gen, storm_rooms, ROOM_SIZE, rt.pids))
             storms.append(storm)

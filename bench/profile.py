@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import targets
 from bench.loadgen import LoadGen, Room
 from bench.runner import pin_self, raise_nofile
-from bench.workloads import fanout_step, join_storm, wait_server_idle
+from bench.workloads import fanout_step, hand_storm, join_storm, wait_server_idle
 
 ROOM_SIZE = 10
 
@@ -38,6 +38,7 @@ class ProfileArgs:
     joins: int = 1_000
     server_core: int | None = 0
     gen_core: int | None = 1
+    after_load: bool = False  # join: chat at --rate and a hand storm first, as a run
 
 
 def _function(frame: str) -> str:
@@ -104,6 +105,10 @@ async def run(a: ProfileArgs) -> int:
             # A short step first: connections and caches warm, as in a run.
             await fanout_step(gen, full, "warm", a.rate / 4, 1.0, 2.0, rt.pids)
         else:
+            if a.after_load:  # the state a full run's storm meets: rooms that chatted
+                await fanout_step(gen, full, "load", a.rate, a.seconds, 2.0, rt.pids)
+                await wait_server_idle(rt.pids, 10.0)
+                await hand_storm(gen, full, rt.pids, 30.0)
             await wait_server_idle(rt.pids, 10.0)
         a.out.mkdir(parents=True, exist_ok=True)
         raws = [a.out / f"{a.target}-{i}.txt" for i in range(len(rt.pids))]

@@ -217,21 +217,30 @@ async def _run(socket: Any, ws: web.WebSocketResponse, request: web.Request) -> 
             except Exception as e:  # not Engine.IO at all: this is no client of ours
                 log.info("%s: not an Engine.IO packet (%s): closing", socket.sid, type(e).__name__)
                 break
+            # Nothing of a message outlives its handling: kept in this frame until the
+            # next one arrives, every idle connection held its last message (its text
+            # and two objects), and after a burst that touched every connection the
+            # garbage collector walked them all again in the next one.
+            del msg
             if socket.closed:
                 break
             if pkt.packet_type == eio_packet.MESSAGE and on_message is not None:
+                data = pkt.data
+                del pkt
                 conn.cork()
                 try:
-                    await on_message(socket.sid, pkt.data)  # fanout.GuardedServer's
+                    await on_message(socket.sid, data)  # fanout.GuardedServer's
                 except Exception:
                     log.exception("%s: message handler error", socket.sid)
                 finally:
                     conn.uncork()
+                del data
                 continue
             try:
                 await socket.receive(pkt)
             except Exception:  # an unknown packet type, or the socket closed meanwhile
                 log.debug("%s: packet not handled", socket.sid, exc_info=True)
+            del pkt
     finally:
         conn.stop()
         socket.peerroom_direct = None

@@ -233,3 +233,39 @@ async def test_a_polling_client_that_never_fetches_its_refusals_is_cut_off(
                     break
         assert socket.closed
         assert socket.queue.qsize() <= 20
+
+
+def _readers() -> list[Any]:
+    """The frames of the running eio_direct reader loops (``_run``), found by following
+    each task's chain of awaited coroutines."""
+    import asyncio
+
+    frames = []
+    for task in asyncio.all_tasks():
+        coro: Any = task.get_coro()
+        while coro is not None:
+            code = getattr(coro, "cr_code", None)
+            if code is not None and code.co_name == "_run" and "eio_direct" in code.co_filename:
+                frames.append(coro.cr_frame)
+            coro = getattr(coro, "cr_await", None)
+    return frames
+
+
+async def test_an_idle_connection_keeps_nothing_of_its_last_message(
+    live_server: LiveServer, clients: Callable[..., Client]
+) -> None:
+    """A direct connection's reader, waiting for the next frame, holds no reference to the
+    one before (its text, the websocket message, the Engine.IO packet): with thousands
+    connected, each kept its last message in memory and in the collector's way."""
+    room = await live_server.create_room()
+    a, b = clients(live_server.url), clients(live_server.url)
+    await a.join(room["facilitator_token"], "Ann")
+    await b.join(room["invite_token"], "Bo")
+    marker = "a line nobody should keep " * 20
+    await b.ok("chat.send", {"text": marker})
+    await a.wait_for("chat", lambda d: d["message"]["text"] == marker)
+    readers = _readers()
+    assert len(readers) == 2
+    for frame in readers:
+        kept = {name for name in ("msg", "pkt", "data") if name in frame.f_locals}
+        assert kept == set()
