@@ -115,6 +115,9 @@ def _profile(args: argparse.Namespace) -> int:
     if not 10 <= args.participants <= MAX_PARTICIPANTS:
         print(f"participants must be 10..{MAX_PARTICIPANTS:,}", file=sys.stderr)
         return 2
+    if args.after_load and args.workload != "join":
+        print("--after-load is for --workload join", file=sys.stderr)
+        return 2
     a = profile.ProfileArgs(
         args.target,
         args.participants,
@@ -152,6 +155,9 @@ def _ab(args: argparse.Namespace) -> int:
             f"--joins must be at least 10, and with --participants at most {MAX_PARTICIPANTS:,}",
             file=sys.stderr,
         )
+        return 2
+    if args.after_load and args.workload != "join":
+        print("--after-load is for --workload join", file=sys.stderr)
         return 2
     sources = [s.resolve() for s in (args.sources or [targets.ROOT])]
     a = ab.AbArgs(

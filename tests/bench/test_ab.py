@@ -117,10 +117,24 @@ def test_join_storms_in_turn() -> None:
     assert len(summary) == 1 and summary[0].endswith("| 0 |"), out.stdout
 
 
+def test_a_join_storm_after_load() -> None:
+    """``--after-load``: chat at each rate and a hand storm before the storm, as a full
+    run does; the storm still joins everyone."""
+    out = bench(
+        *("ab", "--no-pin", "--workload", "join", "--after-load", "--participants", "20"),
+        *("--joins", "30", "--rates", "100", "--seconds", "0.5", "--repeats", "1"),
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stdout.splitlines() if "us/join" in line]
+    assert len(lines) == 1 and "joined    30 of 30" in lines[0], out.stdout
+
+
 def test_bad_arguments_are_refused() -> None:
     for bad in (
         *(["--rates", "x"], ["--rates", "0"], ["--seconds", "0"], ["--nodes", "9"]),
         *(["--joins", "5"], ["--joins", "15000", "--participants", "1000"]),
+        ["--after-load"],  # for join storms only
     ):
         out = bench("ab", *bad, timeout=60)
         assert out.returncode == 2, (bad, out.stderr)
