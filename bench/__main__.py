@@ -94,6 +94,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="--workload join: before the storm, chat at each of --rates and a hand storm, "
         "as a full run does",
     )
+    ab.add_argument(
+        "--quiet",
+        type=float,
+        default=0.0,
+        help="--workload join: seconds the idle server is left alone before the storm "
+        "(a lull before a session opens)",
+    )
     rep = sub.add_parser("report", help="render a report again from a JSON record")
     rep.add_argument("--from", dest="source", type=Path, required=True)
     rep.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
@@ -156,8 +163,11 @@ def _ab(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.after_load and args.workload != "join":
-        print("--after-load is for --workload join", file=sys.stderr)
+    if (args.after_load or args.quiet) and args.workload != "join":
+        print("--after-load and --quiet are for --workload join", file=sys.stderr)
+        return 2
+    if not 0 <= args.quiet <= 60:
+        print("--quiet must be 0..60 seconds", file=sys.stderr)
         return 2
     sources = [s.resolve() for s in (args.sources or [targets.ROOT])]
     a = ab.AbArgs(
@@ -172,6 +182,7 @@ def _ab(args: argparse.Namespace) -> int:
         workload=args.workload,
         joins=args.joins,
         after_load=args.after_load,
+        quiet=args.quiet,
     )
     if args.no_pin:
         a.server_core = a.gen_core = None

@@ -22,6 +22,7 @@ A source is a checkout of peerroom: ``git worktree add /tmp/before HEAD~1`` make
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import statistics
 import sys
@@ -62,6 +63,7 @@ class AbArgs:
     workload: str = "fanout"  # or "join"
     joins: int = 1_000
     after_load: bool = False  # join: chat at each rate and a hand storm first, as a run
+    quiet: float = 0.0  # join: seconds the idle server is then left alone before the storm
 
 
 def _server_us(cpu: CpuSpan, done: int) -> float:
@@ -197,6 +199,7 @@ async def _one(a: AbArgs, src: Path, label: str, steps: list[AbStep], storms: li
                 await wait_server_idle(rt.pids, 10.0)
                 await hand_storm(gen, full, rt.pids, 30.0)
             await wait_server_idle(rt.pids, 10.0)
+            await asyncio.sleep(a.quiet)
             storm = AbJoin(label, await join_storm(gen, storm_rooms, ROOM_SIZE, rt.pids))
             storms.append(storm)
             print(storm.line(), flush=True)

@@ -15,7 +15,8 @@ from aiohttp import web
 
 from rooms.errors import RoomError
 from server import gctune
-from server.app import create_app, make_runner, open_storage, resolve_secrets
+from server.app import SIO, create_app, make_runner, open_storage, resolve_secrets
+from server.fanout import GuardedServer
 from server.http import create_room
 from server.keys import ROOM_TOKENS, SETTINGS, STORAGE
 from server.payloads import validate_title
@@ -66,11 +67,17 @@ async def _serve(settings: Settings) -> None:
         _print_room("Welcome room", body)
     print('Create another room: peerroom create-room "Tuesday evening circle"', flush=True)
     gctune.tune(settings.gc_thresholds)  # after startup's own garbage
+    sio = app[SIO]
+    assert isinstance(sio, GuardedServer)
+    quiet = asyncio.get_running_loop().create_task(
+        gctune.collect_when_quiet(gctune.QuietCollector(lambda: sio.handled))
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    quiet.cancel()
     await runner.cleanup()
 
 

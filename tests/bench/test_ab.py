@@ -123,6 +123,7 @@ def test_a_join_storm_after_load() -> None:
     out = bench(
         *("ab", "--no-pin", "--workload", "join", "--after-load", "--participants", "20"),
         *("--joins", "30", "--rates", "100", "--seconds", "0.5", "--repeats", "1"),
+        *("--quiet", "0.2"),
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -135,6 +136,8 @@ def test_bad_arguments_are_refused() -> None:
         *(["--rates", "x"], ["--rates", "0"], ["--seconds", "0"], ["--nodes", "9"]),
         *(["--joins", "5"], ["--joins", "15000", "--participants", "1000"]),
         ["--after-load"],  # for join storms only
+        ["--quiet", "1"],
+        ["--workload", "join", "--quiet", "-1"],
     ):
         out = bench("ab", *bad, timeout=60)
         assert out.returncode == 2, (bad, out.stderr)

@@ -262,7 +262,10 @@ async def test_an_idle_connection_keeps_nothing_of_its_last_message(
     await a.join(room["facilitator_token"], "Ann")
     await b.join(room["invite_token"], "Bo")
     marker = "a line nobody should keep " * 20
+    sio = live_server.app[SIO]
+    handled = sio.handled  # what gctune's quiet collector watches for
     await b.ok("chat.send", {"text": marker})
+    assert sio.handled == handled + 1
     await a.wait_for("chat", lambda d: d["message"]["text"] == marker)
     readers = _readers()
     assert len(readers) == 2

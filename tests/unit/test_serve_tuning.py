@@ -85,3 +85,98 @@ def test_numbers_that_are_not_finite_are_a_clear_error(var: str, value: str) -> 
     if flag:
         with pytest.raises(SettingsError, match="--grace: must be a finite number"):
             from_sources(p.parse_args([f"{flag}={value}"]), {})
+
+
+class _Process:
+    """A clock, a CPU counter, a count of messages handled and the collector's counts,
+    moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = self.cpu = 0.0
+        self.messages = 0
+        self.counts = (0, 0, 0)
+        self.collected: list[int] = []
+
+    def collector(self) -> gctune.QuietCollector:
+        return gctune.QuietCollector(
+            lambda: self.messages,
+            clock=lambda: self.now,
+            cpu=lambda: self.cpu,
+            counts=lambda: self.counts,
+            collect=self.collect,
+        )
+
+    def collect(self, generation: int) -> int:
+        self.collected.append(generation)
+        self.cpu += 0.05  # the collection's own CPU
+        self.counts = (0, 0, self.counts[2] + 1)
+        return 0
+
+    def second(self, busy: float = 0.01, messages: int = 0) -> None:
+        self.now += 1.0
+        self.cpu += busy
+        self.messages += messages
+
+
+def test_young_garbage_is_collected_once_the_process_is_quiet() -> None:
+    p = _Process()
+    c = p.collector()
+    p.counts = (40_000, 1, 0)  # what a burst left
+    p.second(busy=0.9, messages=5_000)
+    assert c.look() is False  # busy: the automatic collections are left to run
+    p.second()
+    assert c.look() is True and p.collected == [1]  # young and middle, never a full one
+    p.second()
+    assert c.look() is False  # nothing left to walk
+    p.counts = (20_000, 0, 1)
+    for _ in range(5):
+        p.second()
+        assert c.look() is False  # at most one of its own every QUIET_EVERY_SECS
+    for _ in range(5):
+        p.second()
+        c.look()
+    assert p.collected == [1, 1]
+
+
+def test_any_message_or_a_busy_core_is_not_quiet() -> None:
+    p = _Process()
+    c = p.collector()
+    p.counts = (gctune.QUIET_DEBT, 0, 0)
+    p.second(messages=1)  # a chat line a second: people are talking
+    assert c.look() is False
+    p.second(busy=gctune.QUIET_CORE)  # no message, but the core is busy (handshakes)
+    assert c.look() is False
+    p.second()
+    assert c.look() is True
+
+
+def test_a_little_garbage_is_left_to_the_automatic_collections() -> None:
+    p = _Process()
+    c = p.collector()
+    p.counts = (gctune.QUIET_DEBT - 1, 0, 0)
+    p.second()
+    assert c.look() is False and p.collected == []
+    p.counts = (gctune.QUIET_DEBT - 1, 1, 0)  # a young collection's survivors, not walked again
+    p.second()
+    assert c.look() is True
+
+
+async def test_the_quiet_collector_looks_until_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    looks: list[bool] = []
+
+    class Counting(gctune.QuietCollector):
+        def look(self) -> bool:
+            looks.append(True)
+            if len(looks) == 2:
+                raise RuntimeError("a failing look is logged, not fatal")
+            return False
+
+    monkeypatch.setattr(gctune, "QUIET_LOOK_SECS", 0.01)
+    task = asyncio.create_task(gctune.collect_when_quiet(Counting(lambda: 0)))
+    while len(looks) < 3:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
