@@ -36,6 +36,8 @@ from typing import Any, Final
 
 from prometheus_client import Histogram
 
+log = logging.getLogger(__name__)
+
 GC_PAUSES: Final = Histogram(
     "peerroom_gc_pause_seconds",
     "Pauses of the cyclic garbage collector, by generation",
@@ -43,8 +45,6 @@ GC_PAUSES: Final = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
     registry=None,  # each app's registry adds it (server.metrics)
 )
-log = logging.getLogger(__name__)
-
 _GENERATIONS: Final = tuple(GC_PAUSES.labels(str(g)) for g in range(3))
 _started: dict[int, float] = {}
 
