@@ -130,6 +130,63 @@ async def test_a_backlog_the_kernel_cuts_is_named_at_start(tmp_path: Path) -> No
         await asyncio.wait_for(proc.wait(), 10)
 
 
+async def _gc_counts(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
+    """Collections so far by generation, from the server's /metrics."""
+    async with http.get(f"{base}/metrics") as r:
+        text = await r.text()
+    prefix = "peerroom_gc_pause_seconds_count"
+    return {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+async def test_serve_collects_a_bursts_garbage_once_it_is_quiet(tmp_path: Path) -> None:
+    """gctune.QuietCollector in the real process: a burst of joins and raises leaves far
+    fewer objects than an automatic young collection waits for (50,000), yet once no
+    message has come in for a second the young and middle generations are collected."""
+    import socketio
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERROOM_")}
+    proc = await serve(port, tmp_path / "data", env, out=True)
+    clients: list[socketio.AsyncClient] = []
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(15):
+            await read_until(proc.stdout, r"Create another room")
+        admin = (tmp_path / "data" / "admin_token").read_text().strip()
+        async with aiohttp.ClientSession() as http:
+            invites = []
+            for i in range(8):
+                async with http.post(
+                    f"{base}/api/rooms",
+                    json={"title": f"Circle {i}"},
+                    headers={"Authorization": f"Bearer {admin}"},
+                ) as r:
+                    invites.append((await r.json())["invite_token"])
+            before = await _gc_counts(http, base)
+            for i in range(80):
+                c = socketio.AsyncClient()
+                auth = {"token": invites[i % 8], "name": f"Guest {i}"}
+                await c.connect(base, auth=auth, transports=["websocket"])
+                clients.append(c)
+            for c in clients[:40]:
+                await c.call("hand.raise", {})
+            async with asyncio.timeout(8):
+                while (await _gc_counts(http, base))["1"] == before["1"]:
+                    await asyncio.sleep(0.25)
+            after = await _gc_counts(http, base)
+            assert after["2"] == before["2"]  # never a full collection
+    finally:
+        for c in clients:
+            await c.disconnect()
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+
+
 def test_create_room_prints_links_and_pin(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEERROOM_")}
     result = subprocess.run(
