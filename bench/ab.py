@@ -11,7 +11,11 @@ per source and rate, the median CPU per delivery and every p99.
 ``--workload join`` compares join storms instead: rooms of 10 are filled, the server is
 left to go quiet, then ``--joins`` fresh participants connect at once (as the run's join
 storm). One line per storm: joins/s, p50 and p99 from connect to welcome, server and
-generator CPU, and the server's CPU per join, the number to compare.
+generator CPU, and the server's CPU per join, the number to compare. ``--after-load``
+first chats at each of ``--rates`` and runs a hand storm, as a full run does before its
+join storm (what a burst leaves behind lands in the storm: step 32); ``--quiet`` then
+leaves the idle server alone for that many seconds, a lull before a session opens
+(step 33).
 
 Two options take the two-node commit path apart (optimisations.md, step 23):
 ``--nodes 1`` runs a Redis target as one node (the commit without a second node), and
